@@ -1,0 +1,3 @@
+from gencodec_cli.main import main
+
+main()

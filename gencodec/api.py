@@ -1,0 +1,274 @@
+"""One-shot API: ``compress``, ``decompress``, ``info``.
+
+``compress(data, codec)`` is exactly ``get_codec(codec).encode(...)`` plus the .gcx frame;
+``decompress(blob)`` is exactly ``get_codec(header.codec).decode(...)`` plus the checksum check.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import container, imageio
+from .container import Header
+from .errors import (
+    ChecksumError,
+    CorruptFileError,
+    GencodecError,
+    LimitError,
+    UnsupportedInputError,
+)
+from .registry import AUTO_BYTES_CANDIDATES, AUTO_IMAGE_RANKING, get_codec, get_entry
+
+#: Images whose header claims more pixels than this are refused before decoding
+#: (override per call with ``max_pixels=`` or with the GENCODEC_MAX_PIXELS environment variable).
+DEFAULT_MAX_PIXELS = 1 << 28
+
+
+def max_pixels_default() -> int:
+    env = os.environ.get("GENCODEC_MAX_PIXELS")
+    return int(env) if env else DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class CompressReport:
+    """The frame written by :func:`compress_report`, and what it cost."""
+
+    blob: bytes
+    header: Header
+    n_bytes_in: int  # bytes of the original file (or raw pixels for an in-memory image)
+    n_subpixels: int | None  # images: width x height x channels
+    seconds: float
+    stats: dict[str, Any] = field(default_factory=dict)  # e.g. ideal_bits from a model
+
+    @property
+    def n_bytes_out(self) -> int:
+        return len(self.blob)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return 8 * self.n_bytes_out / max(self.n_bytes_in, 1)
+
+    @property
+    def bits_per_subpixel(self) -> float | None:
+        return 8 * self.n_bytes_out / self.n_subpixels if self.n_subpixels else None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(
+            codec=self.header.codec,
+            kind=self.header.kind,
+            name=self.header.name,
+            n_bytes_in=self.n_bytes_in,
+            n_bytes_out=self.n_bytes_out,
+            bits_per_byte=self.bits_per_byte,
+            seconds=self.seconds,
+        )
+        if self.n_subpixels:
+            d.update(n_subpixels=self.n_subpixels, bits_per_subpixel=self.bits_per_subpixel)
+        d.update(self.stats)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# input normalisation
+
+
+def _load(data: Any, as_image: bool | None) -> tuple[Any, bytes | None, str]:
+    """-> (image or None, original bytes or None, name)."""
+    from_path = isinstance(data, (str, os.PathLike))
+    name = ""
+    if from_path:
+        path = Path(data)
+        if path.is_dir():
+            raise UnsupportedInputError(f"{path}: is a directory")
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise UnsupportedInputError(f"{path}: no such file") from None
+        except PermissionError:
+            raise UnsupportedInputError(f"{path}: permission denied") from None
+        except OSError as e:
+            raise UnsupportedInputError(f"{path}: cannot read ({e.strerror})") from None
+        data, name = raw, path.name
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        if as_image is False or (as_image is None and not from_path):
+            return None, raw, name
+        return imageio.try_open_pixels(raw), raw, name
+    return imageio.to_image(data), None, name
+
+
+def _raw_pixel_bytes(img) -> int:
+    return len(img.tobytes())
+
+
+def compress_report(
+    data: Any, codec: str = "auto", *, name: str | None = None, as_image: bool | None = None, **params: Any
+) -> CompressReport:
+    """Like :func:`compress`, returning the frame with its sizes, timing and model statistics."""
+    t0 = time.perf_counter()
+    img, raw, found_name = _load(data, as_image)
+    name = found_name if name is None else name
+    if codec != "auto":
+        kind = get_entry(codec).kind
+        if kind == "bytes":
+            if raw is None:
+                raise UnsupportedInputError(f"codec {codec!r} codes bytes; give it bytes or a file, not an image")
+            header, enc = _encode_bytes(raw, codec, name, params)
+        else:
+            if img is None:
+                why = "bytes given" if raw is not None and as_image is None and not name else "not a lossless image file"
+                if raw is not None and imageio.try_open_pixels(raw) is not None:
+                    img = imageio.try_open_pixels(raw)
+                else:
+                    raise UnsupportedInputError(
+                        f"codec {codec!r} codes images; the input is {why} (PNG, PPM/PGM, BMP or TIFF in a supported mode)"
+                    )
+            header, enc = _encode_image(img, codec, name, params)
+    elif img is not None:
+        header, enc = _auto_image(img, raw, name, params)
+    else:
+        header, enc = _auto_bytes(raw, name, params)
+    blob = container.pack(header, enc.payload)
+    n_in = len(raw) if raw is not None else _raw_pixel_bytes(img)
+    n_sub = imageio.n_subpixels(img) if header.kind == "image" else None
+    return CompressReport(blob, header, n_in, n_sub, time.perf_counter() - t0, dict(enc.stats))
+
+
+def compress(data: Any, codec: str = "auto", *, name: str | None = None, as_image: bool | None = None, **params: Any) -> bytes:
+    """Compress ``data`` into a .gcx frame.
+
+    data: ``bytes`` (coded as bytes), a path (``str``/``PathLike``: a PNG, PPM/PGM, BMP or TIFF
+    image is coded as pixels, anything else as bytes), a PIL image, or a uint8 numpy array
+    (H, W[, C]). ``as_image=True`` makes ``bytes`` input that holds such an image code as pixels.
+    codec: a registered name (``gencodec.list_codecs()``) or ``"auto"``. ``params`` go to the
+    codec (e.g. ``quality=80`` for lossy codecs, ``model=PATH`` for neural ones).
+    """
+    return compress_report(data, codec, name=name, as_image=as_image, **params).blob
+
+
+def _codec(name: str, params: dict[str, Any]):
+    options = {k: params.pop(k) for k in ("model",) if params.get(k) is not None}
+    params.pop("model", None)
+    return get_codec(name, **options)
+
+
+def _encode_bytes(raw: bytes, codec_name: str, name: str, params: dict[str, Any]):
+    codec = _codec(codec_name, dict(params))
+    enc = codec.encode(raw, **{k: v for k, v in params.items() if k != "model"})
+    header = Header(
+        codec=codec.name, kind="bytes", checksum=container.checksum(raw), params=enc.params,
+        model_id=codec.model_id, name=name, length=len(raw),
+    )
+    return header, enc
+
+
+def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
+    codec = _codec(codec_name, dict(params))
+    imageio.bit_depth(img.mode)  # refuses unknown modes with a message naming the mode
+    codec.check_mode(img)
+    if not codec.available:
+        from .errors import CodecUnavailableError
+
+        raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {codec.unavailable_reason()}")
+    enc = codec.encode(img, **{k: v for k, v in params.items() if k != "model"})
+    lossy = codec.kind == "lossy-image"
+    header = Header(
+        codec=codec.name, kind="image",
+        checksum=container.checksum(enc.payload) if lossy else imageio.pixel_digest(img),
+        params=enc.params, model_id=codec.model_id, name=name,
+        width=img.width, height=img.height, mode=img.mode, bit_depth=imageio.bit_depth(img.mode),
+    )
+    return header, enc
+
+
+def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
+    for codec_name in AUTO_IMAGE_RANKING:
+        codec = get_codec(codec_name)
+        if codec.available and img.mode in codec.modes:
+            header, enc = _encode_image(img, codec_name, name, params)
+            break
+    else:
+        if raw is None:
+            raise UnsupportedInputError(f"no lossless image codec here codes image mode {img.mode!r}")
+        return _auto_bytes(raw, name, params)
+    # never larger than storing the original file as it is
+    if raw is not None and len(enc.payload) >= len(raw):
+        return _auto_bytes(raw, name, params)
+    return header, enc
+
+
+def _auto_bytes(raw: bytes, name: str, params: dict[str, Any]):
+    best = None
+    for codec_name in AUTO_BYTES_CANDIDATES:
+        codec = get_codec(codec_name)
+        if not codec.available:
+            continue
+        header, enc = _encode_bytes(raw, codec_name, name, params)
+        if best is None or len(enc.payload) < len(best[1].payload):
+            best = (header, enc)
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+
+
+def decompress(blob: bytes, *, model: str | os.PathLike | None = None, max_pixels: int | None = None) -> Any:
+    """Restore what :func:`compress` framed: ``bytes``, or a PIL image for image frames.
+
+    The checksum in the frame is verified before anything is returned. ``model`` decodes a frame
+    written with a user-trained model; a frame whose model id differs is refused. Images claiming
+    more than ``max_pixels`` pixels are refused before any allocation.
+    """
+    header, payload = container.unpack(bytes(blob))
+    return _decode(header, payload, model=model, max_pixels=max_pixels)
+
+
+def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> Any:
+    codec = get_codec(header.codec, **({"model": model} if model is not None else {}))
+    if header.kind == "image":
+        limit = max_pixels_default() if max_pixels is None else max_pixels
+        if header.width * header.height > limit:
+            raise LimitError(
+                f"image of {header.width}x{header.height} pixels exceeds the limit of {limit} pixels "
+                "(raise it with --max-pixels or GENCODEC_MAX_PIXELS)"
+            )
+        imageio.bit_depth(header.mode)
+    if not codec.available:
+        from .errors import CodecUnavailableError
+
+        raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {codec.unavailable_reason()}")
+    lossy = codec.kind == "lossy-image"
+    if lossy and container.checksum(payload) != header.checksum:
+        raise ChecksumError("checksum mismatch: the coded data is damaged")
+    try:
+        out = codec.decode(payload, header)
+    except GencodecError:
+        raise
+    except Exception as e:  # a library choking on damaged data
+        raise CorruptFileError(f"corrupt {header.codec} payload: {type(e).__name__}: {e}") from e
+    if header.kind == "bytes":
+        if len(out) != header.length or container.checksum(out) != header.checksum:
+            raise ChecksumError("checksum mismatch: the restored bytes differ from the original")
+    elif not lossy:
+        if out.size != (header.width, header.height) or out.mode != header.mode or imageio.pixel_digest(out) != header.checksum:
+            raise ChecksumError("checksum mismatch: the restored pixels differ from the original")
+    return out
+
+
+def info(blob: bytes) -> dict[str, Any]:
+    """The frame's header as a dict, with ``n_bytes`` (whole frame) and ``payload_bytes``."""
+    header, payload = container.unpack(bytes(blob))
+    d = header.to_dict()
+    d.update(n_bytes=len(blob), payload_bytes=len(payload))
+    if header.kind == "image":
+        channels = {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1, "I;16": 1}[header.mode] if header.mode in imageio.BIT_DEPTHS else None
+        if channels:
+            d["bits_per_subpixel"] = 8 * len(blob) / max(header.width * header.height * channels, 1)
+    elif header.length:
+        d["bits_per_byte"] = 8 * len(blob) / header.length
+    return d

@@ -1,0 +1,79 @@
+"""The one interface every codec implements, classical or neural.
+
+A codec turns one input into a payload and back. It never sees the .gcx frame: ``gencodec.api``
+wraps the payload with a header (codec name, stored params, model id, shape, checksum) and
+verifies the checksum of what a codec restores. Image codecs take and return PIL images; byte
+codecs take and return ``bytes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from .errors import UnsupportedInputError
+
+CodecKind = Literal["lossless-image", "lossy-image", "bytes"]
+
+
+@dataclass
+class Encoded:
+    """What ``Codec.encode`` returns.
+
+    payload: the coded bytes. params: what the decoder needs besides the header's shape and mode
+    (stored in the header as JSON; keep it small). stats: numbers for reports that are not stored,
+    e.g. ``ideal_bits`` (the model's code length, -sum log2 p, for codecs with a model).
+    """
+
+    payload: bytes
+    params: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Codec:
+    """Base class. Subclasses set the class attributes and implement encode/decode.
+
+    name:        stable kebab-case name, written into every file; never reused for another bitstream
+    kind:        "lossless-image", "lossy-image" or "bytes"
+    modes:       image modes accepted (image codecs); others raise UnsupportedInputError
+    description: one line for ``gencodec codecs``
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[CodecKind]
+    description: ClassVar[str] = ""
+    modes: ClassVar[frozenset[str]] = frozenset()
+
+    # -- availability ---------------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        """None when the codec can run here, else a short reason (a missing library, say)."""
+        return None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason() is None
+
+    # -- model ----------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> bytes:
+        """Identity of the model the codec codes with (a hash of its weights); b"" for none."""
+        return b""
+
+    # -- coding ---------------------------------------------------------------------------------
+    def encode(self, data: Any, **params: Any) -> Encoded:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, payload: bytes, header: Any) -> Any:  # pragma: no cover - interface
+        """Restore the data from ``payload``; ``header`` is the frame's :class:`~gencodec.container.Header`."""
+        raise NotImplementedError
+
+    # -- helpers --------------------------------------------------------------------------------
+    def check_mode(self, img: Any) -> None:
+        if img.mode not in self.modes:
+            raise UnsupportedInputError(
+                f"codec {self.name!r} cannot code image mode {img.mode!r} "
+                f"(it codes {', '.join(sorted(self.modes))})"
+            )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} ({self.kind})>"

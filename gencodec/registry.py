@@ -1,0 +1,98 @@
+"""The one registry of codecs: stable name -> where the class lives.
+
+Entries are imported lazily so that listing codecs or reading a header never imports torch.
+A name, once released, always means the same bitstream: a changed bitstream gets a new name.
+To add a codec, add one line to ``_ENTRIES`` (and, for ``auto``, to a ranking below).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import Codec, CodecKind
+from .errors import UnknownCodecError
+
+
+@dataclass(frozen=True)
+class CodecEntry:
+    name: str
+    kind: CodecKind
+    target: str  # "module:Class", module relative to the gencodec package
+    description: str
+
+
+_ENTRIES: dict[str, CodecEntry] = {}
+
+
+def _add(name: str, kind: CodecKind, target: str, description: str) -> None:
+    if name in _ENTRIES:
+        raise ValueError(f"codec name {name!r} registered twice")
+    _ENTRIES[name] = CodecEntry(name, kind, target, description)
+
+
+# -- lossless images ----------------------------------------------------------------------------
+_add("png", "lossless-image", ".codecs.classic_image:PNGCodec", "PNG, zlib level 9 with the best filter strategy")
+_add("webp-lossless", "lossless-image", ".codecs.classic_image:WebPLosslessCodec", "WebP lossless, method 6, exact")
+_add("jpeg-xl-lossless", "lossless-image", ".codecs.classic_image:JPEGXLLosslessCodec", "JPEG XL lossless (libjxl)")
+_add("jpeg2000-lossless", "lossless-image", ".codecs.classic_image:JPEG2000LosslessCodec", "JPEG 2000 reversible 5/3 with RCT")
+# -- lossy images -------------------------------------------------------------------------------
+_add("jpeg", "lossy-image", ".codecs.classic_image:JPEGCodec", "JPEG (libjpeg-turbo), quality 1-100")
+_add("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, quality 0-100")
+_add("avif", "lossy-image", ".codecs.classic_image:AVIFCodec", "AVIF (libavif), quality 0-100")
+_add("jpeg-xl", "lossy-image", ".codecs.classic_image:JPEGXLCodec", "JPEG XL lossy (libjxl), quality 0-100")
+# -- bytes --------------------------------------------------------------------------------------
+_add("stored", "bytes", ".codecs.classic_bytes:StoredCodec", "no compression")
+_add("gzip", "bytes", ".codecs.classic_bytes:GzipCodec", "DEFLATE (zlib level 9, gzip framing)")
+_add("bz2", "bytes", ".codecs.classic_bytes:Bz2Codec", "bzip2, level 9")
+_add("xz", "bytes", ".codecs.classic_bytes:XzCodec", "xz / LZMA2, preset 9 extreme")
+_add("zstd", "bytes", ".codecs.classic_bytes:ZstdCodec", "Zstandard, level 19")
+_add("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, quality 11")
+
+#: ``auto`` for lossless images: the first available codec here that accepts the image's mode.
+AUTO_IMAGE_RANKING = ["jpeg-xl-lossless", "webp-lossless", "png"]
+#: ``auto`` for bytes: all of these are tried and the smallest payload wins ("stored" always last).
+AUTO_BYTES_CANDIDATES = ["xz", "brotli", "zstd", "bz2", "stored"]
+
+_INSTANCES: dict[str, Codec] = {}
+
+
+def entries() -> list[CodecEntry]:
+    return list(_ENTRIES.values())
+
+
+def get_entry(name: str) -> CodecEntry:
+    try:
+        return _ENTRIES[name]
+    except KeyError:
+        raise UnknownCodecError(
+            f"unknown codec {name!r} (known: {', '.join(_ENTRIES)})"
+        ) from None
+
+
+def get_codec(name: str, **options: Any) -> Codec:
+    """The codec registered under ``name``; ``options`` (e.g. ``model=PATH``) build a fresh instance."""
+    entry = get_entry(name)
+    if not options and name in _INSTANCES:
+        return _INSTANCES[name]
+    module_name, cls_name = entry.target.split(":")
+    module = importlib.import_module(module_name, __package__)
+    codec = getattr(module, cls_name)(**options)
+    if codec.name != name:  # pragma: no cover - registry bug
+        raise RuntimeError(f"registry entry {name!r} points at codec {codec.name!r}")
+    if not options:
+        _INSTANCES[name] = codec
+    return codec
+
+
+def list_codecs() -> list[dict[str, Any]]:
+    """Every registered codec: name, kind, description, availability (and why not)."""
+    out = []
+    for e in _ENTRIES.values():
+        try:
+            reason = get_codec(e.name).unavailable_reason()
+        except ImportError as exc:
+            reason = f"cannot import: {exc}"
+        out.append(dict(name=e.name, kind=e.kind, description=e.description, available=reason is None, reason=reason))
+    return out
