@@ -1,0 +1,73 @@
+"""What every subcommand shares: the one-line error format and the per-file loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import click
+
+from gencodec.errors import GencodecError
+
+from .io import FileError, display
+from .report import progress_enabled
+
+
+#: A line of output and whether it goes to stderr.
+Message = tuple[str, bool]
+
+
+class Failure(click.ClickException):
+    """A user-facing error that ends the command: one line on stderr, exit status 1."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:  # noqa: D102 - click API
+        click.echo(f"gencodec: error: {self.message}", err=True)
+
+
+def error_line(source: str, exc: BaseException) -> str:
+    """The one line that describes why ``source`` failed (without the ``gencodec: error:`` prefix)."""
+    if isinstance(exc, FileError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        return f"{exc.filename or display(source)}: {reason}"
+    return f"{display(source)}: {exc}"
+
+
+def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None], quiet: bool) -> int:
+    """Run ``work`` on every source, print what it returns, report each failure as one line.
+
+    ``work`` returns ``(text, to_stderr)`` to print, or None. Failures do not stop the loop.
+
+    Returns the exit status: 0 when every file succeeded, 1 otherwise. A progress bar (tqdm, on
+    stderr) is shown for several files on a terminal unless ``quiet``.
+    """
+    sources = list(sources)
+    bar = None
+    if progress_enabled(len(sources), quiet):
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(sources), unit="file", leave=False, dynamic_ncols=True)
+    status = 0
+    for source in sources:
+        try:
+            message = work(source)
+        except (GencodecError, FileError, OSError) as exc:
+            status = 1
+            message = (f"gencodec: error: {error_line(source, exc)}", True)
+        if message is not None:
+            if bar is not None:
+                with bar.external_write_mode():
+                    click.echo(message[0], err=message[1])
+            else:
+                click.echo(message[0], err=message[1])
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return status
+
+
+def to_failure(exc: GencodecError) -> Failure:
+    return Failure(str(exc))
