@@ -107,12 +107,7 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
             io.check_writable(target, force, source)
         raw = io.read_input(source)
         name = "" if source == io.STDIO else os.path.basename(source)
-        try:
-            report = gencodec.compress_report(raw, codec, name=name, as_image=True, **codec_params)
-        except TypeError as e:
-            if not codec_params:
-                raise
-            raise FileError(f"codec {codec!r} does not take these parameters: {e}") from None
+        report = gencodec.compress_report(raw, codec, name=name, as_image=True, **codec_params)
         if data_to_stdout:
             io.write_stdout(report.blob)
         else:

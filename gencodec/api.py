@@ -123,6 +123,9 @@ def compress_report(
                 why = "bytes given" if raw is not None and as_image is None and not name else "not a lossless image file"
                 if raw is not None and imageio.try_open_pixels(raw) is not None:
                     img = imageio.try_open_pixels(raw)
+                elif raw is not None and imageio.pixel_file_mode(raw) is not None:
+                    imageio.bit_depth(imageio.pixel_file_mode(raw))  # raises, naming the mode
+                    raise UnsupportedInputError(f"codec {codec!r} cannot code this image (several frames, or damaged)")
                 else:
                     raise UnsupportedInputError(
                         f"codec {codec!r} codes images; the input is {why} (PNG, PPM/PGM, BMP or TIFF in a supported mode)"

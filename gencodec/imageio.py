@@ -66,6 +66,20 @@ def try_open_pixels(data: bytes):
         return None
 
 
+def pixel_file_mode(data: bytes) -> str | None:
+    """The Pillow mode of ``data`` when it is an image file in a pixel format (any mode), else None.
+
+    Lets an error name the mode of an image that :func:`try_open_pixels` refused (CMYK, F, I).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+    return img.mode if img.format in PIXEL_FORMATS else None
+
+
 def to_image(obj):
     """A PIL image from a PIL image or a uint8/uint16 numpy array (H, W), (H, W, 1..4)."""
     from PIL import Image

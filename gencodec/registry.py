@@ -8,11 +8,12 @@ To add a codec, add one line to ``_ENTRIES`` (and, for ``auto``, to a ranking be
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from .codec import Codec, CodecKind
-from .errors import UnknownCodecError
+from .errors import UnknownCodecError, UnsupportedInputError
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,13 @@ def get_codec(name: str, **options: Any) -> Codec:
         return _INSTANCES[name]
     module_name, cls_name = entry.target.split(":")
     module = importlib.import_module(module_name, __package__)
-    codec = getattr(module, cls_name)(**options)
+    cls = getattr(module, cls_name)
+    if options:
+        try:
+            inspect.signature(cls).bind(**options)
+        except TypeError:
+            raise UnsupportedInputError(f"codec {name!r} takes no {', '.join(sorted(options))} option") from None
+    codec = cls(**options)
     if codec.name != name:  # pragma: no cover - registry bug
         raise RuntimeError(f"registry entry {name!r} points at codec {codec.name!r}")
     if not options:

@@ -7,6 +7,7 @@ import gzip
 import lzma
 
 from ..codec import Codec, Encoded
+from ..errors import UnsupportedInputError
 
 
 class _ByteCodec(Codec):
@@ -14,7 +15,7 @@ class _ByteCodec(Codec):
 
     def encode(self, data: bytes, **params) -> Encoded:
         if params:
-            raise TypeError(f"codec {self.name!r} takes no parameters (got {', '.join(params)})")
+            raise UnsupportedInputError(f"codec {self.name!r} takes no parameters (got {', '.join(params)})")
         return Encoded(self._compress(bytes(data)))
 
     def decode(self, payload: bytes, header) -> bytes:
