@@ -1,0 +1,47 @@
+"""Integer-exact neural inference: every probability the coder sees is a pure function of data and model.
+
+Layers hold small integers in float tensors, convolve by im2col + matmul, rescale by powers of two
+and round/clamp, so outputs are bit-identical across machines, threads, batch splits and CPU
+instruction sets (see docs/EXACTNESS.md). Each exact layer has a fake-quantized training twin
+whose ``export()`` returns it.
+
+Example::
+
+    from gencodec.exact import QFormat, QuantLinear, exact_mode, export_model, prepare_exact
+    net = torch.nn.Sequential(QuantLinear(8, 32, QFormat(0, 0, 255), QFormat(4, 0, 127)),
+                              QuantLinear(32, 4, QFormat(4, 0, 127), QFormat(4, -127, 127)))
+    ...train net on real values...
+    exact = prepare_exact(export_model(net))       # checks accumulation bounds, picks float32/64
+    with exact_mode():
+        logits_int = exact(pixels.float())
+"""
+
+from .layers import (
+    ExactConv2d,
+    ExactLinear,
+    QuantConv2d,
+    QuantLinear,
+    causal_mask,
+    check_input_range,
+    export_model,
+    shift_down,
+    shift_right,
+)
+from .quant import QFormat, exact_mode, fake_quant, requantize, round_ste
+
+__all__ = [
+    "QFormat",
+    "requantize",
+    "fake_quant",
+    "round_ste",
+    "exact_mode",
+    "ExactLinear",
+    "ExactConv2d",
+    "QuantLinear",
+    "QuantConv2d",
+    "shift_down",
+    "shift_right",
+    "causal_mask",
+    "export_model",
+    "check_input_range",
+]
