@@ -198,9 +198,12 @@ def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
         if raw is None:
             raise UnsupportedInputError(f"no lossless image codec here codes image mode {img.mode!r}")
         return _auto_bytes(raw, name, params)
-    # never larger than storing the original file as it is
-    if raw is not None and len(enc.payload) >= len(raw):
-        return _auto_bytes(raw, name, params)
+    # never larger than storing the original file as it is (compare whole frames: an image
+    # header is a few bytes longer than a bytes header)
+    if raw is not None:
+        stored = Header(codec="stored", kind="bytes", checksum=container.checksum(raw), name=name, length=len(raw))
+        if len(container.pack(header, enc.payload)) >= len(container.pack(stored, raw)):
+            return _auto_bytes(raw, name, params)
     return header, enc
 
 
