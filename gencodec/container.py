@@ -157,7 +157,7 @@ def _decode_header(body: bytes) -> Header:
         else:
             raise CorruptFileError("not a valid .gcx file: unknown data kind in header")
         digest = r.take(r.unpack("<B")[0])
-    except (UnicodeDecodeError, ValueError) as e:  # json errors are ValueErrors
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # json errors are ValueErrors; deep nesting recurses
         raise CorruptFileError(f"not a valid .gcx file: unreadable header ({e.__class__.__name__})") from None
     if r.pos != len(body) or not isinstance(params, dict):
         raise CorruptFileError("not a valid .gcx file: malformed header")
