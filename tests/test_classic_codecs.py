@@ -143,7 +143,6 @@ def test_palette_png_file_round_trips_from_path(codec, tmp_path, kodak_crop):
 
 
 def test_16_bit_png_file_round_trips_from_path(tmp_path, kodak_crop):
-
     deep = Image.fromarray(np.asarray(kodak_crop().convert("L"), np.uint16) * 257 + 3)
     deep.save(tmp_path / "deep.png")
     blob = gencodec.compress(tmp_path / "deep.png")
