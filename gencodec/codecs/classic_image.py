@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..codec import Codec, Encoded
-from ..errors import CorruptFileError, UnsupportedInputError
+from ..errors import CorruptFileError, LimitError, UnsupportedInputError
 from . import image_planes
 from .image_planes import Plane
 
@@ -49,7 +49,10 @@ def _check_side(codec: Codec, img: Image.Image, max_side: int) -> None:
 
 def _open(data: bytes, header: Any) -> Image.Image:
     """Open a bitstream with Pillow, checking its size against the header before decoding."""
-    im = Image.open(io.BytesIO(data))
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise LimitError(f"Pillow refuses to decode images of over {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
     if im.size != (header.width, header.height):
         raise CorruptFileError(f"payload holds a {im.width}x{im.height} image, the header says {header.width}x{header.height}")
     im.load()
