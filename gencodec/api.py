@@ -248,6 +248,13 @@ def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> A
         from .errors import CodecUnavailableError
 
         raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {codec.unavailable_reason()}")
+    if codec.model_id != header.model_id:
+        from .errors import ModelMismatchError
+
+        raise ModelMismatchError(
+            f"the file was coded with model {header.model_id.hex() or '(none)'}, not with "
+            f"{codec.model_id.hex() or '(none)'}" + ("" if model is not None else " (give the model with --model PATH)")
+        )
     lossy = codec.kind == "lossy-image"
     if lossy and container.checksum(payload) != header.checksum:
         raise ChecksumError("checksum mismatch: the coded data is damaged")

@@ -467,6 +467,13 @@ def test_unknown_codec_option_and_param_errors(text_file):
     assert files_in(text_file.parent) == {"grammar.lsp"}
 
 
+def test_frame_coded_with_another_model_is_refused(tmp_path):
+    header = Header(codec="stored", kind="bytes", checksum=container.checksum(b"x"), model_id=b"\x01\x02", name="x", length=1)
+    (tmp_path / "m.gcx").write_bytes(container.pack(header, b"x"))
+    assert_one_line_error(run("decompress", tmp_path / "m.gcx"), "coded with model 0102, not with (none)", "--model")
+    assert files_in(tmp_path) == {"m.gcx"}
+
+
 def test_decompress_with_model_for_a_classical_frame(frame):
     assert_one_line_error(run("decompress", "--model", "m.safetensors", frame), "codec 'xz' takes no model option")
 
