@@ -21,7 +21,6 @@ from PIL import Image
 from ..codec import Codec, Encoded
 from ..errors import CorruptFileError, LimitError, UnsupportedInputError
 from . import image_planes
-from .image_planes import Plane
 
 DEFAULT_QUALITY = 75
 
@@ -117,7 +116,7 @@ class PNGCodec(_LosslessImageCodec):
     Candidates: Pillow's adaptive per-row filter with zlib strategies default and filtered, and
     libpng (imagecodecs) with fixed filters sub, up, paeth and its adaptive "all", each with
     strategies default and filtered. On Kodak the winner varies by image (1-3% apart);
-    trying all ten costs about 1.5 s for a 768x512 photo. Decoding needs no parameters.
+    trying all ten costs 1-2 s for a 768x512 photo. Decoding needs no parameters.
     """
 
     name = "png"
