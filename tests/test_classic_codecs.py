@@ -3,7 +3,6 @@ codecs restore every byte, lossy codecs keep size and mode at a sane quality."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
