@@ -69,8 +69,8 @@ def codecs(as_json: bool) -> None:
         click.echo("\n".join(codec_lines(rows)))
 
 
-def _add_optional(module_name: str) -> None:
-    """Register ``cli/<module_name>.py``'s command of the same name, if that module exists.
+def add_optional(group: click.Group, module_name: str) -> None:
+    """Register ``cli/<module_name>.py``'s command of the same name in ``group``, if that module exists.
 
     A module that exists but fails to import is registered as a stub that explains why, so a
     broken optional command never breaks the rest of the CLI.
@@ -89,11 +89,11 @@ def _add_optional(module_name: str) -> None:
             raise Failure(f"gencodec {module_name} is unavailable here: {reason}")
 
         command = stub
-    cli.add_command(command, module_name)
+    group.add_command(command, module_name)
 
 
 for _name in ("train", "bench"):
-    _add_optional(_name)
+    add_optional(cli, _name)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from gencodec import container
 from gencodec.container import Header
 from gencodec_cli import io as cli_io
 from gencodec_cli import report
+from gencodec_cli import main as cli_main
 from gencodec_cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -497,6 +498,45 @@ def test_bad_usage_exits_2(tmp_path, args):
     assert "Traceback" not in result.output
 
 
+def test_compressed_data_is_not_written_to_a_terminal(text_file, monkeypatch):
+    monkeypatch.setattr(cli_io, "stdout_is_terminal", lambda: True)
+    result = run("compress", "-c", text_file)
+    assert_one_line_error(result, "refusing to write compressed data to a terminal")
+    assert result.stdout_bytes == b""
+
+
+def test_progress_bar_only_for_several_files_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert report.progress_enabled(2, quiet=False)
+    assert not report.progress_enabled(1, quiet=False)
+    assert not report.progress_enabled(2, quiet=True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert not report.progress_enabled(2, quiet=False)
+
+
+def test_optional_command_that_fails_to_import_becomes_a_stub(monkeypatch):
+    import click
+
+    def broken_import(name, package=None):
+        raise ImportError("No module named 'fancy_dependency'")
+
+    monkeypatch.setattr(cli_main.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(cli_main.importlib, "import_module", broken_import)
+    group = click.Group("g")
+    cli_main.add_optional(group, "train")
+    monkeypatch.undo()
+    result = CliRunner().invoke(group, ["train", "--epochs", "3"])
+    assert_one_line_error(result, "gencodec train is unavailable here: ImportError: No module named 'fancy_dependency'")
+
+
+def test_absent_optional_command_is_not_registered():
+    import click
+
+    group = click.Group("g")
+    cli_main.add_optional(group, "no_such_module_here")
+    assert group.commands == {}
+
+
 # ---------------------------------------------------------------------------------------------
 # atomic output
 
@@ -577,6 +617,7 @@ def test_python_dash_m_and_pipes(tmp_path):
 _NO_TORCH = """
 import sys
 from click.testing import CliRunner
+from gencodec_cli import main as cli_main
 from gencodec_cli.main import cli
 runner = CliRunner()
 for args in (["--help"], ["compress", "--help"], ["codecs"], ["compress", "--codec", "xz", "-c", sys.argv[1]]):
