@@ -106,7 +106,7 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
             target = output if output is not None else io.compressed_name(source)
             io.check_writable(target, force, source)
         raw = io.read_input(source)
-        name = "" if source == io.STDIO else os.path.basename(source)
+        name = "" if source == io.STDIO else io.storable_name(os.path.basename(source))
         report = gencodec.compress_report(raw, codec, name=name, as_image=True, **codec_params)
         if data_to_stdout:
             io.write_stdout(report.blob)

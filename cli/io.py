@@ -62,6 +62,19 @@ def strip_suffix(path: str) -> str | None:
     return None
 
 
+def storable_name(name: str) -> str:
+    """``name`` if it can go into a header (valid UTF-8), else "".
+
+    A file name that is not valid UTF-8 (possible on POSIX) is not stored; decompressing then
+    restores the .gcx file's own name without its suffix, which keeps the original bytes.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return name
+
+
 def safe_stored_name(name: str) -> str | None:
     """The file name stored in a header, if it is a plain name (no directories, not ``..``).
 

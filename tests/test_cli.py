@@ -191,6 +191,16 @@ def test_unsafe_stored_name_is_ignored(tmp_path):
     assert (tmp_path / "sub" / "x").read_bytes() == b"payload\n"
 
 
+def test_file_name_that_is_not_utf8(tmp_path):
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xff.txt")
+    Path(path).write_bytes(b"bytes named oddly\n")
+    assert run("compress", "-q", path).exit_code == 0
+    assert gencodec.info(Path(path + ".gcx").read_bytes())["name"] == ""
+    os.unlink(path)
+    assert run("decompress", "-q", path + ".gcx").exit_code == 0
+    assert Path(path).read_bytes() == b"bytes named oddly\n"
+
+
 def test_empty_file_round_trips(tmp_path):
     (tmp_path / "empty").write_bytes(b"")
     assert run("compress", tmp_path / "empty").exit_code == 0
