@@ -65,6 +65,13 @@ def check_freqs(freqs: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
+def _trusted(freqs: np.ndarray) -> np.ndarray:
+    """Shape/dtype check only, for tables built by gencodec.exact (float64 integers >= 1)."""
+    if not isinstance(freqs, np.ndarray) or freqs.dtype != np.float64 or freqs.ndim != 2:
+        raise ExactnessError("unvalidated tables must be a (N, K) float64 numpy array")
+    return np.ascontiguousarray(freqs)
+
+
 def _check_symbols(symbols: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
     sym = np.asarray(symbols)
     if sym.ndim != 1 or sym.shape[0] != n_rows:
@@ -102,11 +109,16 @@ class RangeEncoder:
         self.n_symbols = 0
         self._finished = False
 
-    def encode(self, symbols: np.ndarray, freqs: np.ndarray) -> None:
-        """Encode ``symbols`` (N,) ints in [0, K), symbol i under table ``freqs[i]`` (N, K)."""
+    def encode(self, symbols: np.ndarray, freqs: np.ndarray, validate: bool = True) -> None:
+        """Encode ``symbols`` (N,) ints in [0, K), symbol i under table ``freqs[i]`` (N, K).
+
+        validate=False skips the integer/positivity scan (about 0.7 µs per 256-entry row); use it
+        only for float64 tables from gencodec.exact's builders, which hold integers >= 1 by
+        construction.
+        """
         if self._finished:
             raise RuntimeError("encoder already finished")
-        table = check_freqs(freqs)
+        table = check_freqs(freqs) if validate else _trusted(freqs)
         sym = _check_symbols(symbols, table.shape[0], table.shape[1])
         if sym.size == 0:
             return
@@ -136,9 +148,12 @@ class RangeDecoder:
         words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
         self._coder = constriction.stream.queue.RangeDecoder(words)
 
-    def decode(self, freqs: np.ndarray) -> np.ndarray:
-        """Decode one group: ``freqs`` (N, K) tables, exactly those the encoder used -> (N,) int64."""
-        table = check_freqs(freqs)
+    def decode(self, freqs: np.ndarray, validate: bool = True) -> np.ndarray:
+        """Decode one group: ``freqs`` (N, K) tables, exactly those the encoder used -> (N,) int64.
+
+        ``validate`` as in :meth:`RangeEncoder.encode`.
+        """
+        table = check_freqs(freqs) if validate else _trusted(freqs)
         if table.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
         try:

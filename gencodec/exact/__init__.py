@@ -14,8 +14,12 @@ Example::
     exact = prepare_exact(export_model(net))       # checks accumulation bounds, picks float32/64
     with exact_mode():
         logits_int = exact(pixels.float())
+
+    tables = LogisticTables()                       # residual coding: integer mean + scale index
+    freqs = tables.freqs(mean_q, scale_idx)         # (N, 256) float64 integers, rows sum to 2**20
 """
 
+from .freqs import ExpTable, IntCategorical, LogisticTables, logits_to_freqs
 from .layers import (
     ExactConv2d,
     ExactLinear,
@@ -44,4 +48,8 @@ __all__ = [
     "causal_mask",
     "export_model",
     "check_input_range",
+    "ExpTable",
+    "logits_to_freqs",
+    "IntCategorical",
+    "LogisticTables",
 ]
