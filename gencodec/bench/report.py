@@ -165,7 +165,8 @@ def totals(rows: Sequence[dict[str, Any]], jobs: Sequence[tuple[str, dict[str, A
         n_out = sum(r["n_bytes_out"] for r in ok)
         payload = sum(r["payload_bytes"] for r in ok)
         t.update(n_bytes_in=n_in, n_bytes_out=n_out, payload_bytes=payload, header_bytes=n_out - payload,
-                 bits_per_byte=metrics.bits_per_byte(n_out, n_in))
+                 bits_per_byte=metrics.bits_per_byte(n_out, n_in),
+                 mean_bits_per_byte=sum(r["bits_per_byte"] for r in ok) / len(ok))
         if all("n_subpixels" in r for r in ok):
             n_sub = sum(r["n_subpixels"] for r in ok)
             n_pix = sum(r["n_pixels"] for r in ok)
@@ -323,17 +324,21 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
     tots = [t for t in doc["totals"] if t.get("n_files")]
     images = all("bits_per_subpixel" in t for t in tots) and tots
     rate_key, rate_name = ("bits_per_subpixel", "bits/subpixel") if images else ("bits_per_byte", "bits/byte")
+    with_ideal = any("ideal_bits" in t for t in tots)
     head = ["codec", "files", "original bytes", "compressed bytes", rate_name]
-    head += ["bits/pixel"] if images else []
-    head += ["ideal", "overhead", "encode s", "decode s", "enc MB/s", "dec MB/s", "enc CPU s", "peak MiB"]
+    head += ["bits/pixel"] if images else ["mean bits/byte of files"]
+    head += ["ideal", "overhead"] if with_ideal else []
+    head += ["encode s", "decode s", "enc MB/s", "dec MB/s", "enc CPU s", "dec CPU s", "peak MiB"]
     body = []
     for t in sorted(tots, key=lambda t: t[rate_key]):
         c = t["cost"]
-        ideal = t.get("ideal_bits_per_subpixel") if images else (t["ideal_bits"] / t["n_bytes_in"] if "ideal_bits" in t else None)
         line = [f"`{t['codec']}`", str(t["n_files"]), _size(t["n_bytes_in"]), _size(t["n_bytes_out"]), _f(t[rate_key])]
-        line += [_f(t["bits_per_pixel"])] if images else []
-        line += [_f(ideal), _f(t.get("frame_overhead_pct"), 2, " %"), _f(c["encode_wall_s"], 3), _f(c["decode_wall_s"], 3),
-                 _f(c["encode_mb_per_s"], 2), _f(c["decode_mb_per_s"], 2), _f(c["encode_cpu_s"], 3), _f(c["peak_rss_mib"], 0)]
+        line += [_f(t["bits_per_pixel"])] if images else [_f(t["mean_bits_per_byte"])]
+        if with_ideal:
+            ideal = t.get("ideal_bits_per_subpixel") if images else (t["ideal_bits"] / t["n_bytes_in"] if "ideal_bits" in t else None)
+            line += [_f(ideal), _f(t.get("frame_overhead_pct"), 2, " %")]
+        line += [_f(c["encode_wall_s"], 3), _f(c["decode_wall_s"], 3), _f(c["encode_mb_per_s"], 2),
+                 _f(c["decode_mb_per_s"], 2), _f(c["encode_cpu_s"], 3), _f(c["decode_cpu_s"], 3), _f(c["peak_rss_mib"], 0)]
         body.append(line)
     parts = [_table(head, body)]
     bad = [t for t in doc["totals"] if t.get("n_skipped") or t.get("n_failed")]

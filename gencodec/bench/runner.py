@@ -39,10 +39,10 @@ from . import metrics
 #: Quality levels swept by default, per lossy codec (chosen to span about 26-40 dB PSNR on
 #: Kodak). A codec class may instead define ``bench_qualities`` (a sequence of quality values).
 DEFAULT_QUALITIES: dict[str, tuple[Any, ...]] = {
-    "jpeg": (10, 20, 30, 45, 60, 75, 85, 92, 97),
-    "webp": (5, 15, 30, 50, 70, 82, 90, 96, 100),
-    "avif": (20, 35, 50, 60, 70, 78, 85, 90, 95),
-    "jpeg-xl": (20, 35, 50, 62, 75, 85, 90, 95, 98),
+    "jpeg": (8, 15, 25, 40, 55, 70, 82, 90, 95),
+    "webp": (0, 5, 15, 30, 50, 70, 82, 90, 95),
+    "avif": (10, 20, 30, 40, 50, 60, 70, 80, 88),
+    "jpeg-xl": (10, 20, 30, 45, 60, 72, 82, 90, 94),
 }
 #: Files a folder never expands to: corpus manifests and hidden files.
 SKIPPED_NAMES = {"manifest.json"}
@@ -385,6 +385,10 @@ def run_bench(
         references=[r.get("name") for r in references],
         files=files,
     )
+    if workers <= 1 and threads:
+        _worker_init(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
     n_total = len(files) * len(jobs)
     bar = tqdm(total=n_total, desc="bench", unit="run", file=sys.stderr, disable=None if progress is None else not progress)
     results: dict[int, list[dict[str, Any]]] = {}

@@ -1,0 +1,103 @@
+"""``gencodec bench``: every codec on every file, verified round trips, reports and plots.
+
+Only parses and formats: the work is :func:`gencodec.bench.runner.run_bench`. torch and
+matplotlib are imported inside the command, so ``gencodec --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from gencodec.errors import GencodecError
+
+from .common import Failure
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not a number", param_hint="--quality") from None
+
+
+def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
+    """``("10,50,90", "jpeg=20,40")`` -> ``{"*": [10, 50, 90], "jpeg": [20, 40]}``."""
+    out: dict[str, list] = {}
+    for v in values:
+        codec, sep, levels = v.rpartition("=")
+        key = codec if sep else "*"
+        out.setdefault(key, []).extend(_number(q) for q in levels.split(",") if q.strip())
+    return out
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(path).write_text(text)
+
+
+@click.command("bench")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--codec", "codecs", multiple=True, metavar="NAME",
+              help="Codec to run (repeatable or comma-separated); default: every available codec of the kind the files call for.")
+@click.option("--lossy", is_flag=True, help="Benchmark lossy image codecs over a quality sweep (rate-distortion).")
+@click.option("--quality", "qualities", multiple=True, metavar="[CODEC=]Q,Q,...",
+              help="Quality levels to sweep (all lossy codecs, or one with CODEC=); default: each codec's own sweep.")
+@click.option("--json", "json_path", metavar="FILE", help="Write the full result document as JSON ('-' for stdout).")
+@click.option("--csv", "csv_path", metavar="FILE", help="Write one CSV line per file x codec x quality, then the totals.")
+@click.option("--markdown", "md_path", metavar="FILE", help="Write the tables as Markdown.")
+@click.option("--plot", "plot_path", metavar="FILE.png", help="Draw RD curves (lossy) or size/speed bars (lossless) as PNG.")
+@click.option("--reference", "references", multiple=True, metavar="FILE.json",
+              help="Published RD curve(s) to plot and to compute BD-rates against (JSON of bpp/psnr pairs).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Files in parallel processes.")
+@click.option("--threads", type=click.IntRange(1), help="OMP/MKL threads per worker (default: cores / workers).")
+@click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (lossy), which needs torch.")
+@click.option("--title", default=None, help="Heading of the Markdown report.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stdout.")
+def bench(paths, codecs, lossy, qualities, json_path, csv_path, md_path, plot_path, references, workers, threads,
+          no_ms_ssim, title, quiet):
+    """Benchmark codecs on files and folders (a folder expands to its files).
+
+    Every round trip is verified (lossless: identical pixels or bytes; lossy: PSNR and MS-SSIM
+    of the decoded file). Sizes are whole .gcx frames, exactly what `gencodec compress` writes.
+    Prints the totals table (Markdown) unless -q; exits 1 if any round trip failed.
+    """
+    from gencodec.bench import report, runner
+
+    codec_list = [c.strip() for spec in codecs for c in spec.split(",") if c.strip()]
+    try:
+        refs = [c for r in references for c in report.load_reference(r)]
+        doc = runner.run_bench(
+            paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), workers=workers,
+            threads=threads, references=refs, ms_ssim=not no_ms_ssim, progress=False if quiet else None,
+        )
+    except GencodecError as e:
+        raise Failure(str(e)) from None
+    if json_path:
+        _write(json_path, report.to_json(doc))
+    if csv_path:
+        _write(csv_path, report.to_csv(doc))
+    md = report.to_markdown(doc, title)
+    if md_path:
+        _write(md_path, md)
+    if plot_path:
+        from gencodec.bench import plot
+
+        plot.save(doc, plot_path)
+    if not quiet and json_path != "-":
+        click.echo(md)
+    failed = [r for r in doc["rows"] if r["status"] == "failed"]
+    for r in failed:
+        click.echo(f"gencodec: error: {r['file']}: {r['codec']}: {r['reason']}", err=True)
+    skipped = [r for r in doc["rows"] if r["status"] == "skipped"]
+    if skipped and not quiet:
+        click.echo(f"gencodec: note: {len(skipped)} run(s) skipped (see the JSON rows' reason)", err=True)
+    if failed:
+        sys.exit(1)
