@@ -1,0 +1,422 @@
+"""PixelCNN-family lossless image model: a causal-neighbourhood network with a finite receptive field.
+
+For each pixel (y, x) the model sees a fixed causal neighbourhood of already-coded pixels (all
+channels): rows y-2..y-1 over columns x-2..x+2 and row y over columns x-3..x-1 (sizes in
+:class:`PixelCNNConfig`). It predicts each channel in order -- R, then G given R, then B given R
+and G -- as a discretized logistic with an *integer* mean and an integer scale index::
+
+    neighbours (3, K) --MED predictor P--> features (3K + 3) --trunk MLP--> h
+    head_c([h, x_0 - P_0, .., x_{c-1} - P_{c-1}]) --> (mean_c - P_c, scale index_c)
+
+Every layer is a :class:`gencodec.exact.QuantLinear` (fake-quantized training twin) whose
+``export()`` is an integer-exact :class:`gencodec.exact.ExactLinear`, so the coder's tables are
+identical on every machine. The receptive field reaches ``r = reach_right`` columns to the right
+in earlier rows, so all pixels on a wavefront ``t = (r + 1) * y + x`` can be decoded at once
+((r+1)·H + W batched steps for an H x W image, see ``gencodec.codecs.image_lossless``).
+
+Outside the image the neighbourhood is filled causally (:func:`causal_pad`): 128 above the first
+row, the first pixel of the row above left of column 0, the last pixel of the same row right of
+the last column -- the same rule in training, in the encoder's parallel pass and in the decoder.
+
+One distribution object (:class:`DiscretizedLogistic`) serves training (``log2_prob``) and
+coding (``freqs``): the integer tables are the same logistic, floored at one count per symbol,
+so the training loss is the code length up to table rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ExactnessError, GencodecError
+from ..exact import ExactLinear, QFormat, QuantLinear, exact_mode
+
+CDF_TOTAL = 1 << 16  # every frequency table sums to this
+N_SYMBOLS = 256
+
+
+@dataclass(frozen=True)
+class PixelCNNConfig:
+    rows_up: int = 2  # rows above the pixel in its context
+    reach_left: int = 2  # columns left of the pixel seen in the rows above
+    reach_right: int = 2  # r: columns right of the pixel seen in the rows above; wavefront t=(r+1)y+x
+    left_now: int = 3  # columns left of the pixel seen in its own row
+    hidden: int = 96  # trunk width
+    trunk_layers: int = 2  # trunk depth (ReLU layers)
+    head_hidden: int = 32  # width of each channel head's hidden layer
+    n_scales: int = 64  # number of logistic scales (log-spaced); the scale index is 0..n_scales-1
+    log_scale_min: float = math.log(0.1)  # log of the smallest logistic scale s (pixels)
+    log_scale_max: float = math.log(80.0)  # log of the largest
+    act_frac_bits: int = 4  # hidden activations are q / 2**act_frac_bits, q in [0, 255]
+    in_frac_bits: int = 4  # inputs (pixel differences, -255..255) are read as q / 2**in_frac_bits
+    w_frac_bits: int = 8  # hidden-layer weights are q / 2**w_frac_bits, |q| <= w_max
+    w_max: int = 255  # bound on |q| of every weight (int16 storage; keeps sums below 2**24)
+    out_w_frac_bits: int = 4  # output-layer weights: q / 2**out_w_frac_bits (outputs are whole pixels)
+
+    @property
+    def offsets(self) -> list[tuple[int, int]]:
+        """(dy, dx) of the K context pixels: rows above first, then the pixel's own row."""
+        up = [(dy, dx) for dy in range(-self.rows_up, 0) for dx in range(-self.reach_left, self.reach_right + 1)]
+        return up + [(0, dx) for dx in range(-self.left_now, 0)]
+
+    @property
+    def pad(self) -> tuple[int, int, int]:
+        """(top, left, right) padding of the causal-padded image."""
+        return self.rows_up, max(self.reach_left, self.left_now), self.reach_right
+
+    @property
+    def n_features(self) -> int:
+        return 3 * (len(self.offsets) + 1)
+
+    def validate(self) -> None:
+        if self.rows_up < 1 or self.reach_left < 1 or self.left_now < 1 or self.reach_right < 0:
+            raise ValueError("the context must include W, N and NW (rows_up, reach_left, left_now >= 1)")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PixelCNNConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise GencodecError(f"unknown PixelCNN config fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------
+# context: causal padding, neighbours, MED predictor, features (numpy and torch alike)
+# ---------------------------------------------------------------------------------------------
+def causal_pad(img, cfg: PixelCNNConfig):
+    """img (..., H, W) integer-valued (numpy or torch) -> (..., H + top, W + left + right)."""
+    top, left, right = cfg.pad
+    *lead, h, w = img.shape
+    shape = (*lead, h + top, w + left + right)
+    out = np.full(shape, 128, dtype=img.dtype) if isinstance(img, np.ndarray) else img.new_full(shape, 128)
+    out[..., top:, left : left + w] = img
+    if h > 1:
+        out[..., top + 1 :, :left] = img[..., :-1, 0:1]  # left of row y: first pixel of row y-1
+    out[..., top:, left + w :] = img[..., :, w - 1 : w]  # right of row y: last pixel of row y
+    return out
+
+
+def neighbours(padded, cfg: PixelCNNConfig, h: int, w: int):
+    """All context pixels of an image: padded (..., C, H+top, W+l+r) -> (..., C, H, W, K)."""
+    top, left, _ = cfg.pad
+    planes = [padded[..., top + dy : top + dy + h, left + dx : left + dx + w] for dy, dx in cfg.offsets]
+    if isinstance(padded, np.ndarray):
+        return np.stack(planes, axis=-1)
+    return torch.stack(planes, dim=-1)
+
+
+def med_and_features(nb, cfg: PixelCNNConfig):
+    """nb (..., 3, K) context pixels -> (P (..., 3) MED prediction, features (..., 3K + 3)).
+
+    P is LOCO-I's median edge detector median(W, N, W + N - NW) per channel; the features are
+    every context pixel minus its channel's P, and P - 128. All integers in [-255, 255].
+    """
+    offs = cfg.offsets
+    i_w, i_n, i_nw = offs.index((0, -1)), offs.index((-1, 0)), offs.index((-1, -1))
+    xp_min, xp_max = (np.minimum, np.maximum) if isinstance(nb, np.ndarray) else (torch.minimum, torch.maximum)
+    a, b, c = nb[..., i_w], nb[..., i_n], nb[..., i_nw]
+    grad = a + b - c
+    p = xp_max(xp_min(a, b), xp_min(xp_max(a, b), grad))  # median of three; (..., 3)
+    diffs = nb - p[..., None]  # (..., 3, K)
+    flat = diffs.reshape(*diffs.shape[:-2], -1)  # (..., 3K)
+    if isinstance(nb, np.ndarray):
+        return p, np.concatenate([flat, p - 128], axis=-1)
+    return p, torch.cat([flat, p - 128], dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the output distribution
+# ---------------------------------------------------------------------------------------------
+class DiscretizedLogistic:
+    """Discretized logistic over 0..255 with integer mean and scale index; edge bins take the tails.
+
+    Coding uses ``cdf`` (n_scales, 512) integers: ``round(sigmoid((j - 255.5) / s) * (2**16 - 256))``,
+    computed once at export and stored with the weights, so no transcendental function is ever
+    evaluated while coding. A row of frequencies for mean m adds one count per symbol, so every
+    symbol has frequency >= 1 and every row sums to 2**16. Training uses the same law in closed
+    form: p = p_logistic * (1 - 2**-8) + 2**-16.
+    """
+
+    def __init__(self, cfg: PixelCNNConfig, cdf: np.ndarray | None = None):
+        self.cfg = cfg
+        self.cdf = self.make_cdf(cfg) if cdf is None else np.asarray(cdf, dtype=np.int64)
+        if self.cdf.shape != (cfg.n_scales, 2 * N_SYMBOLS):
+            raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, 2 * N_SYMBOLS)}")
+        self._rows: np.ndarray | None = None
+
+    @staticmethod
+    def make_cdf(cfg: PixelCNNConfig) -> np.ndarray:
+        log_s = torch.linspace(cfg.log_scale_min, cfg.log_scale_max, cfg.n_scales, dtype=torch.float64)
+        d = torch.arange(2 * N_SYMBOLS, dtype=torch.float64) - 255.5
+        cdf = torch.sigmoid(d[None, :] * torch.exp(-log_s)[:, None]) * (CDF_TOTAL - N_SYMBOLS)
+        return torch.round(cdf).to(torch.int64).numpy()  # (S, 512)
+
+    # -- training --------------------------------------------------------------------------------
+    def log2_prob(self, x: torch.Tensor, mean: torch.Tensor, scale_idx: torch.Tensor) -> torch.Tensor:
+        """log2 p(x) elementwise. x: integers 0..255; mean: 0..255; scale_idx: 0..n_scales-1 (real)."""
+        cfg = self.cfg
+        step = (cfg.log_scale_max - cfg.log_scale_min) / (cfg.n_scales - 1)
+        inv_s = torch.exp(-(cfg.log_scale_min + scale_idx * step))
+        c = x - mean
+        ac = c.abs()
+        mid = torch.sigmoid(-(ac - 0.5) * inv_s) - torch.sigmoid(-(ac + 0.5) * inv_s)  # symmetric, no cancellation
+        low = torch.sigmoid((0.5 - mean) * inv_s)  # x == 0 takes the left tail
+        high = torch.sigmoid((mean - 254.5) * inv_s)  # x == 255 takes the right tail
+        p = torch.where(x <= 0, low, torch.where(x >= 255, high, mid))
+        p = p * (1.0 - N_SYMBOLS / CDF_TOTAL) + 1.0 / CDF_TOTAL
+        return torch.log2(p)
+
+    # -- coding ----------------------------------------------------------------------------------
+    @property
+    def rows(self) -> np.ndarray:
+        """(n_scales * 256, 256) float64 frequency rows, row ``scale_idx * 256 + mean``."""
+        if self._rows is None:
+            m = np.arange(N_SYMBOLS)[:, None]
+            xs = np.arange(N_SYMBOLS)[None, :]
+            j_up = xs - m + 256  # (256 means, 256 symbols), in [1, 511]
+            up = self.cdf[:, j_up] + xs + 1  # (S, 256, 256)
+            lo = self.cdf[:, j_up - 1] + xs
+            up[:, :, -1] = CDF_TOTAL
+            lo[:, :, 0] = 0
+            freqs = up - lo
+            if freqs.min() < 1 or np.any(freqs.sum(-1) != CDF_TOTAL):
+                raise ExactnessError("PixelCNN cdf table is not monotone")
+            self._rows = freqs.reshape(-1, N_SYMBOLS).astype(np.float64)
+        return self._rows
+
+    def freqs(self, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
+        """Integer tables (N, 256) as float64 for integer mean (N,) in 0..255 and scale_idx (N,)."""
+        return self.rows[np.asarray(scale_idx, np.int64) * N_SYMBOLS + np.asarray(mean, np.int64)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the network
+# ---------------------------------------------------------------------------------------------
+class Head(nn.Module):
+    """One channel's head: [h, earlier residuals] -> hidden -> (mean - P, scale index)."""
+
+    def __init__(self, cfg: PixelCNNConfig, n_prev: int):
+        super().__init__()
+        fmt_in = QFormat(cfg.act_frac_bits, -255, 255)
+        fmt_h = QFormat(cfg.act_frac_bits, 0, 255)
+        self.fc = QuantLinear(cfg.hidden + n_prev, cfg.head_hidden, fmt_in, fmt_h, w_frac_bits=cfg.w_frac_bits,
+                              w_max=cfg.w_max)
+        self.out = QuantLinear(cfg.head_hidden, 2, fmt_h, QFormat(0, -255, 255), w_frac_bits=cfg.out_w_frac_bits,
+                               w_max=cfg.w_max)
+        with torch.no_grad():
+            self.out.weight.mul_(0.5)
+            self.out.bias.copy_(torch.tensor([0.0, cfg.n_scales / 2]))
+
+    def forward(self, x):  # (..., hidden + n_prev) -> (..., 2)
+        return self.out(self.fc(x))
+
+
+class PixelCNN(nn.Module):
+    """The training model (fake-quantized). ``forward`` -> bits per subpixel (B, H, W, 3)."""
+
+    def __init__(self, cfg: PixelCNNConfig = PixelCNNConfig()):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        fmt_x = QFormat(cfg.in_frac_bits, -255, 255)
+        fmt_h = QFormat(cfg.act_frac_bits, 0, 255)
+        dims = [cfg.n_features] + [cfg.hidden] * cfg.trunk_layers
+        self.trunk = nn.ModuleList(
+            QuantLinear(dims[i], dims[i + 1], fmt_x if i == 0 else fmt_h, fmt_h, w_frac_bits=cfg.w_frac_bits,
+                        w_max=cfg.w_max)
+            for i in range(cfg.trunk_layers)
+        )
+        self.heads = nn.ModuleList(Head(cfg, c) for c in range(3))
+        self.dist = DiscretizedLogistic(cfg)
+
+    def forward(self, x: torch.Tensor, quantized: bool = True) -> torch.Tensor:
+        """x (B, 3, H, W) float pixel values 0..255 -> bits (B, H, W, 3).
+
+        quantized=False runs the same weights as a plain float network (no grids, continuous mean
+        and scale): the "float model" the quantization loss is measured against.
+        """
+        cfg = self.cfg
+        b, _, h, w = x.shape
+        nb = neighbours(causal_pad(x, cfg), cfg, h, w)  # (B, 3, H, W, K)
+        nb = nb.permute(0, 2, 3, 1, 4)  # (B, H, W, 3, K)
+        p, feats = med_and_features(nb, cfg)  # (B, H, W, 3), (B, H, W, 3K+3)
+        pix = x.permute(0, 2, 3, 1)  # (B, H, W, 3)
+        act = feats * 2.0**-cfg.in_frac_bits
+        for layer in self.trunk:
+            act = layer(act) if quantized else _float_linear(layer, act, relu=True)
+        resid = (pix - p) * 2.0**-cfg.act_frac_bits  # (B, H, W, 3) earlier channels' residuals
+        bits = []
+        for c, head in enumerate(self.heads):
+            z = torch.cat([act, resid[..., :c]], dim=-1)
+            if quantized:
+                o = head(z)
+                idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)
+            else:
+                o = _float_linear(head.out, _float_linear(head.fc, z, relu=True), relu=False)
+                idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)
+            mean = torch.clamp(p[..., c] + o[..., 0], 0, 255)
+            bits.append(-self.dist.log2_prob(pix[..., c], mean, idx))
+        return torch.stack(bits, dim=-1)
+
+    def export(self) -> "ExactPixelCNN":
+        with torch.no_grad():
+            return ExactPixelCNN(
+                self.cfg,
+                [layer.export() for layer in self.trunk],
+                [(hd.fc.export(), hd.out.export()) for hd in self.heads],
+                self.dist.cdf,
+            )
+
+
+def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
+    y = F.linear(x, layer.weight, layer.bias)
+    return F.relu(y) if relu else y
+
+
+# ---------------------------------------------------------------------------------------------
+# the exact model used by the codec
+# ---------------------------------------------------------------------------------------------
+class ExactPixelCNN:
+    """Integer-exact inference: every output is an integer computed with float32 matmuls whose
+    partial sums stay below 2**24 (checked at construction), hence identical everywhere."""
+
+    def __init__(self, cfg: PixelCNNConfig, trunk: list[ExactLinear], heads: list[tuple[ExactLinear, ExactLinear]], cdf):
+        self.cfg = cfg
+        self.trunk = trunk
+        self.heads = heads
+        self.dist = DiscretizedLogistic(cfg, cdf)
+        for layer in self.layers():
+            if layer.max_abs_accumulator() >= 2**24:
+                raise ExactnessError(f"PixelCNN layer accumulator bound {layer.max_abs_accumulator()} is not below 2**24")
+        self.model_id = self._model_id()
+
+    def layers(self) -> list[ExactLinear]:
+        return list(self.trunk) + [l for pair in self.heads for l in pair]
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def trunk_forward(self, feats: np.ndarray) -> torch.Tensor:
+        """feats (N, 3K+3) integers -> hidden (N, hidden) integer activations (float32)."""
+        act = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))  # q of in_frac_bits
+        with exact_mode():
+            for layer in self.trunk:
+                act = layer(act)
+        return act
+
+    def head_forward(self, c: int, hidden: torch.Tensor, resid: np.ndarray, p_c: np.ndarray):
+        """Channel c: hidden (N, hidden), resid (N, >= c) earlier residuals, p_c (N,) -> (mean, idx) int64."""
+        z = hidden
+        if c:
+            r = torch.from_numpy(np.ascontiguousarray(resid[:, :c], dtype=np.float32))
+            z = torch.cat([hidden, r], dim=1)
+        fc, out = self.heads[c]
+        with exact_mode():
+            o = out(fc(z)).numpy().astype(np.int64)  # (N, 2)
+        mean = np.clip(p_c + o[:, 0], 0, 255)
+        idx = np.clip(o[:, 1], 0, self.cfg.n_scales - 1)
+        return mean, idx
+
+    def tables_parallel(self, img: np.ndarray, n_coded: int = 3, rows_per_chunk: int = 64):
+        """Encoder's one pass: img (3, H, W) uint8 -> mean, scale_idx (n_coded, H, W) int16.
+
+        Uses the true pixels of earlier channels (they are known to the encoder), in stripes of
+        ``rows_per_chunk`` rows to bound memory.
+        """
+        cfg = self.cfg
+        _, h, w = img.shape
+        padded = causal_pad(img.astype(np.int32), cfg)  # (3, H+top, W+l+r)
+        top = cfg.pad[0]
+        mean = np.zeros((n_coded, h, w), np.int16)
+        idx = np.zeros((n_coded, h, w), np.int16)
+        for y0 in range(0, h, rows_per_chunk):
+            y1 = min(h, y0 + rows_per_chunk)
+            part = padded[:, y0 : y1 + top]  # rows y0-top .. y1-1 of the padded image
+            nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
+            nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
+            p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
+            hidden = self.trunk_forward(feats)
+            pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)
+            resid = pix - p
+            for c in range(n_coded):
+                m, s = self.head_forward(c, hidden, resid, p[:, c])
+                mean[c, y0:y1] = m.reshape(y1 - y0, w)
+                idx[c, y0:y1] = s.reshape(y1 - y0, w)
+        return mean, idx
+
+    def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
+        """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
+        mean, idx = self.tables_parallel(img, n_coded)
+        row = idx.astype(np.int64) * N_SYMBOLS + mean
+        chosen = self.dist.rows[row.reshape(-1), img[:n_coded].reshape(-1).astype(np.int64)]
+        return float(np.sum(np.log2(CDF_TOTAL) - np.log2(chosen)))
+
+    # -- identity and storage --------------------------------------------------------------------
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors to save: integer weights (int16), biases (int32), shifts, cdf table (int32)."""
+        d: dict[str, torch.Tensor] = {}
+        named = [(f"trunk.{i}", l) for i, l in enumerate(self.trunk)]
+        named += [(f"heads.{c}.{n}", l) for c, pair in enumerate(self.heads) for n, l in zip(("fc", "out"), pair)]
+        for name, layer in named:
+            d[f"{name}.weight"] = layer.weight.to(torch.int16)
+            d[f"{name}.bias"] = layer.bias.to(torch.int32)
+            d[f"{name}.shift"] = torch.tensor([layer.shift], dtype=torch.int32)
+        d["cdf"] = torch.from_numpy(self.dist.cdf.astype(np.int32))
+        return d
+
+    def _model_id(self) -> bytes:
+        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True).encode())
+        for k, v in sorted(self.state().items()):
+            h.update(k.encode())
+            h.update(v.contiguous().numpy().astype("<i4").tobytes())
+        return h.digest()[:16]
+
+    def save(self, path: str | Path, card: dict[str, Any] | None = None) -> None:
+        from safetensors.torch import save_file
+
+        meta = {"format": "gencodec-pixelcnn-1", "config": json.dumps(asdict(self.cfg), sort_keys=True),
+                "model_id": self.model_id.hex()}
+        if card:
+            meta["card"] = json.dumps(card, sort_keys=True)
+        save_file(self.state(), str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExactPixelCNN":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+        except FileNotFoundError:
+            raise GencodecError(f"{path}: no such model file") from None
+        except Exception as e:
+            raise GencodecError(f"{path}: not a PixelCNN model file ({type(e).__name__}: {e})") from None
+        if meta.get("format") != "gencodec-pixelcnn-1":
+            raise GencodecError(f"{path}: not a gencodec PixelCNN model file")
+        cfg = PixelCNNConfig.from_dict(json.loads(meta["config"]))
+        fmt_x = QFormat(cfg.in_frac_bits, -255, 255)
+        fmt_in = QFormat(cfg.act_frac_bits, -255, 255)
+        fmt_h = QFormat(cfg.act_frac_bits, 0, 255)
+        fmt_o = QFormat(0, -255, 255)
+
+        def layer(name, fi, fo):
+            return ExactLinear(tensors[f"{name}.weight"].float(), tensors[f"{name}.bias"].float(),
+                               int(tensors[f"{name}.shift"][0]), fi, fo)
+
+        trunk = [layer(f"trunk.{i}", fmt_x if i == 0 else fmt_h, fmt_h) for i in range(cfg.trunk_layers)]
+        heads = [(layer(f"heads.{c}.fc", fmt_in, fmt_h), layer(f"heads.{c}.out", fmt_h, fmt_o)) for c in range(3)]
+        model = cls(cfg, trunk, heads, tensors["cdf"].numpy())
+        if meta.get("model_id") and meta["model_id"] != model.model_id.hex():
+            raise GencodecError(f"{path}: model id in the file does not match its tensors (damaged?)")
+        return model

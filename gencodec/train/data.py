@@ -1,0 +1,161 @@
+"""Training images from a folder: discovery, area downscaling, a held-out split, seeded random crops.
+
+A folder is any directory of PNG/PPM/BMP/TIFF images (searched recursively). If it holds a
+``manifest.json`` whose ``files`` entries carry ``lossless_source``, images not known to be
+lossless are area-downscaled (box filter) by ``downscale`` to wash out JPEG 8x8 block statistics;
+otherwise every image is downscaled. Nothing here knows any particular corpus.
+
+Example::
+
+    images = load_folder("photos/", downscale=2, val_glob="wiki/04*")
+    crops = CropSampler(images.train, crop=64, seed=0).batch(step=0, batch_size=8)  # (8, 3, 64, 64) uint8
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass
+class TrainImage:
+    name: str  # path relative to the folder
+    pixels: np.ndarray  # (H, W, 3) uint8, after downscaling
+    sha256: str  # of the file's bytes
+    downscaled: int  # factor applied (1 = none)
+
+
+@dataclass
+class ImageFolder:
+    root: str
+    train: list[TrainImage] = field(default_factory=list)
+    val: list[TrainImage] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        """Names, hashes and sizes, for a model card."""
+        def rows(items):
+            return [dict(name=i.name, sha256=i.sha256, downscaled=i.downscaled, shape=list(i.pixels.shape)) for i in items]
+
+        return dict(root=str(self.root), train=rows(self.train), val=rows(self.val))
+
+
+def _lossless_flags(root: Path) -> dict[str, bool]:
+    """Relative path -> lossless_source is True, from the folder's manifest.json (if any)."""
+    manifest = root / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    try:
+        entries = json.loads(manifest.read_text()).get("files", [])
+    except (ValueError, AttributeError):
+        return {}
+    flags = {}
+    for e in entries:
+        f = str(e.get("file", ""))
+        parts = Path(f).parts
+        rel = str(Path(*parts[1:])) if parts and parts[0] == root.name else f  # "train/wiki/x.png" -> "wiki/x.png"
+        flags[rel] = e.get("lossless_source") is True
+    return flags
+
+
+def area_downscale(pixels: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W, C) uint8 -> (H // f, W // f, C): mean over f x f boxes, rounded half up."""
+    if factor <= 1:
+        return pixels
+    h, w = pixels.shape[0] // factor * factor, pixels.shape[1] // factor * factor
+    boxes = pixels[:h, :w].reshape(h // factor, factor, w // factor, factor, -1).astype(np.int64)
+    total = boxes.sum(axis=(1, 3))
+    n = factor * factor
+    return ((total + n // 2) // n).astype(np.uint8)
+
+
+def load_folder(root: str | Path, downscale: int = 2, val_glob: str | None = None, val_fraction: float = 0.05,
+                min_side: int = 32) -> ImageFolder:
+    """Read every image under ``root`` as RGB, downscale, and split into train / validation.
+
+    val_glob: images whose relative path matches go to validation; without it, a fixed
+    ``val_fraction`` chosen by hash of the relative path (deterministic, at least one image).
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    flags = _lossless_flags(root)
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"{root}: no images (png, ppm, bmp, tiff) found")
+    out = ImageFolder(str(root))
+    rels = [str(p.relative_to(root)) for p in paths]
+    if val_glob:
+        is_val = [fnmatch.fnmatch(r, val_glob) for r in rels]
+    else:
+        ranked = sorted(rels, key=lambda r: hashlib.sha256(r.encode()).hexdigest())
+        chosen = set(ranked[: max(1, round(val_fraction * len(rels)))]) if len(rels) > 1 else set()
+        is_val = [r in chosen for r in rels]
+    for path, rel, val in zip(paths, rels, is_val):
+        raw = path.read_bytes()
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("RGB"))
+        factor = 1 if flags.get(rel, False) else downscale
+        pixels = area_downscale(pixels, factor)
+        if min(pixels.shape[:2]) < min_side:
+            continue
+        item = TrainImage(rel, np.ascontiguousarray(pixels), hashlib.sha256(raw).hexdigest(), factor)
+        (out.val if val else out.train).append(item)
+    return out
+
+
+class CropSampler:
+    """Random crops, a pure function of (seed, step): resuming at step k gives the same batches.
+
+    Images are drawn with probability proportional to their area (capped at 4x the median); crops are flipped left-right
+    at random (a causal model's context is unchanged by the flip's statistics).
+    """
+
+    def __init__(self, images: list[TrainImage], crop: int, seed: int):
+        if not images:
+            raise ValueError("no training images")
+        self.images = images
+        self.crop = crop
+        self.seed = seed
+        areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
+        areas = np.minimum(areas, 4 * np.median(areas))  # one huge image must not dominate
+        self.p = areas / areas.sum()
+
+    def batch(self, step: int, batch_size: int) -> np.ndarray:
+        """-> (B, 3, crop, crop) uint8."""
+        rng = np.random.default_rng([self.seed, step])
+        out = np.empty((batch_size, 3, self.crop, self.crop), np.uint8)
+        picks = rng.choice(len(self.images), size=batch_size, p=self.p)
+        for b, k in enumerate(picks):
+            px = self.images[k].pixels
+            h, w = px.shape[:2]
+            ch, cw = min(self.crop, h), min(self.crop, w)
+            y = int(rng.integers(0, h - ch + 1))
+            x = int(rng.integers(0, w - cw + 1))
+            tile = px[y : y + ch, x : x + cw]
+            if rng.random() < 0.5:
+                tile = tile[:, ::-1]
+            if (ch, cw) != (self.crop, self.crop):  # tiny image: pad by edge replication
+                tile = np.pad(tile, ((0, self.crop - ch), (0, self.crop - cw), (0, 0)), mode="edge")
+            out[b] = tile.transpose(2, 0, 1)
+        return out
+
+
+def val_crops(images: list[TrainImage], size: int = 256, per_image: int = 1) -> list[np.ndarray]:
+    """Fixed centre crops (3, h, w) uint8 of the validation images (at most size x size each)."""
+    out = []
+    for item in images:
+        px = item.pixels
+        h, w = px.shape[:2]
+        ch, cw = min(size, h), min(size, w)
+        y, x = (h - ch) // 2, (w - cw) // 2
+        out.append(np.ascontiguousarray(px[y : y + ch, x : x + cw].transpose(2, 0, 1)))
+    return out

@@ -1,0 +1,127 @@
+"""One generic training loop: seeded batches, Adam with cosine decay, progress bar, validation,
+periodic resumable checkpoints and the best checkpoint by validation loss.
+
+The loop knows nothing about images: a recipe passes ``batch_fn(step) -> batch`` (a pure function
+of the step, so a resumed run sees the same data), ``loss_fn(model, batch, step) -> scalar`` and
+``val_fn(model, step) -> dict`` (must contain ``"loss"``).
+
+Files in ``workdir``: ``last.pt`` (model, optimizer, step, log), ``best.pt`` (model state with the
+lowest validation loss), ``log.jsonl`` (one line per log or validation event).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class LoopConfig:
+    steps: int  # total optimizer steps
+    lr: float = 2e-3  # peak learning rate (cosine decay to lr * final_lr_ratio)
+    final_lr_ratio: float = 0.05
+    warmup: int = 100  # linear warm-up steps
+    val_every: int = 500  # steps between validations (and after the last step)
+    ckpt_every_s: float = 120.0  # seconds between checkpoints of last.pt
+    log_every: int = 50
+    grad_clip: float = 1.0
+    progress: bool = True  # tqdm bar on stderr
+
+
+def lr_at(cfg: LoopConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def train(
+    model: torch.nn.Module,
+    cfg: LoopConfig,
+    workdir: str | Path,
+    batch_fn: Callable[[int], Any],
+    loss_fn: Callable[[torch.nn.Module, Any, int], torch.Tensor],
+    val_fn: Callable[[torch.nn.Module, int], dict[str, float]],
+    resume: bool = False,
+    unit: str = "loss",
+) -> dict[str, Any]:
+    """Train ``model`` in place; returns {"step", "best_val", "seconds", "log"}.
+
+    With ``resume`` the run continues from ``workdir/last.pt`` (same step, optimizer and best).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, best, seconds = 0, math.inf, 0.0
+    last = workdir / "last.pt"
+    if resume and last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step, best, seconds = ck["step"], ck["best_val"], ck.get("seconds", 0.0)
+    log_path = workdir / "log.jsonl"
+
+    def log(event: dict[str, Any]) -> None:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    def save_last() -> None:
+        tmp = last.with_suffix(".tmp")
+        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, best_val=best,
+                        seconds=seconds), tmp)
+        tmp.replace(last)
+
+    def validate() -> None:
+        nonlocal best
+        model.eval()
+        with torch.no_grad():
+            res = val_fn(model, step)
+        model.train()
+        log(dict(event="val", step=step, seconds=round(seconds, 1), **res))
+        if res["loss"] < best:
+            best = res["loss"]
+            torch.save(dict(model=model.state_dict(), step=step, val=res), workdir / "best.pt")
+
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
+    t_ckpt = time.monotonic()
+    running = None
+    model.train()
+    while step < cfg.steps:
+        t0 = time.monotonic()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        loss = loss_fn(model, batch_fn(step), step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        seconds += time.monotonic() - t0
+        value = float(loss.detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{unit} {running:.3f}")
+        if step % cfg.log_every == 0:
+            log(dict(event="train", step=step, seconds=round(seconds, 1), loss=running, lr=lr_at(cfg, step)))
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            validate()
+        if time.monotonic() - t_ckpt > cfg.ckpt_every_s or step == cfg.steps:
+            save_last()
+            t_ckpt = time.monotonic()
+    if bar is not None:
+        bar.close()
+    if not (workdir / "best.pt").exists():
+        validate()
+    return dict(step=step, best_val=best, seconds=seconds)
