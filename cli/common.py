@@ -51,6 +51,8 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
         bar = tqdm(total=len(sources), unit="file", leave=False, dynamic_ncols=True)
     status = 0
     for source in sources:
+        if bar is not None:
+            bar.set_postfix_str(display(source))
         try:
             message = work(source)
         except (GencodecError, FileError, OSError) as exc:
