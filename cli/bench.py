@@ -71,6 +71,8 @@ def bench(paths, codecs, lossy, qualities, json_path, csv_path, md_path, plot_pa
     """
     from gencodec.bench import report, runner
 
+    if qualities and not lossy:
+        raise click.UsageError("--quality needs --lossy")
     codec_list = [c.strip() for spec in codecs for c in spec.split(",") if c.strip()]
     try:
         refs = [c for r in references for c in report.load_reference(r)]

@@ -236,6 +236,7 @@ def test_lossy_sweep_plot_and_reference(lossy_image, tmp_path):
     assert all(a["bpp"] < b["bpp"] and a["psnr"] < b["psnr"] for a, b in zip(jpeg, jpeg[1:]))
     s = doc["rd_summary"]
     assert set(s["bd_rate_pct"]) == {"jpeg", "published"}
+    assert set(s["bd_rate_pct"]["jpeg"]) == {"webp", "published"}
     assert isinstance(s["bd_rate_pct"]["jpeg"]["webp"], float)
     assert s["bd_rate_pct"]["published"]["jpeg"] == pytest.approx(
         metrics.bd_rate(refs[0]["bpp"], refs[0]["psnr"], [p["bpp"] for p in jpeg], [p["psnr"] for p in jpeg]))
@@ -290,5 +291,7 @@ def test_bench_command_writes_json_csv_markdown(small_files, tmp_path):
 
     res = CliRunner().invoke(bench, [str(small_files[0]), "--codec", "no-such-codec"])
     assert res.exit_code == 1 and "unknown codec" in res.output
+    res = CliRunner().invoke(bench, [str(small_files[0]), "--quality", "50"])
+    assert res.exit_code == 2 and "--lossy" in res.output
     res = CliRunner().invoke(bench, ["--help"])
     assert res.exit_code == 0 and "--workers" in res.output

@@ -89,8 +89,14 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def environment(codecs: Sequence[str] = (), memory_method: str = "") -> dict[str, Any]:
-    """Date, machine, CPU, cores, thread settings, library versions, model ids of ``codecs``."""
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def environment(codecs: Sequence[str] = (), memory_method: str = "", started: str | None = None) -> dict[str, Any]:
+    """Date, machine, CPU, cores, thread settings, library versions, model ids of ``codecs``.
+
+    ``date`` is when the record is made (the end of a run); ``started``, if given, when it began."""
     import gencodec
     from gencodec.registry import get_codec
 
@@ -127,7 +133,8 @@ def environment(codecs: Sequence[str] = (), memory_method: str = "") -> dict[str
     except (AttributeError, OSError):
         affinity = None
     return dict(
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        date=utc_now(),
+        started=started,
         machine=dict(platform=platform.platform(), machine=platform.machine(), cpu=_cpu_model(),
                      cores=os.cpu_count(), cores_usable=affinity),
         threads=threads,
@@ -247,12 +254,14 @@ def rd_summary(curves: dict[str, list[dict[str, Any]]], references: Sequence[dic
     out: dict[str, Any] = dict(psnr_targets=list(metrics.PSNR_TARGETS), bpp_at_psnr={}, bd_rate_pct={})
     for name, (b, p) in {**all_curves, **refs}.items():
         out["bpp_at_psnr"][name] = {f"{t:g}": metrics.rate_at_psnr(b, p, t) for t in metrics.PSNR_TARGETS}
+    out["bd_method"] = "cubic (VCEG-M33): ln(bpp) as a cubic polynomial of PSNR, integrated over the common PSNR range"
     anchors = ([anchor] if anchor in all_curves else []) + list(refs)
     for a in anchors:
         ab, ap = all_curves.get(a) or refs[a]
+        others = {**all_curves, **refs} if a in all_curves else all_curves
         out["bd_rate_pct"][a] = {
             c: (metrics.bd_rate(ab, ap, b, p) if len(b) >= 2 else None)
-            for c, (b, p) in all_curves.items() if c != a
+            for c, (b, p) in others.items() if c != a
         }
     out["references"] = [dict(name=r["name"], source=r.get("source"), bpp=r["bpp"], psnr=r["psnr"]) for r in references]
     return out
@@ -386,7 +395,7 @@ def markdown_environment(doc: dict[str, Any]) -> str:
     e, st = doc["environment"], doc["settings"]
     v = {k: x for k, x in e["versions"].items() if x}
     lines = [
-        f"- date: {e['date']}; gencodec {e['gencodec']['version']} ({e['gencodec'].get('git') or 'no git'})",
+        f"- date: {e.get('started') or e['date']} to {e['date']}; gencodec {e['gencodec']['version']} ({e['gencodec'].get('git') or 'no git'})",
         f"- machine: {e['machine']['cpu']}, {e['machine']['cores']} cores ({e['machine']['cores_usable']} usable), {e['machine']['platform']}",
         f"- threads: {', '.join(f'{k}={x}' for k, x in e['threads'].items() if x is not None) or 'defaults'}; "
         f"workers {st['workers']}, threads per worker {st['threads_per_worker'] or 'default'}",

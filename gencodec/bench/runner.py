@@ -367,6 +367,7 @@ def run_bench(
 
     from . import report
 
+    started = report.utc_now()
     files = [describe_file(p) for p in expand_paths(paths)]
     if codecs:
         for c in codecs:
@@ -409,7 +410,7 @@ def run_bench(
     rows = [r for i in range(len(files)) for r in results[i]]
     doc = dict(
         gencodec_bench=1,
-        environment=report.environment(codec_list, memory_method=_probe().method),
+        environment=report.environment(codec_list, memory_method=_probe().method, started=started),
         settings=settings,
         definitions=report.DEFINITIONS,
         rows=rows,
