@@ -295,3 +295,36 @@ def test_bench_command_writes_json_csv_markdown(small_files, tmp_path):
     assert res.exit_code == 2 and "--lossy" in res.output
     res = CliRunner().invoke(bench, ["--help"])
     assert res.exit_code == 0 and "--workers" in res.output
+
+
+def test_load_reference_formats(tmp_path):
+    from gencodec.errors import UnsupportedInputError
+
+    shipped = Path(__file__).resolve().parent.parent / "benchmarks" / "references"
+    for p in shipped.glob("*.json"):
+        (curve,) = report.load_reference(p)
+        assert len(curve["bpp"]) == len(curve["psnr"]) >= 4 and curve["source"]
+    p = tmp_path / "compressai.json"
+    p.write_text(json.dumps({"name": "x", "results": {"bpp": [0.1, 0.2], "psnr-rgb": [28.0, 30.0]}}))
+    assert report.load_reference(p)[0]["psnr"] == [28.0, 30.0]
+    p.write_text(json.dumps({"curves": [{"bpp": [1, 2], "psnr": [30, 33]}, {"name": "b", "bpp": [1, 2], "psnr": [31, 34]}]}))
+    assert [c["name"] for c in report.load_reference(p)] == ["compressai[0]", "b"]
+    p.write_text(json.dumps({"name": "bad", "bpp": [1, 2], "psnr": [30]}))
+    with pytest.raises(UnsupportedInputError):
+        report.load_reference(p)
+
+
+def test_json_has_no_infinities():
+    text = report.to_json({"rows": [{"psnr": math.inf}], "x": [1.5]})
+    assert json.loads(text) == {"rows": [{"psnr": "inf"}], "x": [1.5]}
+
+
+def test_rd_summary_ignores_lossless_points():
+    curves = {
+        "jpeg": [dict(quality=q, bpp=b, psnr=p, ms_ssim=None) for q, b, p in ((1, 0.3, 29.0), (2, 0.6, 32.0), (3, 1.2, 35.0), (4, 9.0, math.inf))],
+        "other": [dict(quality=q, bpp=0.8 * b, psnr=p, ms_ssim=None) for q, b, p in ((1, 0.3, 29.0), (2, 0.6, 32.0), (3, 1.2, 35.0))],
+    }
+    s = report.rd_summary(curves)
+    assert s["bd_rate_pct"]["jpeg"]["other"] == pytest.approx(-20.0)
+    assert s["bpp_at_psnr"]["jpeg"]["32"] == pytest.approx(0.6)
+    assert s["bpp_at_psnr"]["jpeg"]["38"] is None

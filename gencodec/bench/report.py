@@ -249,7 +249,11 @@ def rd_summary(curves: dict[str, list[dict[str, Any]]], references: Sequence[dic
                anchor: str = "jpeg") -> dict[str, Any]:
     """bpp needed for each PSNR target, BD-rate of every curve against ``anchor`` and against
     every reference curve (cubic Bjøntegaard; None where the PSNR ranges do not overlap)."""
-    all_curves = {c: ([p["bpp"] for p in pts], [p["psnr"] for p in pts]) for c, pts in curves.items()}
+    def finite(pts):  # a lossless-equivalent point (PSNR inf) has no place on a log-rate/PSNR fit
+        pts = [p for p in pts if math.isfinite(p["psnr"]) and p["bpp"] > 0]
+        return [p["bpp"] for p in pts], [p["psnr"] for p in pts]
+
+    all_curves = {c: finite(pts) for c, pts in curves.items()}
     refs = {r["name"]: (list(r["bpp"]), list(r["psnr"])) for r in references}
     out: dict[str, Any] = dict(psnr_targets=list(metrics.PSNR_TARGETS), bpp_at_psnr={}, bd_rate_pct={})
     for name, (b, p) in {**all_curves, **refs}.items():
