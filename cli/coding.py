@@ -100,12 +100,16 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
             target = "<stdout>"
             if io.stdout_is_terminal() and not force:
                 raise FileError("refusing to write compressed data to a terminal (use -o, redirect, or -f)")
+        elif output is None and source.lower().endswith(io.SUFFIX) and not force:
+            raise FileError(f"{source}: already has the {io.SUFFIX} suffix (use -f to compress it again)")
         else:
-            if output is None and source.lower().endswith(io.SUFFIX) and not force:
-                raise FileError(f"{source}: already has the {io.SUFFIX} suffix (use -f to compress it again)")
             target = output if output is not None else io.compressed_name(source)
+        # input problems are reported first; stdin is read only once the output is known to be writable
+        raw = None if source == io.STDIO else io.read_input(source)
+        if not data_to_stdout:
             io.check_writable(target, force, source)
-        raw = io.read_input(source)
+        if raw is None:
+            raw = io.read_input(source)
         name = "" if source == io.STDIO else io.storable_name(os.path.basename(source))
         report = gencodec.compress_report(raw, codec, name=name, as_image=True, **codec_params)
         if data_to_stdout:

@@ -367,6 +367,11 @@ def test_directory_and_missing_inputs(tmp_path):
     assert files_in(tmp_path) == {"d.gcx"}
 
 
+def test_missing_input_is_reported_before_existing_output(tmp_path):
+    (tmp_path / "gone.txt.gcx").write_bytes(b"old")
+    assert_one_line_error(run("compress", tmp_path / "gone.txt"), "gone.txt: no such file or directory")
+
+
 def test_unreadable_input(text_file, monkeypatch):
     text_file.chmod(0)
     try:
