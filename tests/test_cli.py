@@ -6,6 +6,7 @@ script and ``python -m gencodec`` in a subprocess, as users do.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -240,7 +241,7 @@ def test_stdin_image_is_coded_as_pixels():
     header = container.read_header(result.stdout_bytes)
     assert (header.kind, header.width, header.height, header.mode) == ("image", 768, 512, "RGB")
     restored = run("decompress", "-", input=result.stdout_bytes).stdout_bytes
-    assert pixels(Image.open(__import__("io").BytesIO(restored))) == pixels(src)
+    assert pixels(Image.open(io.BytesIO(restored))) == pixels(src)
 
 
 def test_stdin_to_named_output(tmp_path):
