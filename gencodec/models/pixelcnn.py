@@ -128,7 +128,7 @@ def med_and_features(nb, cfg: PixelCNNConfig):
     grad = a + b - c
     p = xp_max(xp_min(a, b), xp_min(xp_max(a, b), grad))  # median of three; (..., 3)
     diffs = nb - p[..., None]  # (..., 3, K)
-    flat = diffs.reshape(*diffs.shape[:-2], -1)  # (..., 3K)
+    flat = diffs.reshape(*diffs.shape[:-2], diffs.shape[-2] * diffs.shape[-1])  # (..., 3K)
     if isinstance(nb, np.ndarray):
         return p, np.concatenate([flat, p - 128], axis=-1)
     return p, torch.cat([flat, p - 128], dim=-1)
@@ -278,6 +278,11 @@ class PixelCNN(nn.Module):
             )
 
 
+def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:
+    """numpy twin of :func:`gencodec.exact.requantize` (round half to even, as torch.round)."""
+    return np.clip(np.round(acc * np.float32(2.0**-shift)), fmt.lo, fmt.hi)
+
+
 def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
     y = F.linear(x, layer.weight, layer.bias)
     return F.relu(y) if relu else y
@@ -299,28 +304,48 @@ class ExactPixelCNN:
             if layer.max_abs_accumulator() >= 2**24:
                 raise ExactnessError(f"PixelCNN layer accumulator bound {layer.max_abs_accumulator()} is not below 2**24")
         self.model_id = self._model_id()
+        self._prepare()
 
     def layers(self) -> list[ExactLinear]:
         return list(self.trunk) + [l for pair in self.heads for l in pair]
 
     # -- evaluation --------------------------------------------------------------------------------
-    def trunk_forward(self, feats: np.ndarray) -> torch.Tensor:
-        """feats (N, 3K+3) integers -> hidden (N, hidden) integer activations (float32)."""
-        act = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))  # q of in_frac_bits
-        with exact_mode():
-            for layer in self.trunk:
-                act = layer(act)
+    def _prepare(self) -> None:
+        """float32 numpy copies of the integer weights for the coding path (one code path for the
+        encoder's parallel pass and the decoder's wavefronts). The three heads' first layers are
+        fused: their inputs share the trunk output, and the earlier-channel residuals are added as
+        a separate integer partial sum -- exact, since every partial sum is an integer bounded by
+        the (checked) accumulator bound."""
+        hid = self.cfg.hidden
+        self._trunk = [(l.weight.numpy().T.copy(), l.bias.numpy().copy(), l.shift, l.out_fmt) for l in self.trunk]
+        self._head_w = np.concatenate([fc.weight.numpy()[:, :hid] for fc, _ in self.heads], 0).T.copy()  # (hid, 3*hh)
+        self._head_b = np.concatenate([fc.bias.numpy() for fc, _ in self.heads])  # (3*hh,)
+        self._head_r = [fc.weight.numpy()[:, hid:].T.copy() for fc, _ in self.heads]  # (c, hh)
+        self._head_fc = [(fc.shift, fc.out_fmt) for fc, _ in self.heads]
+        self._head_out = [(o.weight.numpy().T.copy(), o.bias.numpy().copy(), o.shift, o.out_fmt) for _, o in self.heads]
+
+    def trunk_forward(self, feats: np.ndarray) -> np.ndarray:
+        """feats (N, 3K+3) integers in [-255, 255] -> hidden (N, hidden) integer activations (float32)."""
+        act = np.ascontiguousarray(feats, dtype=np.float32)
+        for w, b, shift, fmt in self._trunk:
+            act = _requantize(act @ w + b, shift, fmt)
         return act
 
-    def head_forward(self, c: int, hidden: torch.Tensor, resid: np.ndarray, p_c: np.ndarray):
-        """Channel c: hidden (N, hidden), resid (N, >= c) earlier residuals, p_c (N,) -> (mean, idx) int64."""
-        z = hidden
+    def heads_pre(self, hidden: np.ndarray) -> np.ndarray:
+        """The trunk's share of all three heads' first layers: (N, hidden) -> (N, 3 * head_hidden) accumulators."""
+        return hidden @ self._head_w + self._head_b
+
+    def head_forward(self, c: int, pre: np.ndarray, resid: np.ndarray, p_c: np.ndarray):
+        """Channel c: pre (N, 3*hh) from :meth:`heads_pre`, resid (N, >= c) earlier channels' x - P,
+        p_c (N,) MED prediction -> (mean, scale index), int64 (N,) each."""
+        hh = self.cfg.head_hidden
+        acc = pre[:, c * hh : (c + 1) * hh]
         if c:
-            r = torch.from_numpy(np.ascontiguousarray(resid[:, :c], dtype=np.float32))
-            z = torch.cat([hidden, r], dim=1)
-        fc, out = self.heads[c]
-        with exact_mode():
-            o = out(fc(z)).numpy().astype(np.int64)  # (N, 2)
+            acc = acc + np.ascontiguousarray(resid[:, :c], dtype=np.float32) @ self._head_r[c]
+        shift, fmt = self._head_fc[c]
+        a = _requantize(acc, shift, fmt)
+        w, b, shift, fmt = self._head_out[c]
+        o = _requantize(a @ w + b, shift, fmt).astype(np.int64)  # (N, 2)
         mean = np.clip(p_c + o[:, 0], 0, 255)
         idx = np.clip(o[:, 1], 0, self.cfg.n_scales - 1)
         return mean, idx
@@ -334,23 +359,29 @@ class ExactPixelCNN:
         cfg = self.cfg
         _, h, w = img.shape
         padded = causal_pad(img.astype(np.int32), cfg)  # (3, H+top, W+l+r)
-        top = cfg.pad[0]
         mean = np.zeros((n_coded, h, w), np.int16)
         idx = np.zeros((n_coded, h, w), np.int16)
+        with exact_mode():
+            self._tables_rows(img, padded, mean, idx, n_coded, rows_per_chunk)
+        return mean, idx
+
+    def _tables_rows(self, img, padded, mean, idx, n_coded, rows_per_chunk):
+        cfg = self.cfg
+        _, h, w = img.shape
+        top = cfg.pad[0]
         for y0 in range(0, h, rows_per_chunk):
             y1 = min(h, y0 + rows_per_chunk)
             part = padded[:, y0 : y1 + top]  # rows y0-top .. y1-1 of the padded image
             nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
             nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
             p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
-            hidden = self.trunk_forward(feats)
+            pre = self.heads_pre(self.trunk_forward(feats))
             pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)
             resid = pix - p
             for c in range(n_coded):
-                m, s = self.head_forward(c, hidden, resid, p[:, c])
+                m, s = self.head_forward(c, pre, resid, p[:, c])
                 mean[c, y0:y1] = m.reshape(y1 - y0, w)
                 idx[c, y0:y1] = s.reshape(y1 - y0, w)
-        return mean, idx
 
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""

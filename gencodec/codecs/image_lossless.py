@@ -1,0 +1,235 @@
+"""``pixelcnn``: lossless images coded with the exact PixelCNN model and a range coder.
+
+Path of one image (L3C style: model -> tables -> coder -> file in one place)::
+
+    pixels (3, H, W) --ExactPixelCNN.tables_parallel--> integer (mean, scale index) per subpixel
+         --DiscretizedLogistic.freqs--> (N, 256) integer tables --RangeEncoder--> stream
+
+Symbols are written in the decoder's order: wavefronts ``t = (r + 1) * y + x`` (r = the model's
+reach to the right), within a wavefront channel by channel, within a channel by row. The
+decoder walks the wavefronts, evaluating the model on all pixels of one wavefront at once
+((r+1)·H + W steps of one batched trunk pass and one batched decode per channel); the
+encoder computes every table in one parallel pass, and the exact core makes them identical.
+
+Modes: RGB is coded R, G | R, B | R, G. L is coded as one channel (the model sees the grey image
+as R = G = B). RGBA and LA code the colour through the model and the alpha plane as PNG.
+"1", "P" (palette) and "I;16" go through a classical fallback (PNG), recorded in the params.
+
+Payload (model path): u32 LE length of the range-coded stream | stream | alpha PNG (if any).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..codec import Codec, Encoded
+from ..errors import CorruptFileError, GencodecError, ModelMismatchError
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "pixelcnn.safetensors"
+FALLBACK_MODES = {"1", "P", "I;16"}
+CHUNK_SYMBOLS = 1 << 12  # symbols per range-coder call in the encoder (tables stay in cache)
+
+
+def wavefront_order(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels in decoding order: (flat indices (H*W,) sorted by wavefront then row, counts per wavefront)."""
+    t = (step * np.arange(h)[:, None] + np.arange(w)[None, :]).ravel()  # (H*W,)
+    order = np.argsort(t, kind="stable")  # ties keep row-major order: increasing y
+    counts = np.bincount(t, minlength=step * (h - 1) + w) if t.size else np.zeros(0, np.int64)
+    return order, counts
+
+
+class PixelCNNCodec(Codec):
+    name = "pixelcnn"
+    kind = "lossless-image"
+    modes = frozenset({"L", "LA", "RGB", "RGBA", "1", "P", "I;16"})
+    description = "PixelCNN-family neighbourhood model, integer-exact, wavefront decoding (L/LA/RGB/RGBA; P, 1, I;16 via PNG)"
+
+    def __init__(self, model: str | Path | None = None):
+        self.model_path = Path(model) if model is not None else DEFAULT_MODEL
+        self._model = None
+
+    # -- model ----------------------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        if not self.model_path.is_file():
+            return f"model file {self.model_path} not found"
+        try:
+            import constriction  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as e:
+            return f"cannot import {e.name}"
+        return None
+
+    @property
+    def model(self):
+        if self._model is None:
+            from ..models.pixelcnn import ExactPixelCNN
+
+            self._model = ExactPixelCNN.load(self.model_path)
+        return self._model
+
+    @property
+    def model_id(self) -> bytes:
+        return self.model.model_id
+
+    # -- encode ---------------------------------------------------------------------------------
+    def encode(self, img: Any, **params: Any) -> Encoded:
+        if params:
+            from ..errors import UnsupportedInputError
+
+            raise UnsupportedInputError(f"codec 'pixelcnn' takes no parameters (got {', '.join(params)})")
+        self.check_mode(img)
+        if img.mode in FALLBACK_MODES:
+            from ..imageio import png_bytes
+
+            return Encoded(png_bytes(img), {"coding": "png"}, {})
+        planes, n_coded, alpha = _planes(img)
+        stream, ideal = self.encode_planes(planes, n_coded)
+        payload = struct.pack("<I", len(stream)) + stream
+        out_params: dict[str, Any] = {"coding": "model"}
+        if alpha is not None:
+            from PIL import Image
+
+            from ..imageio import png_bytes
+
+            alpha_png = png_bytes(Image.fromarray(alpha, "L"))
+            payload += alpha_png
+            out_params["alpha"] = "png"
+        n_sub = planes.shape[1] * planes.shape[2] * n_coded
+        stats = {"ideal_bits": ideal + 8 * (len(payload) - len(stream)), "model_ideal_bits": ideal,
+                 "model_ideal_bpsp": ideal / max(n_sub, 1)}
+        return Encoded(payload, out_params, stats)
+
+    def encode_planes(self, planes: np.ndarray, n_coded: int) -> tuple[bytes, float]:
+        """planes (3, H, W) uint8 -> (range-coded stream, ideal bits). Channels >= n_coded are not coded."""
+        from ..coding import RangeEncoder
+
+        m = self.model
+        _, h, w = planes.shape
+        mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
+        order, counts = wavefront_order(h, w, m.cfg.reach_right + 1)
+        t_of = np.repeat(np.arange(counts.size), counts)  # wavefront of each pixel in `order`
+        enc = RangeEncoder()
+        sym_planes = planes[:n_coded].reshape(n_coded, -1)
+        mean, idx = mean.reshape(n_coded, -1), idx.reshape(n_coded, -1)
+        per_chunk = max(1, CHUNK_SYMBOLS // n_coded)
+        start = 0
+        while start < order.size:
+            stop = min(order.size, start + per_chunk)
+            if stop < order.size:  # end the chunk on a wavefront boundary
+                stop = int(np.searchsorted(t_of, t_of[stop - 1], side="right"))
+            pix, tt = order[start:stop], t_of[start:stop]
+            # (t, c, y) order: key t * n_coded + c, stable over the row order inside a wavefront
+            keys = (tt[None, :] * n_coded + np.arange(n_coded)[:, None]).ravel()  # (n_coded * P,)
+            sub = np.argsort(keys, kind="stable")
+            chan = np.repeat(np.arange(n_coded), pix.size)[sub]
+            flat = np.tile(pix, n_coded)[sub]
+            freqs = m.dist.freqs(mean[chan, flat], idx[chan, flat])
+            enc.encode(sym_planes[chan, flat].astype(np.int64), freqs, validate=False)
+            start = stop
+        return enc.finish(), enc.ideal_bits
+
+    # -- decode ---------------------------------------------------------------------------------
+    def decode(self, payload: bytes, header: Any):
+        from PIL import Image
+
+        coding = header.params.get("coding")
+        if header.model_id and header.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"this file was coded with pixelcnn model {header.model_id.hex()}, but the model offered "
+                f"({self.model_path}) is {self.model_id.hex()}; decode with --model pointing at the model that wrote it"
+            )
+        if coding == "png":
+            with Image.open(io.BytesIO(payload)) as im:
+                im.load()
+                return im.copy() if im.mode == header.mode else im.convert(header.mode)
+        if coding != "model":
+            raise CorruptFileError(f"pixelcnn: unknown coding {coding!r} in the header")
+        if len(payload) < 4:
+            raise CorruptFileError("pixelcnn payload is truncated")
+        (n_stream,) = struct.unpack_from("<I", payload)
+        stream, rest = payload[4 : 4 + n_stream], payload[4 + n_stream :]
+        if len(stream) != n_stream:
+            raise CorruptFileError("pixelcnn payload is truncated")
+        mode, h, w = header.mode, header.height, header.width
+        n_coded = 1 if mode in ("L", "LA") else 3
+        planes = self.decode_planes(stream, h, w, n_coded)
+        colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
+        if mode in ("LA", "RGBA"):
+            if header.params.get("alpha") != "png":
+                raise CorruptFileError("pixelcnn: alpha plane missing")
+            with Image.open(io.BytesIO(rest)) as a:
+                alpha = a.convert("L")
+            if alpha.size != (w, h):
+                raise CorruptFileError("pixelcnn: alpha plane has the wrong size")
+            colour.putalpha(alpha)
+            colour = colour.convert(mode) if colour.mode != mode else colour
+        return colour
+
+    def decode_planes(self, stream: bytes, h: int, w: int, n_coded: int,
+                      record: np.ndarray | None = None) -> np.ndarray:
+        """Wavefront decoder: stream -> planes (3, H, W) uint8 (channels >= n_coded copy channel 0).
+
+        record: optional int64 array (2, n_coded, H, W) that receives the (mean, scale index) used
+        for every subpixel (for tests comparing against the encoder's parallel tables).
+        """
+        from ..coding import RangeDecoder
+        from ..exact import exact_mode
+        from ..models.pixelcnn import med_and_features
+
+        m = self.model
+        cfg = m.cfg
+        top, left, _ = cfg.pad
+        step = cfg.reach_right + 1
+        padded = np.full((3, h + top, w + left + cfg.reach_right), 128, dtype=np.int32)
+        dy = np.array([o[0] for o in cfg.offsets]) + top
+        dx = np.array([o[1] for o in cfg.offsets]) + left
+        dec = RangeDecoder(stream)
+        n_steps = step * (h - 1) + w if h and w else 0
+        with exact_mode():
+            for t in range(n_steps):
+                y_lo = max(0, -(-(t - w + 1) // step))
+                ys = np.arange(y_lo, min(h - 1, t // step) + 1)
+                xs = t - step * ys
+                if ys.size == 0:  # a tall narrow image leaves some wavefronts empty
+                    continue
+                nb = padded[:, ys[:, None] + dy[None, :], xs[:, None] + dx[None, :]]  # (3, n, K)
+                p, feats = med_and_features(nb.transpose(1, 0, 2), cfg)  # (n, 3), (n, F)
+                pre = m.heads_pre(m.trunk_forward(feats))
+                resid = np.zeros((ys.size, 3), np.int64)
+                for c in range(n_coded):
+                    mean, idx = m.head_forward(c, pre, resid, p[:, c])
+                    if record is not None:
+                        record[0, c, ys, xs] = mean
+                        record[1, c, ys, xs] = idx
+                    sym = dec.decode(m.dist.freqs(mean, idx), validate=False)
+                    padded[c, ys + top, xs + left] = sym
+                    resid[:, c] = sym - p[:, c]
+                if n_coded == 1:
+                    padded[1:, ys + top, xs + left] = padded[0, ys + top, xs + left]
+                first = (xs == 0) & (ys + 1 < h)  # left padding of the next row
+                if first.any():
+                    y0 = ys[first][0]
+                    padded[:, y0 + 1 + top, :left] = padded[:, y0 + top, left : left + 1]
+                last = xs == w - 1  # right padding of this row
+                if last.any():
+                    y1 = ys[last][0]
+                    padded[:, y1 + top, left + w :] = padded[:, y1 + top, left + w - 1 : left + w]
+        return padded[:, top:, left : left + w].astype(np.uint8)
+
+
+def _planes(img) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """PIL image -> (planes (3, H, W) uint8, channels coded, alpha (H, W) uint8 or None)."""
+    arr = np.asarray(img)
+    if img.mode in ("L", "LA"):
+        grey = arr if img.mode == "L" else arr[..., 0]
+        alpha = None if img.mode == "L" else np.ascontiguousarray(arr[..., 1])
+        return np.ascontiguousarray(np.broadcast_to(grey, (3,) + grey.shape)), 1, alpha
+    if img.mode in ("RGB", "RGBA"):
+        alpha = np.ascontiguousarray(arr[..., 3]) if img.mode == "RGBA" else None
+        return np.ascontiguousarray(arr[..., :3].transpose(2, 0, 1)), 3, alpha
+    raise GencodecError(f"pixelcnn: no model path for mode {img.mode}")  # pragma: no cover
