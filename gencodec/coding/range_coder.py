@@ -122,9 +122,11 @@ class RangeEncoder:
         sym = _check_symbols(symbols, table.shape[0], table.shape[1])
         if sym.size == 0:
             return
+        self.n_symbols += int(sym.size)
+        if table.shape[1] == 1:
+            return  # a one-symbol alphabet carries no information: nothing to code
         chosen = table[np.arange(sym.size), sym]
         self.ideal_bits += float(np.sum(np.log2(table.sum(axis=1)) - np.log2(chosen)))
-        self.n_symbols += int(sym.size)
         self._coder.encode(sym, _CATEGORICAL, table)
 
     @property
@@ -154,8 +156,8 @@ class RangeDecoder:
         ``validate`` as in :meth:`RangeEncoder.encode`.
         """
         table = check_freqs(freqs) if validate else _trusted(freqs)
-        if table.shape[0] == 0:
-            return np.zeros(0, dtype=np.int64)
+        if table.shape[0] == 0 or table.shape[1] == 1:
+            return np.zeros(table.shape[0], dtype=np.int64)  # one-symbol alphabets are not coded
         try:
             out = self._coder.decode(_CATEGORICAL, table)
         except Exception as exc:  # constriction reports damaged streams as generic errors

@@ -19,6 +19,7 @@ Example::
     freqs = tables.freqs(mean_q, scale_idx)         # (N, 256) float64 integers, rows sum to 2**20
 """
 
+from .check import EXACT_LIMIT, accumulation_bounds, check_exact, prepare_exact, required_dtype
 from .freqs import ExpTable, IntCategorical, LogisticTables, logits_to_freqs
 from .layers import (
     ExactConv2d,
@@ -30,6 +31,17 @@ from .layers import (
     export_model,
     shift_down,
     shift_right,
+)
+from .lut import ExactLUT, ExactSoftmax, QuantLUT, QuantSoftmax, int_softmax, make_table
+from .matmul import ExactMatMul, QuantMatMul
+from .protocol import (
+    Schedule,
+    Session,
+    TableModel,
+    decode_with_model,
+    encode_with_model,
+    tables_in_order,
+    wavefront_schedule,
 )
 from .quant import QFormat, exact_mode, fake_quant, requantize, round_ste
 
@@ -52,4 +64,24 @@ __all__ = [
     "logits_to_freqs",
     "IntCategorical",
     "LogisticTables",
+    "EXACT_LIMIT",
+    "accumulation_bounds",
+    "required_dtype",
+    "check_exact",
+    "prepare_exact",
+    "make_table",
+    "ExactLUT",
+    "QuantLUT",
+    "int_softmax",
+    "ExactSoftmax",
+    "QuantSoftmax",
+    "ExactMatMul",
+    "QuantMatMul",
+    "Schedule",
+    "Session",
+    "TableModel",
+    "wavefront_schedule",
+    "encode_with_model",
+    "decode_with_model",
+    "tables_in_order",
 ]

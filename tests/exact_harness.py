@@ -1,0 +1,177 @@
+"""Exactness harness: a tiny exact causal image model (a reference implementation of
+:class:`gencodec.exact.protocol.TableModel`) and a plain float twin for the negative control.
+
+Both the test process and the subprocess script ``_exact_child.py`` import this module. Weights
+come from numpy's integer generator, so every process builds bit-identical models without files.
+
+TinyCausalModel: RGB (H, W, 3) uint8 -> per subpixel a mean (units 1/4) and scale index ->
+LogisticTables freqs. Layers: 5x5 masked conv 'A' with 3 channel groups (3 -> 24, ReLU), 1x1
+masked 'B' (24 -> 24, ReLU), 1x1 masked 'B' (24 -> 6: mean and scale per channel). Receptive
+field: rows above up to 2 columns to the right, so the schedule is a wavefront with reach 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+
+from gencodec.exact import ExactConv2d, LogisticTables, QFormat, causal_mask, exact_mode, prepare_exact
+from gencodec.exact.protocol import Schedule, wavefront_schedule
+
+PIXELS = QFormat(0, 0, 255)
+HIDDEN = QFormat(4, 0, 127)
+OUT = QFormat(2, -2047, 2047)
+TABLES = LogisticTables(n_values=256, n_scales=32, scale_min=0.25, scale_max=40.0, mean_frac_bits=2)
+
+
+def _conv(rng: np.random.Generator, c_in: int, c_out: int, k: int, mask_type: str, in_fmt: QFormat,
+          out_fmt: QFormat, w_frac_bits: int, w_max: int) -> ExactConv2d:
+    w = torch.from_numpy(rng.integers(-w_max, w_max + 1, size=(c_out, c_in, k, k)).astype(np.float32))
+    w = w * causal_mask(c_out, c_in, k, mask_type, n_groups=3)
+    b = torch.from_numpy(rng.integers(-2000, 2001, size=c_out).astype(np.float32))
+    shift = in_fmt.frac_bits + w_frac_bits - out_fmt.frac_bits
+    pad = (k // 2, k // 2, k // 2, k // 2)
+    return ExactConv2d(w, b, shift, pad, in_fmt, out_fmt)
+
+
+def build_layers(seed: int = 0) -> torch.nn.ModuleList:
+    rng = np.random.default_rng(seed)
+    layers = torch.nn.ModuleList([
+        _conv(rng, 3, 24, 5, "A", PIXELS, HIDDEN, 12, 127),
+        _conv(rng, 24, 24, 1, "B", HIDDEN, HIDDEN, 6, 63),
+        _conv(rng, 24, 6, 1, "B", HIDDEN, OUT, 6, 63),
+    ])
+    return layers
+
+
+class _Session:
+    def __init__(self, model: "TinyCausalModel", shape: tuple[int, int, int]):
+        self.model = model
+        h, w, _ = shape
+        self.image = torch.zeros(1, 3, h, w, dtype=model.dtype)  # (1, C, H, W), undecoded = 0
+        self.schedule = model.schedule(shape)
+        self.t = 0
+
+    def _rows_cols_ch(self) -> tuple[np.ndarray, np.ndarray, int]:
+        g = self.schedule.groups[self.t]
+        pixel, ch = np.divmod(g, 3)
+        rows, cols = np.divmod(pixel, self.image.shape[3])
+        return rows, cols, int(ch[0])
+
+    def next_freqs(self) -> np.ndarray:
+        rows, cols, ch = self._rows_cols_ch()
+        out = self.model.outputs_at(self.image, torch.from_numpy(rows), torch.from_numpy(cols))  # (6, P)
+        return self.model.freqs_from_outputs(out[2 * ch], out[2 * ch + 1])
+
+    def push(self, symbols: np.ndarray) -> None:
+        rows, cols, ch = self._rows_cols_ch()
+        self.image[0, ch, torch.from_numpy(rows), torch.from_numpy(cols)] = torch.from_numpy(
+            np.asarray(symbols)).to(self.image.dtype)
+        self.t += 1
+
+
+class TinyCausalModel:
+    """Reference TableModel over RGB images (H, W, 3). ``batch``: pixels per evaluation in the
+    parallel path (None: whole image in one conv pass); ``dtype``: float32 or float64."""
+
+    reach_right = 2
+
+    def __init__(self, dtype: torch.dtype = torch.float32, batch: int | None = None, seed: int = 0):
+        self.layers = prepare_exact(build_layers(seed), dtype)
+        self.dtype, self.batch = dtype, batch
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def outputs_at(self, image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """image (1, 3, H, W) -> integer outputs (6, P) at the given pixels."""
+        with exact_mode():
+            h = self.layers[0].forward_at(image, rows, cols)  # (1, 24, P)
+            for layer in self.layers[1:]:
+                h = layer(h.unsqueeze(-1)).squeeze(-1)  # 1x1 conv over (1, C, P, 1)
+        return h[0]
+
+    def outputs_full(self, image: torch.Tensor) -> torch.Tensor:
+        """image (1, 3, H, W) -> integer outputs (6, H*W) from whole-image convolutions."""
+        with exact_mode():
+            h = image
+            for layer in self.layers:
+                h = layer(h)
+        return h[0].flatten(1)
+
+    @staticmethod
+    def freqs_from_outputs(mean_raw: torch.Tensor, scale_raw: torch.Tensor) -> np.ndarray:
+        mean_q = mean_raw.to(torch.int64).numpy() + 512  # units of 1/4 around 128
+        scale_idx = np.floor_divide(scale_raw.to(torch.int64).numpy(), 64) + 16
+        return TABLES.freqs(mean_q, scale_idx)
+
+    # -- protocol -------------------------------------------------------------------------------
+    def schedule(self, shape) -> Schedule:
+        h, w, c = shape
+        return wavefront_schedule(h, w, c, self.reach_right)
+
+    def parallel(self, symbols: np.ndarray):
+        h, w, _ = symbols.shape
+        image = torch.from_numpy(np.ascontiguousarray(symbols.transpose(2, 0, 1))[None]).to(self.dtype)
+        if self.batch is None:
+            out = self.outputs_full(image)  # (6, H*W)
+        else:
+            rows, cols = np.divmod(np.arange(h * w), w)
+            parts = [self.outputs_at(image, torch.from_numpy(rows[i:i + self.batch]),
+                                     torch.from_numpy(cols[i:i + self.batch]))
+                     for i in range(0, h * w, self.batch)]
+            out = torch.cat(parts, dim=1)
+
+        def tables(idx: np.ndarray) -> np.ndarray:
+            pixel, ch = np.divmod(idx, 3)
+            pix_t, ch_t = torch.from_numpy(pixel), torch.from_numpy(ch)
+            return self.freqs_from_outputs(out[2 * ch_t, pix_t], out[2 * ch_t + 1, pix_t])
+
+        return tables
+
+    def incremental(self, shape) -> _Session:
+        return _Session(self, tuple(shape))
+
+
+def test_image(h: int = 24, w: int = 20, seed: int = 1) -> np.ndarray:
+    """A smooth-plus-noise RGB image (H, W, 3) uint8, deterministic."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 100 + 60 * np.sin(x / 4.0)[..., None] + 40 * np.cos(y / 5.0)[..., None] + np.array([0, 20, -20])
+    return np.clip(base + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def sha(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+# -- negative control: a plain float network ------------------------------------------------------
+def float_outputs(batch: int, n: int = 448, seed: int = 0) -> np.ndarray:
+    """Softmax outputs (n, 256) float32 of a float MLP 300-512-256, evaluated ``batch`` rows at a
+    time. Ordinary float inference: the bits depend on batch split and CPU instruction set."""
+    rng = np.random.default_rng(seed)
+    w1 = torch.from_numpy(rng.standard_normal((512, 300)).astype(np.float32) / 17)
+    w2 = torch.from_numpy(rng.standard_normal((256, 512)).astype(np.float32) / 22)
+    x = torch.from_numpy(rng.standard_normal((n, 300)).astype(np.float32))
+    with torch.no_grad():
+        parts = [torch.softmax(torch.relu(x[i:i + batch] @ w1.T) @ w2.T, -1) for i in range(0, n, batch)]
+    return torch.cat(parts).numpy()
+
+
+def all_hashes(image: np.ndarray) -> dict[str, str]:
+    """sha256 of the tables under every in-process variation: path, batch split, threads, dtype;
+    plus the float control under batch splits. Keys name the variation."""
+    from gencodec.exact.protocol import tables_in_order
+
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        for dtype in (torch.float32, torch.float64):
+            name = "f32" if dtype == torch.float32 else "f64"
+            for batch in (None, 1, 7, 64):
+                model = TinyCausalModel(dtype, batch)
+                out[f"exact/par/b{batch}/t{threads}/{name}"] = sha(tables_in_order(model, image, "parallel"))
+            out[f"exact/inc/t{threads}/{name}"] = sha(tables_in_order(TinyCausalModel(dtype), image, "incremental"))
+        for batch in (1, 7, 64):
+            out[f"float/b{batch}/t{threads}"] = sha(float_outputs(batch))
+    return out
