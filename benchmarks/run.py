@@ -138,14 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import os
 
+    args.out, args.docs = args.out.resolve(), args.docs.resolve()
+    cwd = os.getcwd()
     os.chdir(ROOT)  # corpus paths in the results are relative to the repository root
-    names = list(SECTIONS) if args.section == "all" else [args.section] if args.section in SECTIONS else []
-    for name in names:
-        run_section(name, args.workers, args.codec, args.out, args.docs)
-    if args.section == "headline":
-        print(headline({n: d for n in SECTIONS if (d := _load(args.out, n))}))
-    elif args.section in ("markdown", "all"):
-        print(f"wrote {write_markdown(args.out, args.docs)}", file=sys.stderr)
+    try:
+        names = list(SECTIONS) if args.section == "all" else [args.section] if args.section in SECTIONS else []
+        for name in names:
+            run_section(name, args.workers, args.codec, args.out, args.docs)
+        if args.section == "headline":
+            print(headline({n: d for n in SECTIONS if (d := _load(args.out, n))}))
+        elif args.section in ("markdown", "all"):
+            print(f"wrote {write_markdown(args.out, args.docs)}", file=sys.stderr)
+    finally:
+        os.chdir(cwd)
     return 0
 
 

@@ -328,3 +328,23 @@ def test_rd_summary_ignores_lossless_points():
     assert s["bd_rate_pct"]["jpeg"]["other"] == pytest.approx(-20.0)
     assert s["bpp_at_psnr"]["jpeg"]["32"] == pytest.approx(0.6)
     assert s["bpp_at_psnr"]["jpeg"]["38"] is None
+
+
+def test_benchmark_script_regenerates_markdown(tmp_path):
+    """benchmarks/run.py: one section (restricted to gzip) -> JSON, CSV, plot -> BENCHMARKS.md."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_script", CORPORA.parent / "benchmarks" / "run.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--codec", "gzip", "--out", str(tmp_path / "res"), "--docs", str(tmp_path / "docs")]
+    assert script.main(["canterbury", *args]) == 0
+    assert script.main(["markdown", *args]) == 0
+    doc = json.loads((tmp_path / "res" / "canterbury.json").read_text())
+    assert doc["settings"]["paths"] == ["corpora/canterbury"] and len(doc["rows"]) == 11
+    assert doc["totals"][0]["n_bytes_in"] == sum(
+        f["bytes"] for f in json.loads((CORPORA / "canterbury" / "manifest.json").read_text())["files"])
+    md = (tmp_path / "docs" / "BENCHMARKS.md").read_text()
+    assert "## Canterbury corpus, byte codecs" in md and "`gzip`" in md and "Not run yet" in md
+    with Image.open(tmp_path / "docs" / "canterbury.png") as im:
+        assert im.format == "PNG"
