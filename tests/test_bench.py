@@ -348,3 +348,19 @@ def test_benchmark_script_regenerates_markdown(tmp_path):
     assert "## Canterbury corpus, byte codecs" in md and "`gzip`" in md and "Not run yet" in md
     with Image.open(tmp_path / "docs" / "canterbury.png") as im:
         assert im.format == "PNG"
+
+
+def test_ideal_bits_and_overhead_are_reported(small_files, monkeypatch):
+    from gencodec.codec import Encoded
+    from gencodec.codecs.classic_bytes import GzipCodec
+
+    real = GzipCodec.encode
+    monkeypatch.setattr(GzipCodec, "encode", lambda self, data, **kw: Encoded(real(self, data).payload, {}, {"ideal_bits": 4.0 * len(data)}))
+    doc = runner.run_bench([str(p) for p in small_files[:2]], ["gzip"], progress=False)
+    for r in doc["rows"]:
+        assert r["ideal_bits"] == 4.0 * r["n_bytes_in"]
+        assert r["coding_overhead_pct"] == pytest.approx(100 * (8 * r["payload_bytes"] - r["ideal_bits"]) / r["ideal_bits"])
+        assert r["frame_overhead_pct"] > r["coding_overhead_pct"]  # the header costs bits too
+    (t,) = doc["totals"]
+    assert t["ideal_bits"] == 4.0 * t["n_bytes_in"]
+    assert "| ideal | overhead |" in report.markdown_lossless(doc)
