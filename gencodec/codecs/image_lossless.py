@@ -15,13 +15,20 @@ Modes: RGB is coded R, G | R, B | R, G. L is coded as one channel (the model see
 as R = G = B). RGBA and LA code the colour through the model and the alpha plane as PNG.
 "1", "P" (palette) and "I;16" go through a classical fallback (PNG), recorded in the params.
 
-Payload (model path): u32 LE length of the range-coded stream | stream | alpha PNG (if any).
+Adaptation: before coding, the encoder maps each (channel, predicted scale index) group to the
+scale index and mean offset that fit this image best (:func:`choose_remap`, a two-pass integer
+recalibration stored in the payload when it saves more than it costs); the decoder applies the
+same integer maps, so exactness is untouched.
+
+Payload (model path): u32 LE length of the stream | range-coded stream | u16 LE length of the
+remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets + 128 as uint8) | alpha PNG (if any).
 """
 
 from __future__ import annotations
 
 import io
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +90,14 @@ class PixelCNNCodec(Codec):
 
             raise UnsupportedInputError(f"codec 'pixelcnn' takes no parameters (got {', '.join(params)})")
         self.check_mode(img)
-        if img.mode in FALLBACK_MODES:
-            from ..imageio import png_bytes
+        if img.mode in FALLBACK_MODES:  # the registered PNG codec, its params kept in ours
+            from ..registry import get_codec
 
-            return Encoded(png_bytes(img), {"coding": "png"}, {})
+            enc = get_codec("png").encode(img)
+            return Encoded(enc.payload, {"coding": "png", **({"png": enc.params} if enc.params else {})}, {})
         planes, n_coded, alpha = _planes(img)
-        stream, ideal = self.encode_planes(planes, n_coded)
-        payload = struct.pack("<I", len(stream)) + stream
+        stream, ideal, remap = self.encode_planes(planes, n_coded)
+        payload = struct.pack("<I", len(stream)) + stream + struct.pack("<H", len(remap)) + remap
         out_params: dict[str, Any] = {"coding": "model"}
         if alpha is not None:
             from PIL import Image
@@ -104,13 +112,27 @@ class PixelCNNCodec(Codec):
                  "model_ideal_bpsp": ideal / max(n_sub, 1)}
         return Encoded(payload, out_params, stats)
 
-    def encode_planes(self, planes: np.ndarray, n_coded: int) -> tuple[bytes, float]:
-        """planes (3, H, W) uint8 -> (range-coded stream, ideal bits). Channels >= n_coded are not coded."""
+    def encode_planes(self, planes: np.ndarray, n_coded: int, adapt: bool = True) -> tuple[bytes, float, bytes]:
+        """planes (3, H, W) uint8 -> (range-coded stream, ideal bits, packed scale remap or b"").
+
+        Channels >= n_coded are not coded. With ``adapt`` the per-image scale remap
+        (:func:`choose_remap`) is applied when it saves more than it costs to store.
+        """
         from ..coding import RangeEncoder
 
         m = self.model
         _, h, w = planes.shape
         mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
+        packed = b""
+        if adapt and h * w:
+            remap, bias, gain_bits = choose_remap(m.dist, planes[:n_coded], mean, idx)
+            packed = pack_remap(remap, bias)
+            if gain_bits > 8 * (len(packed) + 2):
+                chan = np.arange(n_coded)[:, None, None]
+                mean = np.clip(mean + bias[chan, idx], 0, 255)
+                idx = remap[chan, idx]
+            else:
+                packed = b""
         order, counts = wavefront_order(h, w, m.cfg.reach_right + 1)
         t_of = np.repeat(np.arange(counts.size), counts)  # wavefront of each pixel in `order`
         enc = RangeEncoder()
@@ -131,7 +153,7 @@ class PixelCNNCodec(Codec):
             freqs = m.dist.freqs(mean[chan, flat], idx[chan, flat])
             enc.encode(sym_planes[chan, flat].astype(np.int64), freqs, validate=False)
             start = stop
-        return enc.finish(), enc.ideal_bits
+        return enc.finish(), enc.ideal_bits, packed
 
     # -- decode ---------------------------------------------------------------------------------
     def decode(self, payload: bytes, header: Any):
@@ -144,20 +166,26 @@ class PixelCNNCodec(Codec):
                 f"({self.model_path}) is {self.model_id.hex()}; decode with --model pointing at the model that wrote it"
             )
         if coding == "png":
-            with Image.open(io.BytesIO(payload)) as im:
-                im.load()
-                return im.copy() if im.mode == header.mode else im.convert(header.mode)
+            import dataclasses
+
+            from ..registry import get_codec
+
+            inner = dataclasses.replace(header, codec="png", params=dict(header.params.get("png", {})))
+            return get_codec("png").decode(payload, inner)
         if coding != "model":
             raise CorruptFileError(f"pixelcnn: unknown coding {coding!r} in the header")
         if len(payload) < 4:
             raise CorruptFileError("pixelcnn payload is truncated")
         (n_stream,) = struct.unpack_from("<I", payload)
         stream, rest = payload[4 : 4 + n_stream], payload[4 + n_stream :]
-        if len(stream) != n_stream:
+        if len(stream) != n_stream or len(rest) < 2:
             raise CorruptFileError("pixelcnn payload is truncated")
+        (n_remap,) = struct.unpack_from("<H", rest)
+        packed, rest = rest[2 : 2 + n_remap], rest[2 + n_remap :]
         mode, h, w = header.mode, header.height, header.width
         n_coded = 1 if mode in ("L", "LA") else 3
-        planes = self.decode_planes(stream, h, w, n_coded)
+        remap = unpack_remap(packed, n_coded, self.model.cfg.n_scales) if n_remap else None
+        planes = self.decode_planes(stream, h, w, n_coded, remap=remap)
         colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
         if mode in ("LA", "RGBA"):
             if header.params.get("alpha") != "png":
@@ -171,9 +199,11 @@ class PixelCNNCodec(Codec):
         return colour
 
     def decode_planes(self, stream: bytes, h: int, w: int, n_coded: int,
+                      remap: tuple[np.ndarray, np.ndarray] | None = None,
                       record: np.ndarray | None = None) -> np.ndarray:
         """Wavefront decoder: stream -> planes (3, H, W) uint8 (channels >= n_coded copy channel 0).
 
+        remap: (scale remap, mean offsets), each (n_coded, n_scales), written by the encoder, or None.
         record: optional int64 array (2, n_coded, H, W) that receives the (mean, scale index) used
         for every subpixel (for tests comparing against the encoder's parallel tables).
         """
@@ -206,6 +236,9 @@ class PixelCNNCodec(Codec):
                     if record is not None:
                         record[0, c, ys, xs] = mean
                         record[1, c, ys, xs] = idx
+                    if remap is not None:
+                        mean = np.clip(mean + remap[1][c, idx], 0, 255)
+                        idx = remap[0][c, idx]
                     sym = dec.decode(m.dist.freqs(mean, idx), validate=False)
                     padded[c, ys + top, xs + left] = sym
                     resid[:, c] = sym - p[:, c]
@@ -220,6 +253,53 @@ class PixelCNNCodec(Codec):
                     y1 = ys[last][0]
                     padded[:, y1 + top, left + w :] = padded[:, y1 + top, left + w - 1 : left + w]
         return padded[:, top:, left : left + w].astype(np.uint8)
+
+
+MAX_BIAS = 3  # the per-image adaptation may move a group's means by up to this many levels
+
+
+def choose_remap(dist, symbols: np.ndarray, mean: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-image adaptation: for every (channel, predicted scale index) group, the scale index and
+    the mean offset (|offset| <= MAX_BIAS) that code this image's residuals best.
+
+    symbols, mean, idx: (n_coded, H, W) -> (remap (n_coded, S) int64, bias (n_coded, S) int64,
+    estimated bits saved). The estimate uses interior bins (edge pixels' tails aside); coding
+    then uses the remapped integers exactly, so the decoder's tables still equal the encoder's.
+    """
+    n_coded = symbols.shape[0]
+    s = dist.cfg.n_scales
+    cdf = dist.cdf  # (S, 512)
+    freq = cdf[:, 1:] - cdf[:, :-1] + 1  # (S, 511): bin of residual r = -255..255
+    neg_log2 = 16 - np.log2(freq)  # (S, 511) bits
+    resid = symbols.astype(np.int64) - mean + 255  # (n_coded, H, W) in [0, 510]
+    keys = ((np.arange(n_coded)[:, None, None] * s + idx) * 511 + resid).ravel()
+    hist = np.bincount(keys, minlength=n_coded * s * 511).reshape(n_coded, s, 511).astype(np.float64)
+    big = 16.0 + np.zeros((s, MAX_BIAS))
+    costs = []
+    for b in range(-MAX_BIAS, MAX_BIAS + 1):  # residual after moving the mean by b: r - b
+        shifted = np.concatenate([big, neg_log2, big], axis=1)[:, MAX_BIAS - b : MAX_BIAS - b + 511]
+        costs.append(hist @ shifted.T)  # (n_coded, S predicted, S used)
+    cost = np.stack(costs, axis=-1).reshape(n_coded, s, -1)  # (n_coded, S, S * n_bias)
+    best = np.argmin(cost, axis=2)
+    remap, bias = best // (2 * MAX_BIAS + 1), best % (2 * MAX_BIAS + 1) - MAX_BIAS
+    base = np.diagonal(costs[MAX_BIAS], axis1=1, axis2=2).sum()
+    gain = base - np.take_along_axis(cost, best[..., None], axis=2).sum()
+    return remap.astype(np.int64), bias.astype(np.int64), float(gain)
+
+
+def pack_remap(remap: np.ndarray, bias: np.ndarray) -> bytes:
+    return zlib.compress(np.concatenate([remap.ravel(), bias.ravel() + 128]).astype(np.uint8).tobytes(), 9)
+
+
+def unpack_remap(packed: bytes, n_coded: int, n_scales: int) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        raw = np.frombuffer(zlib.decompress(packed), np.uint8).astype(np.int64)
+    except zlib.error:
+        raise CorruptFileError("pixelcnn: damaged scale remap") from None
+    n = n_coded * n_scales
+    if raw.size != 2 * n or raw[:n].max() >= n_scales or np.abs(raw[n:] - 128).max() > MAX_BIAS:
+        raise CorruptFileError("pixelcnn: scale remap does not fit the model")
+    return raw[:n].reshape(n_coded, n_scales), (raw[n:] - 128).reshape(n_coded, n_scales)
 
 
 def _planes(img) -> tuple[np.ndarray, int, np.ndarray | None]:

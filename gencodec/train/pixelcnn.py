@@ -139,3 +139,13 @@ def train_pixelcnn(
 def recipe_from_options(**kw: Any) -> PixelCNNRecipe:
     """A recipe with the given fields replaced (None values are ignored)."""
     return replace(PixelCNNRecipe(), **{k: v for k, v in kw.items() if v is not None})
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, config: PixelCNNConfig = PixelCNNConfig()) -> ExactPixelCNN:
+    """Export the model state in a checkpoint (``best.pt`` / ``last.pt``) to an exact model file."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    model = PixelCNN(config)
+    model.load_state_dict(state)
+    exact = model.export()
+    exact.save(out)
+    return exact

@@ -1,0 +1,265 @@
+"""The pixelcnn codec: round trips, model identity, causality, parallel == wavefront tables,
+a pinned golden file, and byte-identical files across CPU instruction sets and thread counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gencodec
+from gencodec.api import compress_report
+from gencodec.errors import ModelMismatchError
+
+torch = pytest.importorskip("torch")
+
+from gencodec.codecs.image_lossless import DEFAULT_MODEL, PixelCNNCodec, _planes, wavefront_order  # noqa: E402
+from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad  # noqa: E402
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "pixelcnn-rgb-9x7.gcx"
+TINY = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4)
+
+
+def golden_image() -> Image.Image:
+    """A 9x7 RGB image from integer arithmetic only (no RNG), for the pinned golden file."""
+    y, x = np.mgrid[0:7, 0:9]
+    arr = np.stack([(x * 29 + y * 7) % 256, (x * 3 + y * 41 + 50) % 256, (x * y * 13) % 256], axis=-1)
+    return Image.fromarray(arr.astype(np.uint8), "RGB")
+
+
+@pytest.fixture(scope="module")
+def codec() -> PixelCNNCodec:
+    return PixelCNNCodec()
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> Path:
+    """A second, differently initialised tiny model saved to disk (a 'user-trained' model)."""
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    PixelCNN(TINY).export().save(path)
+    return path
+
+
+def round_trip(img: Image.Image, **kw) -> tuple[bytes, Image.Image]:
+    blob = gencodec.compress(img, codec="pixelcnn", **kw)
+    return blob, gencodec.decompress(blob, **kw)
+
+
+def same_image(a: Image.Image, b: Image.Image) -> bool:
+    return a.mode == b.mode and a.size == b.size and a.tobytes() == b.tobytes() and a.getpalette() == b.getpalette()
+
+
+# ---------------------------------------------------------------------------------------------
+# round trips
+# ---------------------------------------------------------------------------------------------
+def test_shipped_model_is_present_and_small():
+    assert DEFAULT_MODEL.is_file()
+    assert DEFAULT_MODEL.stat().st_size <= 10 * 2**20
+    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert card["model_id"] == PixelCNNCodec().model_id.hex()
+
+
+def test_kodak_crop_round_trip_and_size_matches_ideal(kodak_crop):
+    img = kodak_crop("kodim23", (300, 200, 348, 240))  # 48 x 40
+    rep = compress_report(img, codec="pixelcnn")
+    out = gencodec.decompress(rep.blob)
+    assert same_image(out, img)
+    ideal = rep.stats["ideal_bits"]
+    payload_bits = 8 * (len(rep.blob) - (len(rep.blob) - len(gencodec.container.unpack(rep.blob)[1])))
+    # the range coder adds at most two 32-bit words to the model's code length (plus the 4-byte length)
+    assert ideal <= payload_bits <= ideal + 2 * 32 + 32 + 8
+    assert rep.stats["model_ideal_bpsp"] < 6.0  # a trained model: far below 8 bits on a photo
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "I;16", "1"])
+@pytest.mark.parametrize("kind", ["constant", "noise", "gradient"])
+def test_synthetic_round_trip_every_mode(synthetic, mode, kind):
+    img = synthetic(mode, kind, (17, 5))
+    _, out = round_trip(img)
+    assert same_image(out, img)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (9, 1), (2, 2), (4, 1), (31, 23)])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_odd_sizes_round_trip(synthetic, size, mode):
+    img = synthetic(mode, "noise", size, seed=size[0] * 7 + size[1])
+    _, out = round_trip(img)
+    assert same_image(out, img)
+
+
+def test_per_image_scale_remap_pays_on_a_constant_image(codec):
+    img = Image.new("RGB", (96, 80), (120, 130, 140))
+    rep = compress_report(img, codec="pixelcnn")
+    assert same_image(gencodec.decompress(rep.blob), img)
+    planes = _planes(img)[0]
+    _, fixed_bits, none = codec.encode_planes(planes, 3, adapt=False)
+    assert none == b""
+    assert rep.stats["model_ideal_bits"] < 0.5 * fixed_bits  # the remap adapts the scales to the image
+    assert rep.stats["model_ideal_bpsp"] < 1.0
+
+
+def test_fallback_modes_are_recorded(synthetic):
+    for mode in ("P", "I;16", "1"):
+        blob = gencodec.compress(synthetic(mode, "gradient", (9, 4)), codec="pixelcnn")
+        assert gencodec.info(blob)["params"]["coding"] == "png"
+    blob = gencodec.compress(synthetic("RGBA", "gradient", (9, 4)), codec="pixelcnn")
+    assert gencodec.info(blob)["params"] == {"coding": "model", "alpha": "png"}
+
+
+# ---------------------------------------------------------------------------------------------
+# model identity
+# ---------------------------------------------------------------------------------------------
+def test_model_id_mismatch_is_refused_naming_both(kodak_crop, other_model, codec):
+    img = kodak_crop("kodim23", (0, 0, 12, 10))
+    blob = gencodec.compress(img, codec="pixelcnn")
+    other_id = PixelCNNCodec(model=other_model).model_id.hex()
+    assert other_id != codec.model_id.hex()
+    with pytest.raises(ModelMismatchError) as e:
+        gencodec.decompress(blob, model=other_model)
+    assert codec.model_id.hex() in str(e.value) and other_id in str(e.value)
+
+
+def test_user_model_codes_and_is_recorded(kodak_crop, other_model, codec):
+    img = kodak_crop("kodim23", (0, 0, 12, 10))
+    blob, out = round_trip(img, model=other_model)
+    assert same_image(out, img)
+    assert gencodec.info(blob)["model_id"] == PixelCNNCodec(model=other_model).model_id.hex()
+    with pytest.raises(ModelMismatchError):
+        gencodec.decompress(blob)  # the shipped model is not the one that wrote it
+
+
+def test_saved_model_reloads_with_same_id(tmp_path):
+    torch.manual_seed(3)
+    exact = PixelCNN(TINY).export()
+    exact.save(tmp_path / "m.safetensors")
+    again = ExactPixelCNN.load(tmp_path / "m.safetensors")
+    assert again.model_id == exact.model_id
+    assert again.cfg == TINY
+
+
+# ---------------------------------------------------------------------------------------------
+# schedule: causality, parallel == wavefront
+# ---------------------------------------------------------------------------------------------
+def decode_rank(h: int, w: int, n_coded: int, step: int) -> np.ndarray:
+    """(n_coded, H, W) position of every subpixel in the decoding order."""
+    order, counts = wavefront_order(h, w, step)
+    t = np.repeat(np.arange(counts.size), counts)
+    keys = (t[None, :] * n_coded + np.arange(n_coded)[:, None]).ravel()
+    sub = np.argsort(keys, kind="stable")
+    chan = np.repeat(np.arange(n_coded), order.size)[sub]
+    flat = np.tile(order, n_coded)[sub]
+    rank = np.empty((n_coded, h * w), np.int64)
+    rank[chan, flat] = np.arange(sub.size)
+    return rank.reshape(n_coded, h, w)
+
+
+def test_changing_a_later_subpixel_never_changes_an_earlier_table(codec):
+    rng = np.random.default_rng(5)
+    h, w = 13, 11
+    planes = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
+    mean0, idx0 = codec.model.tables_parallel(planes)
+    rank = decode_rank(h, w, 3, codec.model.cfg.reach_right + 1)
+    for _ in range(40):
+        c, y, x = int(rng.integers(3)), int(rng.integers(h)), int(rng.integers(w))
+        changed = planes.copy()
+        changed[c, y, x] = 255 - changed[c, y, x]
+        mean1, idx1 = codec.model.tables_parallel(changed)
+        earlier = rank <= rank[c, y, x]  # the changed subpixel's own table may not depend on it either
+        assert np.array_equal(mean0[earlier], mean1[earlier]) and np.array_equal(idx0[earlier], idx1[earlier])
+
+
+def test_context_does_depend_on_the_neighbourhood(codec):
+    """Control for the causality test: a change is seen by the next pixel's table."""
+    rng = np.random.default_rng(6)
+    planes = rng.integers(0, 256, (3, 9, 9), dtype=np.uint8)
+    mean0, _ = codec.model.tables_parallel(planes)
+    changed = planes.copy()
+    changed[:, 4, 4] = 255 - changed[:, 4, 4]
+    mean1, _ = codec.model.tables_parallel(changed)
+    assert not np.array_equal(mean0[:, 4, 5], mean1[:, 4, 5]) or not np.array_equal(mean0[:, 5, 4], mean1[:, 5, 4])
+
+
+@pytest.mark.parametrize("shape", [(3, 23, 17), (1, 6, 19), (3, 1, 8), (3, 10, 1)])
+def test_parallel_tables_equal_wavefront_tables(codec, shape):
+    n_coded, h, w = shape
+    rng = np.random.default_rng(h * w)
+    planes = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
+    if n_coded == 1:
+        planes[1:] = planes[0]
+    mean, idx = codec.model.tables_parallel(planes, n_coded)
+    mean_rows, idx_rows = codec.model.tables_parallel(planes, n_coded, rows_per_chunk=1)  # another batch split
+    stream, _, remap = codec.encode_planes(planes, n_coded, adapt=False)
+    assert remap == b""
+    record = np.zeros((2, n_coded, h, w), np.int64)
+    out = codec.decode_planes(stream, h, w, n_coded, record=record)
+    assert np.array_equal(out, planes)
+    assert np.array_equal(record[0], mean) and np.array_equal(record[1], idx)
+    assert np.array_equal(mean_rows, mean) and np.array_equal(idx_rows, idx)
+
+
+def test_causal_pad_rule():
+    cfg = PixelCNNConfig()
+    img = np.arange(12, dtype=np.int32).reshape(3, 4) + 1
+    top, left, right = cfg.pad
+    p = causal_pad(img, cfg)
+    assert (p[:top] == 128).all()
+    assert (p[top, :left] == 128).all()  # nothing decoded before the first pixel
+    assert (p[top + 1, :left] == img[0, 0]).all() and (p[top + 2, :left] == img[1, 0]).all()
+    assert (p[top:, left + 4 :] == img[:, 3:4]).all()
+
+
+def test_decoder_steps_are_wavefronts():
+    order, counts = wavefront_order(512, 768, 3)
+    assert counts.size == 3 * 511 + 768  # (r+1)(H-1) + W steps, not H*W
+    assert counts.max() == 256
+
+
+# ---------------------------------------------------------------------------------------------
+# pinned bytes and exactness across machines
+# ---------------------------------------------------------------------------------------------
+def test_golden_file():
+    blob = GOLDEN.read_bytes()
+    assert same_image(gencodec.decompress(blob), golden_image())
+    assert gencodec.compress(golden_image(), codec="pixelcnn") == blob
+
+
+CHILD = r"""
+import sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from PIL import Image
+import gencodec
+img = Image.open(sys.argv[2]).crop((200, 150, 264, 198))
+blob = gencodec.compress(img, codec="pixelcnn")
+open(sys.argv[3], "wb").write(blob)
+other = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else blob
+assert gencodec.decompress(other).tobytes() == img.tobytes()
+print("ok")
+"""
+
+
+def _child(tmp_path: Path, capability: str, threads: int, kodak: Path, out: str, other: str | None = None):
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability, OMP_NUM_THREADS=str(threads))
+    args = [sys.executable, "-c", CHILD, str(threads), str(kodak), str(tmp_path / out)]
+    if other:
+        args.append(str(tmp_path / other))
+    res = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return (tmp_path / out).read_bytes()
+
+
+@pytest.mark.slow
+def test_same_bytes_under_avx2_two_threads_and_default_one_thread(tmp_path, kodak_dir):
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx2" not in flags:
+        pytest.skip("this CPU has no AVX2")
+    kodak = kodak_dir / "kodim05.png"
+    a = _child(tmp_path, "avx2", 2, kodak, "a.gcx")  # encodes, decodes its own (= b's) bytes
+    b = _child(tmp_path, "default", 1, kodak, "b.gcx", other="a.gcx")  # encodes, decodes a's file
+    assert a == b
