@@ -76,7 +76,7 @@ def area_downscale(pixels: np.ndarray, factor: int) -> np.ndarray:
 
 
 def load_folder(root: str | Path, downscale: int = 2, val_glob: str | None = None, val_fraction: float = 0.05,
-                min_side: int = 32) -> ImageFolder:
+                min_side: int = 16) -> ImageFolder:
     """Read every image under ``root`` as RGB, downscale, and split into train / validation.
 
     val_glob: images whose relative path matches go to validation; without it, a fixed

@@ -32,6 +32,7 @@ class LoopConfig:
     log_every: int = 50
     grad_clip: float = 1.0
     progress: bool = True  # tqdm bar on stderr
+    stop_after: int | None = None  # end this session after this step (a later --resume continues)
 
 
 def lr_at(cfg: LoopConfig, step: int) -> float:
@@ -96,7 +97,8 @@ def train(
     t_ckpt = time.monotonic()
     running = None
     model.train()
-    while step < cfg.steps:
+    end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
+    while step < end:
         t0 = time.monotonic()
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
@@ -117,11 +119,12 @@ def train(
             log(dict(event="train", step=step, seconds=round(seconds, 1), loss=running, lr=lr_at(cfg, step)))
         if step % cfg.val_every == 0 or step == cfg.steps:
             validate()
-        if time.monotonic() - t_ckpt > cfg.ckpt_every_s or step == cfg.steps:
+        if time.monotonic() - t_ckpt > cfg.ckpt_every_s or step == end:
             save_last()
             t_ckpt = time.monotonic()
     if bar is not None:
         bar.close()
     if not (workdir / "best.pt").exists():
         validate()
+        save_last()
     return dict(step=step, best_val=best, seconds=seconds)

@@ -66,9 +66,14 @@ def train_pixelcnn(
     config: PixelCNNConfig = PixelCNNConfig(),
     recipe: PixelCNNRecipe = PixelCNNRecipe(),
     progress: bool = True,
+    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train on ``data`` (a folder of images), export the exact model to ``out`` (.safetensors)
-    with its card beside it (same name, .json). Returns the card."""
+    with its card beside it (same name, .json). Returns the card.
+
+    stop_after: end this session after that step (checkpointed; ``resume=True`` continues) and
+    export the best checkpoint so far.
+    """
     torch.set_num_threads(recipe.threads)
     out = Path(out)
     workdir = Path(workdir) if workdir else out.with_suffix(".run")
@@ -102,7 +107,8 @@ def train_pixelcnn(
         f = _bpsp(m, crops, quantized=False)
         return dict(loss=q, bpsp_quantized=q, bpsp_float=f)
 
-    loop_cfg = LoopConfig(steps=steps, lr=recipe.lr, val_every=recipe.val_every, progress=progress)
+    loop_cfg = LoopConfig(steps=steps, lr=recipe.lr, val_every=recipe.val_every, progress=progress,
+                          stop_after=stop_after)
     result = train(model, loop_cfg, workdir, batch_fn, loss_fn, val_fn, resume=resume, unit="bpsp")
 
     best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=False)

@@ -1,0 +1,145 @@
+"""Training: image-folder data, seeded crops, the generic loop's resume, the pixelcnn recipe end to
+end (export, model card, coding with the trained model) and the ``gencodec train`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gencodec
+
+torch = pytest.importorskip("torch")
+
+from gencodec.codecs.image_lossless import PixelCNNCodec  # noqa: E402
+from gencodec.models.pixelcnn import PixelCNNConfig  # noqa: E402
+from gencodec.train.data import CropSampler, area_downscale, load_folder  # noqa: E402
+from gencodec.train.pixelcnn import PixelCNNRecipe, train_pixelcnn  # noqa: E402
+
+TINY = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4)
+RECIPE = PixelCNNRecipe(crop=16, batch=2, val_size=24, val_every=2, downscale=2, val_glob="val/*")
+
+
+def photo_like(seed: int, size=(64, 48)) -> np.ndarray:
+    """Smooth colour ramps plus a little noise: (H, W, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 2 + y, 100 + y * 2, 200 - x], axis=-1) + rng.integers(-3, 4, (h, w, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "photos"
+    (root / "train").mkdir(parents=True)
+    (root / "val").mkdir()
+    for i in range(3):
+        Image.fromarray(photo_like(i)).save(root / "train" / f"{i}.png")
+    Image.fromarray(photo_like(9)).save(root / "val" / "v.png")
+    (root / "notes.txt").write_text("not an image")
+    manifest = {"files": [{"file": "photos/train/0.png", "lossless_source": True}]}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------
+def test_area_downscale_is_the_rounded_box_mean():
+    px = np.array([[0, 1, 10, 20], [2, 4, 30, 41], [9, 9, 9, 9]], np.uint8)[..., None]
+    out = area_downscale(px, 2)
+    assert out.shape == (1, 2, 1)
+    assert out[0, :, 0].tolist() == [2, 25]  # (0+1+2+4)/4 = 1.75 -> 2; (10+20+30+41)/4 = 25.25 -> 25
+
+
+def test_load_folder_splits_and_downscales_by_manifest(folder):
+    images = load_folder(folder, downscale=2, val_glob="val/*", min_side=8)
+    assert [i.name for i in images.val] == ["val/v.png"]
+    by_name = {i.name: i for i in images.train}
+    assert sorted(by_name) == ["train/0.png", "train/1.png", "train/2.png"]
+    assert by_name["train/0.png"].pixels.shape == (48, 64, 3) and by_name["train/0.png"].downscaled == 1
+    assert by_name["train/1.png"].pixels.shape == (24, 32, 3) and by_name["train/1.png"].downscaled == 2
+    assert len(by_name["train/1.png"].sha256) == 64
+
+
+def test_default_split_holds_out_something(folder):
+    images = load_folder(folder, downscale=1)
+    assert len(images.val) == 1 and len(images.train) == 3
+
+
+def test_crops_are_a_function_of_seed_and_step(folder):
+    images = load_folder(folder, downscale=1, val_glob="val/*")
+    a = CropSampler(images.train, crop=16, seed=0)
+    b = CropSampler(images.train, crop=16, seed=0)
+    assert a.batch(5, 4).shape == (4, 3, 16, 16)
+    assert np.array_equal(a.batch(5, 4), b.batch(5, 4))
+    assert not np.array_equal(a.batch(5, 4), a.batch(6, 4))
+    assert not np.array_equal(a.batch(5, 4), CropSampler(images.train, crop=16, seed=1).batch(5, 4))
+
+
+# ---------------------------------------------------------------------------------------------
+# recipe and loop
+# ---------------------------------------------------------------------------------------------
+def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path):
+    out = tmp_path / "m.safetensors"
+    card = train_pixelcnn(folder, out, steps=4, workdir=tmp_path / "run", config=TINY, recipe=RECIPE, progress=False)
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    assert json.loads(out.with_suffix(".json").read_text())["model_id"] == card["model_id"]
+    assert card["steps"] == 4 and card["config"]["hidden"] == 8
+    assert [d["name"] for d in card["data"]["val"]] == ["val/v.png"]
+    v = card["validation"]
+    assert 0 < v["bpsp_exact_ideal"] < 16 and abs(v["bpsp_exact_ideal"] - v["bpsp_fake_quant"]) < 0.05
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if e["event"] == "val"] == [2, 4]
+    codec = PixelCNNCodec(model=out)
+    assert codec.model_id.hex() == card["model_id"]
+    img = Image.fromarray(photo_like(3, (20, 14)))
+    blob = gencodec.compress(img, codec="pixelcnn", model=out)
+    assert gencodec.decompress(blob, model=out).tobytes() == img.tobytes()
+
+
+def test_resume_continues_to_the_same_weights(folder, tmp_path):
+    straight = train_pixelcnn(folder, tmp_path / "a.safetensors", steps=4, workdir=tmp_path / "a", config=TINY,
+                              recipe=RECIPE, progress=False)
+    train_pixelcnn(folder, tmp_path / "b.safetensors", steps=4, workdir=tmp_path / "b", config=TINY,
+                   recipe=RECIPE, progress=False, stop_after=2)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 2
+    resumed = train_pixelcnn(folder, tmp_path / "b.safetensors", steps=4, workdir=tmp_path / "b", config=TINY,
+                             recipe=RECIPE, progress=False, resume=True)
+    assert resumed["steps"] == 4
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["model_id"] == straight["model_id"]
+
+
+def test_resume_refuses_another_config(folder, tmp_path):
+    train_pixelcnn(folder, tmp_path / "a.safetensors", steps=2, workdir=tmp_path / "a", config=TINY,
+                   recipe=RECIPE, progress=False)
+    with pytest.raises(ValueError, match="another config"):
+        train_pixelcnn(folder, tmp_path / "a.safetensors", steps=2, workdir=tmp_path / "a",
+                       config=PixelCNNConfig(hidden=12, trunk_layers=1, head_hidden=4), recipe=RECIPE,
+                       progress=False, resume=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------
+def test_train_command(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from gencodec_cli.main import cli
+
+    out = tmp_path / "cli.safetensors"
+    res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out), "--steps", "2",
+                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q"])
+    assert res.exit_code == 0, res.output
+    assert out.is_file() and "model " in res.output
+    res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(tmp_path / "nope"), "--out", str(out)])
+    assert res.exit_code == 2  # click: --data must exist
+    res = CliRunner().invoke(cli, ["train", "--help"])
+    assert res.exit_code == 0 and "--resume" in res.output
