@@ -8,8 +8,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from exact_harness import all_hashes, test_image  # noqa: E402
+from exact_harness import all_hashes, harness_image  # noqa: E402
 
 if __name__ == "__main__":
     h, w, seed = (int(a) for a in sys.argv[1:4])
-    print(json.dumps(all_hashes(test_image(h, w, seed))))
+    print(json.dumps(all_hashes(harness_image(h, w, seed))))

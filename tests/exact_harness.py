@@ -133,7 +133,7 @@ class TinyCausalModel:
         return _Session(self, tuple(shape))
 
 
-def test_image(h: int = 24, w: int = 20, seed: int = 1) -> np.ndarray:
+def harness_image(h: int = 24, w: int = 20, seed: int = 1) -> np.ndarray:
     """A smooth-plus-noise RGB image (H, W, 3) uint8, deterministic."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:h, 0:w]
@@ -146,7 +146,7 @@ def sha(arr: np.ndarray) -> str:
 
 
 # -- negative control: a plain float network ------------------------------------------------------
-def float_outputs(batch: int, n: int = 448, seed: int = 0) -> np.ndarray:
+def float_outputs(batch: int, n: int = 192, seed: int = 0) -> np.ndarray:
     """Softmax outputs (n, 256) float32 of a float MLP 300-512-256, evaluated ``batch`` rows at a
     time. Ordinary float inference: the bits depend on batch split and CPU instruction set."""
     rng = np.random.default_rng(seed)
@@ -158,20 +158,36 @@ def float_outputs(batch: int, n: int = 448, seed: int = 0) -> np.ndarray:
     return torch.cat(parts).numpy()
 
 
+#: (torch threads, dtype, batch) for the exact model; batch "inc" = the incremental (decoder) path,
+#: None = whole-image convolutions, an int = pixels per evaluation in the parallel path.
+EXACT_VARIATIONS = [
+    *[(1, torch.float32, b) for b in (None, 1, 7, 64, "inc")],
+    *[(1, torch.float64, b) for b in (None, 7, "inc")],
+    *[(2, torch.float32, b) for b in (None, 64, "inc")],
+    (2, torch.float64, None),
+]
+
+
 def all_hashes(image: np.ndarray) -> dict[str, str]:
-    """sha256 of the tables under every in-process variation: path, batch split, threads, dtype;
-    plus the float control under batch splits. Keys name the variation."""
+    """sha256 of the tables under every in-process variation (:data:`EXACT_VARIATIONS`), keys
+    ``exact/...``; plus the float control under batch splits 1/7/64, keys ``float/...``."""
     from gencodec.exact.protocol import tables_in_order
 
     out = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        for dtype in (torch.float32, torch.float64):
+    saved = torch.get_num_threads()
+    try:
+        for threads, dtype, batch in EXACT_VARIATIONS:
+            torch.set_num_threads(threads)
             name = "f32" if dtype == torch.float32 else "f64"
-            for batch in (None, 1, 7, 64):
-                model = TinyCausalModel(dtype, batch)
-                out[f"exact/par/b{batch}/t{threads}/{name}"] = sha(tables_in_order(model, image, "parallel"))
-            out[f"exact/inc/t{threads}/{name}"] = sha(tables_in_order(TinyCausalModel(dtype), image, "incremental"))
-        for batch in (1, 7, 64):
-            out[f"float/b{batch}/t{threads}"] = sha(float_outputs(batch))
+            if batch == "inc":
+                tables = tables_in_order(TinyCausalModel(dtype), image, "incremental")
+            else:
+                tables = tables_in_order(TinyCausalModel(dtype, batch), image, "parallel")
+            out[f"exact/{batch}/t{threads}/{name}"] = sha(tables)
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for batch in (1, 7, 64):
+                out[f"float/b{batch}/t{threads}"] = sha(float_outputs(batch))
+    finally:
+        torch.set_num_threads(saved)
     return out

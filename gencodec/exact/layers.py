@@ -139,7 +139,10 @@ class ExactConv2d(nn.Module):
         b, _, h, w = x.shape
         kh, kw = self.kernel_size
         h_out, w_out = h - kh + 1, w - kw + 1
-        cols = F.unfold(x, (kh, kw))  # (B, C_in*kh*kw, h_out*w_out), a pure gather
+        if kh == kw == 1:
+            cols = x.flatten(2)  # (B, C_in, h*w): a 1x1 convolution needs no gather
+        else:
+            cols = F.unfold(x, (kh, kw))  # (B, C_in*kh*kw, h_out*w_out), a pure gather
         acc = torch.matmul(self.weight.flatten(1), cols) + self.bias[:, None]  # (B, C_out, L)
         out = requantize(acc, self.shift, self.out_fmt.lo, self.out_fmt.hi)
         return out.view(b, -1, h_out, w_out)

@@ -91,32 +91,54 @@ def fake_quant(x: torch.Tensor, fmt: QFormat) -> torch.Tensor:
     return round_ste(clamped) / step
 
 
+def _precision_knobs() -> list[object]:
+    """Backends with an ``fp32_precision`` setting (torch >= 2.9); [] on older torch."""
+    b = torch.backends
+    if not hasattr(b, "fp32_precision"):
+        return []
+    names = [("cuda", "matmul"), ("cudnn",), ("cudnn", "conv"), ("cudnn", "rnn"),
+             ("mkldnn",), ("mkldnn", "matmul"), ("mkldnn", "conv")]
+    knobs: list[object] = [b]
+    for path in names:
+        obj: object = b
+        for part in path:
+            obj = getattr(obj, part, None)
+        if obj is not None and hasattr(obj, "fp32_precision"):
+            knobs.append(obj)
+    return knobs
+
+
 @contextlib.contextmanager
 def exact_mode() -> Iterator[None]:
-    """Context for the coding path: no autograd, full-precision float32 matmuls, no TF32/bf16.
+    """Context for the coding path: no autograd, IEEE float32 matmuls/convolutions (no TF32, no
+    bf16 reduced precision) on every backend, CPU oneDNN included.
 
-    Restores every setting it changed on exit; nothing is changed at import time.
+    Uses torch's ``fp32_precision`` settings where they exist (torch >= 2.9; mixing them with the
+    legacy calls is an error there), else the legacy ones. Restores everything on exit; nothing
+    is changed at import time.
     """
+    knobs = _precision_knobs()
+    if knobs:
+        saved = [k.fp32_precision for k in knobs]  # type: ignore[attr-defined]
+        try:
+            for k in knobs:
+                k.fp32_precision = "ieee"  # type: ignore[attr-defined]
+            with torch.no_grad():
+                yield
+        finally:
+            for k, v in zip(knobs, saved):
+                k.fp32_precision = v  # type: ignore[attr-defined]
+        return
     saved_prec = torch.get_float32_matmul_precision()
     saved_cuda_mm = torch.backends.cuda.matmul.allow_tf32
     saved_cudnn = torch.backends.cudnn.allow_tf32
-    saved_bf16 = getattr(torch.backends.cuda.matmul, "allow_bf16_reduced_precision_reduction", None)
-    saved_fp16 = getattr(torch.backends.cuda.matmul, "allow_fp16_reduced_precision_reduction", None)
     try:
         torch.set_float32_matmul_precision("highest")
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-        if saved_bf16 is not None:
-            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
-        if saved_fp16 is not None:
-            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
         with torch.no_grad():
             yield
     finally:
         torch.set_float32_matmul_precision(saved_prec)
         torch.backends.cuda.matmul.allow_tf32 = saved_cuda_mm
         torch.backends.cudnn.allow_tf32 = saved_cudnn
-        if saved_bf16 is not None:
-            torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = saved_bf16
-        if saved_fp16 is not None:
-            torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = saved_fp16
