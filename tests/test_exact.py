@@ -148,6 +148,10 @@ def test_quant_conv_export_matches_forward_and_forward_at(make):
     assert torch.equal(y_real * 2.0**layer.out_fmt.frac_bits, y_int)
     assert torch.equal(y_int[:, :, rows, cols], y_at)
     assert y_int.std() > 0  # the layer is not trivially constant
+    with pytest.raises(ValueError):  # negative indices must not wrap around
+        exact.forward_at(x_int, torch.tensor([-1]), torch.tensor([0]))
+    with pytest.raises(ValueError):
+        exact.forward_at(x_int, torch.tensor([0]), torch.tensor([y_int.shape[3]]))
 
 
 def _future_independent(fn, x: torch.Tensor, row: int, col: int, ch: int | None = None) -> bool:

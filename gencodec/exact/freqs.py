@@ -205,7 +205,8 @@ class LogisticTables:
     def freqs(self, mean_q: np.ndarray | torch.Tensor, scale_idx: np.ndarray | torch.Tensor) -> np.ndarray:
         """Integer tables for N symbols: mean_q (N,), scale_idx (N,) integers -> (N, V) float64
         holding integers (the coder's input dtype), every entry >= 1, every row summing to
-        2**total_bits. Memory: 8·V bytes per row, so build and code large images in chunks."""
+        2**total_bits. Memory: 8·V bytes per row: build and code large inputs in chunks of ~1000
+        rows (measured fastest: the rows stay in cache between building and coding)."""
         V = self.n_values
         P = 2**self.mean_frac_bits
         m, s = self.clamp_params(_np(mean_q), _np(scale_idx))

@@ -158,6 +158,11 @@ class ExactConv2d(nn.Module):
         kh, kw = self.kernel_size
         rows = torch.as_tensor(rows, dtype=torch.long, device=x.device)
         cols = torch.as_tensor(cols, dtype=torch.long, device=x.device)
+        if rows.shape != cols.shape or rows.ndim != 1:
+            raise ValueError("rows and cols must be 1-D of equal length")
+        if rows.numel() and (int(rows.min()) < 0 or int(cols.min()) < 0 or int(rows.max()) > x.shape[2] - kh
+                             or int(cols.max()) > x.shape[3] - kw):
+            raise ValueError("forward_at: an output position lies outside the output")
         dy = torch.arange(kh, device=x.device)
         dx = torch.arange(kw, device=x.device)
         rr = (rows[:, None, None] + dy[None, :, None]).expand(-1, kh, kw)  # (P, kh, kw)
