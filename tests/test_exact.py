@@ -242,6 +242,11 @@ def test_exact_layer_refuses_inputs_outside_its_format():
         layer(torch.tensor([[0.0, 256.0, 1.0]]))
     with pytest.raises(ExactnessError):
         layer(torch.tensor([[-1.0, 2.0, 1.0]]))
+    with pytest.raises(ExactnessError):  # normalized pixels would make the sums inexact
+        layer(torch.tensor([[0.5, 2.0, 1.0]]))
+    with pytest.raises(ExactnessError):
+        layer(torch.tensor([[float("nan"), 2.0, 1.0]]))
+    assert layer(torch.tensor([[0.0, 255.0, 1.0]])).shape == (1, 2)
 
 
 def test_exact_matmul_and_bound():
@@ -478,15 +483,22 @@ def _here_hash() -> str:
     return sha(tables_in_order(TinyCausalModel(), harness_image(10, 8, 5), "parallel"))
 
 
-def test_harness_child_with_baseline_isa_matches_this_process():
-    """A subprocess with ATEN_CPU_CAPABILITY=default, one OpenMP thread and MKL_CBWR=COMPATIBLE
-    computes the very tables this process computes (native instruction set, default threads),
-    under all its in-process variations; the float control's outputs differ between the two."""
-    [(_, child)] = _run_children([dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1", MKL_CBWR="COMPATIBLE")])
-    exact = {k: v for k, v in child.items() if k.startswith("exact/")}
-    assert len(exact) == len(EXACT_VARIATIONS) and set(exact.values()) == {_here_hash()}, exact
-    if _cpu_has("avx2"):  # this process uses AVX2/AVX-512 kernels, the child the baseline ones
-        assert child["float/b64/t1"] != sha(float_outputs(64)), "float outputs did not depend on the instruction set"
+def test_harness_children_with_baseline_and_avx2_kernels_match_this_process():
+    """Subprocesses with ATEN_CPU_CAPABILITY=default (one OpenMP thread, MKL_CBWR=COMPATIBLE) and
+    =avx2 (two threads; skipped where the CPU lacks AVX2) compute the very tables this process
+    computes with its native kernels, under all their in-process variations; the float control's
+    outputs differ between the instruction sets."""
+    settings = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1", MKL_CBWR="COMPATIBLE")]
+    if _cpu_has("avx2"):
+        settings.append(dict(ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="2", MKL_CBWR=None))
+    results = _run_children(settings)
+    here = _here_hash()
+    for s, child in results:
+        exact = {k: v for k, v in child.items() if k.startswith("exact/")}
+        assert len(exact) == len(EXACT_VARIATIONS) and set(exact.values()) == {here}, (s, exact)
+    if _cpu_has("avx2"):  # baseline vs AVX2 kernels: a float network notices
+        floats = {str(s["ATEN_CPU_CAPABILITY"]): r["float/b64/t1"] for s, r in results}
+        assert floats["default"] != floats["avx2"], "float outputs did not depend on the instruction set"
 
 
 @pytest.mark.slow
@@ -497,8 +509,8 @@ def test_harness_across_instruction_sets_threads_and_mkl():
     settings = [
         dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="2", MKL_CBWR=None),
         dict(ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="1", MKL_CBWR="COMPATIBLE"),
-        dict(ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="2", MKL_CBWR=None),
         dict(ATEN_CPU_CAPABILITY=None, OMP_NUM_THREADS="1", MKL_CBWR="COMPATIBLE"),
+        dict(ATEN_CPU_CAPABILITY=None, OMP_NUM_THREADS="2", MKL_CBWR=None),
     ]
     results = _run_children(settings)
     exact = {f"{s}:{k}": v for s, r in results for k, v in r.items() if k.startswith("exact/")}

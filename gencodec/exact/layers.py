@@ -54,11 +54,13 @@ Padding = tuple[int, int, int, int]  # (top, bottom, left, right)
 
 
 def check_input_range(x: torch.Tensor, fmt: QFormat, where: str) -> None:
-    """Raise ``ExactnessError`` unless ``x`` holds integers inside ``[fmt.lo, fmt.hi]``."""
+    """Raise ``ExactnessError`` unless ``x`` holds integers inside ``[fmt.lo, fmt.hi]`` (NaN fails too)."""
     if x.numel() == 0:
         return
+    if x.is_floating_point() and not torch.equal(x, torch.round(x)):
+        raise ExactnessError(f"{where}: input holds non-integers (an exact layer takes integer activations)")
     lo, hi = torch.aminmax(x)
-    if float(lo) < fmt.lo or float(hi) > fmt.hi:
+    if not (float(lo) >= fmt.lo and float(hi) <= fmt.hi):
         raise ExactnessError(f"{where}: input range [{float(lo)}, {float(hi)}] outside [{fmt.lo}, {fmt.hi}]")
 
 
