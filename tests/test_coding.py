@@ -189,3 +189,16 @@ def test_round_trip_fuzz(k, n, seed, skew):
     f = 1 + np.floor(rng.random((n, k)) ** skew * 1000).astype(np.int64)
     s = rng.integers(0, k, n)
     np.testing.assert_array_equal(decode(encode(s, f), f), s)
+
+
+def test_torch_tensors_accepted_and_n_bits_reported():
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    f = torch.randint(1, 100, (50, 9), generator=g)
+    s = torch.randint(0, 9, (50,), generator=g)
+    enc = RangeEncoder()
+    enc.encode(s, f)
+    bits_before_finish = enc.n_bits
+    payload = enc.finish()
+    assert bits_before_finish == 8 * len(payload)
+    np.testing.assert_array_equal(decode(payload, f.numpy()), s.numpy())

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gencodec.errors import CorruptFileError, ExactnessError
 from gencodec.exact import (
@@ -517,3 +519,23 @@ def test_harness_across_instruction_sets_threads_and_mkl():
     assert len(set(exact.values())) == 1 and set(exact.values()) == {_here_hash()}, exact
     by_cap = {str(s["ATEN_CPU_CAPABILITY"]): r["float/b64/t1"] for s, r in results}
     assert by_cap["default"] != by_cap["avx2"], "float outputs did not depend on the instruction set"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    in_frac=st.integers(0, 6),
+    w_frac=st.integers(3, 10),
+    out_frac=st.integers(0, 6),
+    relu=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_quant_linear_twin_equals_exact_for_any_formats(in_frac, w_frac, out_frac, relu, seed):
+    in_fmt = QFormat(in_frac, -127, 127)
+    out_fmt = QFormat(out_frac, 0 if relu else -127, 127)
+    layer = QuantLinear(16, 5, in_fmt, out_fmt, w_frac_bits=w_frac)
+    _randomize(layer, seed)
+    g = torch.Generator().manual_seed(seed)
+    x_int = torch.randint(-127, 128, (7, 16), generator=g).float()
+    exact = layer.export()
+    with exact_mode():
+        assert torch.equal(layer(x_int * in_fmt.scale) * 2.0**out_frac, exact(x_int))
