@@ -45,6 +45,11 @@ def plot_rd(doc: dict[str, Any]):
         for codec, pts in curves.items():
             pts = [p for p in pts if p.get("ms_ssim") is not None]
             ax2.plot([p["bpp"] for p in pts], [metrics.ms_ssim_db(p["ms_ssim"]) for p in pts], marker="o", ms=3.5, label=codec)
+        for r in refs:
+            if r.get("ms_ssim"):
+                pairs = sorted(zip(r["bpp"], r["ms_ssim"]))
+                ax2.plot([b for b, _ in pairs], [metrics.ms_ssim_db(m) for _, m in pairs], ls="--", marker="x", ms=4,
+                         label=f"{r['name']} (reference)")
         ax2.set_xlabel("bits per pixel (mean over images)")
         ax2.set_ylabel("MS-SSIM (dB) = −10·log10(1 − MS-SSIM)")
         ax2.set_title("Rate–distortion: MS-SSIM")

@@ -241,7 +241,11 @@ def load_reference(path: str | os.PathLike) -> list[dict[str, Any]]:
         if len(bpp) < 2 or len(bpp) != len(psnr):
             raise UnsupportedInputError(f"{p}: curve {i} needs matching bpp and psnr lists of 2 or more points")
         name = c.get("name") or (p.stem if len(items) == 1 else f"{p.stem}[{i}]")
-        curves.append(dict(name=str(name), bpp=bpp, psnr=psnr, source=c.get("source", str(p))))
+        curve = dict(name=str(name), bpp=bpp, psnr=psnr, source=c.get("source", str(p)))
+        ms = src.get("ms_ssim", src.get("ms-ssim")) if "points" not in c else None
+        if ms is not None and len(ms) == len(bpp):
+            curve["ms_ssim"] = [float(v) for v in ms]
+        curves.append(curve)
     return curves
 
 
@@ -267,7 +271,8 @@ def rd_summary(curves: dict[str, list[dict[str, Any]]], references: Sequence[dic
             c: (metrics.bd_rate(ab, ap, b, p) if len(b) >= 2 else None)
             for c, (b, p) in others.items() if c != a
         }
-    out["references"] = [dict(name=r["name"], source=r.get("source"), bpp=r["bpp"], psnr=r["psnr"]) for r in references]
+    out["references"] = [dict(name=r["name"], source=r.get("source"), bpp=r["bpp"], psnr=r["psnr"],
+                              **({"ms_ssim": r["ms_ssim"]} if r.get("ms_ssim") else {})) for r in references]
     return out
 
 
