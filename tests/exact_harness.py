@@ -50,7 +50,7 @@ class _Session:
     def __init__(self, model: "TinyCausalModel", shape: tuple[int, int, int]):
         self.model = model
         h, w, _ = shape
-        self.image = torch.zeros(1, 3, h, w, dtype=model.dtype)  # (1, C, H, W), undecoded = 0
+        self.image = torch.zeros(1, 3, h, w, dtype=model.dtype, device=model.device)  # (1, C, H, W), undecoded = 0
         self.schedule = model.schedule(shape)
         self.t = 0
 
@@ -68,28 +68,30 @@ class _Session:
     def push(self, symbols: np.ndarray) -> None:
         rows, cols, ch = self._rows_cols_ch()
         self.image[0, ch, torch.from_numpy(rows), torch.from_numpy(cols)] = torch.from_numpy(
-            np.asarray(symbols)).to(self.image.dtype)
+            np.asarray(symbols)).to(self.image.dtype).to(self.image.device)
         self.t += 1
 
 
 class TinyCausalModel:
     """Reference TableModel over RGB images (H, W, 3). ``batch``: pixels per evaluation in the
-    parallel path (None: whole image in one conv pass); ``dtype``: float32 or float64."""
+    parallel path (None: whole image in one conv pass); ``dtype``: float32 or float64;
+    ``device``: where the network runs (tables are always built on the CPU)."""
 
     reach_right = 2
 
-    def __init__(self, dtype: torch.dtype = torch.float32, batch: int | None = None, seed: int = 0):
-        self.layers = prepare_exact(build_layers(seed), dtype)
-        self.dtype, self.batch = dtype, batch
+    def __init__(self, dtype: torch.dtype = torch.float32, batch: int | None = None, seed: int = 0,
+                 device: str = "cpu"):
+        self.layers = prepare_exact(build_layers(seed), dtype).to(device)
+        self.dtype, self.batch, self.device = dtype, batch, torch.device(device)
 
     # -- pieces ---------------------------------------------------------------------------------
     def outputs_at(self, image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """image (1, 3, H, W) -> integer outputs (6, P) at the given pixels."""
         with exact_mode():
-            h = self.layers[0].forward_at(image, rows, cols)  # (1, 24, P)
+            h = self.layers[0].forward_at(image, rows.to(image.device), cols.to(image.device))  # (1, 24, P)
             for layer in self.layers[1:]:
                 h = layer(h.unsqueeze(-1)).squeeze(-1)  # 1x1 conv over (1, C, P, 1)
-        return h[0]
+        return h[0].cpu()
 
     def outputs_full(self, image: torch.Tensor) -> torch.Tensor:
         """image (1, 3, H, W) -> integer outputs (6, H*W) from whole-image convolutions."""
@@ -97,7 +99,7 @@ class TinyCausalModel:
             h = image
             for layer in self.layers:
                 h = layer(h)
-        return h[0].flatten(1)
+        return h[0].flatten(1).cpu()
 
     @staticmethod
     def freqs_from_outputs(mean_raw: torch.Tensor, scale_raw: torch.Tensor) -> np.ndarray:
@@ -112,7 +114,7 @@ class TinyCausalModel:
 
     def parallel(self, symbols: np.ndarray):
         h, w, _ = symbols.shape
-        image = torch.from_numpy(np.ascontiguousarray(symbols.transpose(2, 0, 1))[None]).to(self.dtype)
+        image = torch.from_numpy(np.ascontiguousarray(symbols.transpose(2, 0, 1))[None]).to(self.dtype).to(self.device)
         if self.batch is None:
             out = self.outputs_full(image)  # (6, H*W)
         else:

@@ -441,6 +441,19 @@ def test_harness_in_process_variations_all_identical():
     assert len(set(floats.values())) > 1, "the harness failed to see a float network's batch dependence"
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_tables_match_cpu(dtype):
+    """The network on a GPU (IEEE float32 forced by exact_mode, TF32 off) gives the CPU's tables."""
+    img = harness_image(12, 10, seed=6)
+    cpu = tables_in_order(TinyCausalModel(dtype), img, "parallel")
+    for batch in (None, 7):
+        gpu = tables_in_order(TinyCausalModel(dtype, batch, device="cuda"), img, "parallel")
+        np.testing.assert_array_equal(gpu, cpu)
+    gpu_inc = tables_in_order(TinyCausalModel(dtype, device="cuda"), img, "incremental")
+    np.testing.assert_array_equal(gpu_inc, cpu)
+
+
 def test_float_network_depends_on_batch_split():
     """Negative control: the same comparison on a plain float network detects a difference."""
     assert sha(float_outputs(1)) != sha(float_outputs(64))
