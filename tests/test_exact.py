@@ -552,3 +552,24 @@ def test_quant_linear_twin_equals_exact_for_any_formats(in_frac, w_frac, out_fra
     exact = layer.export()
     with exact_mode():
         assert torch.equal(layer(x_int * in_fmt.scale) * 2.0**out_frac, exact(x_int))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n_values=st.integers(1, 300),
+    n_scales=st.integers(1, 8),
+    mean_frac_bits=st.integers(0, 3),
+    total_bits=st.integers(12, 22),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_logistic_tables_invariants_for_any_config(n_values, n_scales, mean_frac_bits, total_bits, seed):
+    if 2**total_bits < 4 * (2 * n_values - 1):
+        with pytest.raises(ExactnessError):
+            LogisticTables(n_values, n_scales, mean_frac_bits=mean_frac_bits, total_bits=total_bits)
+        return
+    t = LogisticTables(n_values, n_scales, scale_min=0.05, scale_max=100.0, mean_frac_bits=mean_frac_bits,
+                       total_bits=total_bits)
+    rng = np.random.default_rng(seed)
+    f = t.freqs(rng.integers(-10, n_values * 2**mean_frac_bits + 10, 200), rng.integers(-2, n_scales + 2, 200))
+    assert f.shape == (200, n_values) and f.min() >= 1 and (f.sum(1) == 2**total_bits).all()
+    assert np.all(np.diff(t.cdf, axis=-1) >= 1)  # every cell of every bank CDF has mass
