@@ -56,7 +56,8 @@ def _write(path: str, text: str) -> None:
 @click.option("--plot", "plot_path", metavar="FILE.png", help="Draw RD curves (lossy) or size/speed bars (lossless) as PNG.")
 @click.option("--reference", "references", multiple=True, metavar="FILE.json",
               help="Published RD curve(s) to plot and to compute BD-rates against (JSON of bpp/psnr pairs).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="Files in parallel processes.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(0),
+              help="Files in parallel processes (a fresh pool per codec); 0 runs in this process.")
 @click.option("--threads", type=click.IntRange(1), help="OMP/MKL threads per worker (default: cores / workers).")
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (lossy), which needs torch.")
 @click.option("--title", default=None, help="Heading of the Markdown report.")

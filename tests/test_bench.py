@@ -177,7 +177,7 @@ def test_round_trip_mismatch_is_reported(small_files, monkeypatch):
 
     real = gencodec.api.decompress
     monkeypatch.setattr(gencodec.api, "decompress", lambda blob, **kw: real(blob, **kw) + b"!")
-    doc = runner.run_bench([small_files[0]], ["gzip"], progress=False)
+    doc = runner.run_bench([small_files[0]], ["gzip"], workers=0, progress=False)  # in-process: sees the patch
     (row,) = doc["rows"]
     assert row["status"] == "failed" and row["verified"] == "MISMATCH"
     assert doc["totals"][0]["n_failed"] == 1 and doc["totals"][0]["n_files"] == 0
@@ -187,8 +187,10 @@ def test_workers_2_gives_the_same_numbers_as_workers_1(small_files):
     paths = [str(p) for p in small_files]
     one = runner.run_bench(paths, ["gzip", "bz2", "png"], workers=1, progress=False)
     two = runner.run_bench(paths, ["gzip", "bz2", "png"], workers=2, progress=False)
+    here = runner.run_bench(paths, ["gzip", "bz2", "png"], workers=0, progress=False)
     assert two["settings"]["workers"] == 2
-    assert _strip_costs(one) == _strip_costs(two)
+    assert _strip_costs(one) == _strip_costs(two) == _strip_costs(here)
+    assert [(r["file"], r["codec"]) for r in one["rows"]] == [(str(p), c) for p in small_files for c in ("gzip", "bz2", "png")]
     assert all("encode_wall_s" in r["cost"] for r in two["rows"] if r["status"] == "ok")
 
 
@@ -356,7 +358,7 @@ def test_ideal_bits_and_overhead_are_reported(small_files, monkeypatch):
 
     real = GzipCodec.encode
     monkeypatch.setattr(GzipCodec, "encode", lambda self, data, **kw: Encoded(real(self, data).payload, {}, {"ideal_bits": 4.0 * len(data)}))
-    doc = runner.run_bench([str(p) for p in small_files[:2]], ["gzip"], progress=False)
+    doc = runner.run_bench([str(p) for p in small_files[:2]], ["gzip"], workers=0, progress=False)
     for r in doc["rows"]:
         assert r["ideal_bits"] == 4.0 * r["n_bytes_in"]
         assert r["coding_overhead_pct"] == pytest.approx(100 * (8 * r["payload_bytes"] - r["ideal_bits"]) / r["ideal_bits"])

@@ -44,7 +44,7 @@ DEFINITIONS = {
     "encode_wall_s / decode_wall_s": "time.perf_counter around gencodec compress_report(path) / decompress(frame)",
     "encode_cpu_s / decode_cpu_s": "time.process_time (all threads of the process) around the same calls",
     "peak_rss_mib": "peak resident memory of the process during the call (see environment.memory_method)",
-    "rss_growth_mib": "peak during the call minus resident memory before it",
+    "rss_growth_mib": "peak during the call minus resident memory before it (totals: max over files)",
     "totals": "sums of bytes and times over the files a codec coded; rates are total bits / total units",
     "rd bpp / psnr": "mean over files of bits per pixel and of PSNR (CompressAI convention)",
     "bd_rate_pct": "Bjontegaard delta rate vs the anchor (cubic fit of log-rate over PSNR); negative = fewer bits",
@@ -346,7 +346,7 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
     head = ["codec", "files", "original bytes", "compressed bytes", rate_name]
     head += ["bits/pixel"] if images else ["mean bits/byte of files"]
     head += ["ideal", "overhead"] if with_ideal else []
-    head += ["encode s", "decode s", "enc MB/s", "dec MB/s", "enc CPU s", "dec CPU s", "peak MiB"]
+    head += ["encode s", "decode s", "enc MB/s", "dec MB/s", "enc CPU s", "dec CPU s", "peak MiB", "growth MiB"]
     body = []
     for t in sorted(tots, key=lambda t: t[rate_key]):
         c = t["cost"]
@@ -356,7 +356,8 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
             ideal = t.get("ideal_bits_per_subpixel") if images else (t["ideal_bits"] / t["n_bytes_in"] if "ideal_bits" in t else None)
             line += [_f(ideal), _f(t.get("frame_overhead_pct"), 2, " %")]
         line += [_f(c["encode_wall_s"], 3), _f(c["decode_wall_s"], 3), _f(c["encode_mb_per_s"], 2),
-                 _f(c["decode_mb_per_s"], 2), _f(c["encode_cpu_s"], 3), _f(c["decode_cpu_s"], 3), _f(c["peak_rss_mib"], 0)]
+                 _f(c["decode_mb_per_s"], 2), _f(c["encode_cpu_s"], 3), _f(c["decode_cpu_s"], 3), _f(c["peak_rss_mib"], 0),
+                 _f(c["max_rss_growth_mib"], 1)]
         body.append(line)
     parts = [_table(head, body)]
     bad = [t for t in doc["totals"] if t.get("n_skipped") or t.get("n_failed")]
@@ -381,14 +382,15 @@ def markdown_lossy(doc: dict[str, Any]) -> str:
     """RD points per codec, bpp needed per PSNR target, BD-rates."""
     s = doc["rd_summary"]
     parts = []
-    head = ["codec", "quality", "bpp", "PSNR dB", "MS-SSIM", "MS-SSIM dB", "encode s", "decode s"]
+    head = ["codec", "quality", "bpp", "PSNR dB", "MS-SSIM", "MS-SSIM dB", "encode s", "decode s", "growth MiB"]
     body = []
     for t in doc["totals"]:
         if not t.get("n_files"):
             continue
         body.append([f"`{t['codec']}`", str(t.get("quality")), _f(t["mean_bits_per_pixel"], 4), _f(t["mean_psnr"], 2),
                      _f(t.get("mean_ms_ssim"), 5), _f(metrics.ms_ssim_db(t.get("mean_ms_ssim")), 2),
-                     _f(t["cost"]["encode_wall_s"], 2), _f(t["cost"]["decode_wall_s"], 2)])
+                     _f(t["cost"]["encode_wall_s"], 2), _f(t["cost"]["decode_wall_s"], 2),
+                     _f(t["cost"]["max_rss_growth_mib"], 1)])
     parts.append("Rate–distortion points (means over files):\n\n" + _table(head, body))
     targets = [f"{t:g}" for t in s["psnr_targets"]]
     body = [[f"`{c}`"] + [_f(v.get(t), 3) for t in targets] for c, v in s["bpp_at_psnr"].items()]

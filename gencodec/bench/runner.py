@@ -12,12 +12,16 @@ Costs (``cost`` in rows and totals; the only numbers that differ between runs):
   tiny input, so one-time imports and model loading are not charged to the first file.
 * peak resident memory (MiB) during encode and during decode: Linux's ``VmHWM`` after resetting
   it through ``/proc/self/clear_refs`` right before each call, so it covers native allocations
-  (libjxl, torch) as well as Python's. ``rss_before_mib`` is the process's RSS before the call
-  (imports, loaded models). Where the reset is not possible the method falls back to
-  ``ru_maxrss`` (the process's lifetime peak) and says so in the environment record.
+  (libjxl, torch) as well as Python's; ``rss_before_mib`` is the RSS before the call (Python,
+  imports, loaded models) and ``rss_growth_mib`` the peak minus that. Where the reset is not
+  possible the method falls back to ``ru_maxrss`` (the process's lifetime peak) and says so.
 
-``workers > 1`` runs files in parallel "spawn" processes; every number except ``cost`` is the
-same as in a serial run (rows are ordered by file, then codec, then quality).
+Processes: with ``workers >= 1`` (the default, 1) every codec runs in its own fresh pool of
+``workers`` "spawn" processes, files in parallel, so one codec's imports and memory (torch, a
+model) never weigh on another's figures; a lossy run's processes also hold torch for MS-SSIM,
+loaded before the first measurement. ``workers=0`` runs everything in the calling process.
+Every number except ``cost`` is the same whatever the number of workers (rows are ordered by
+file, then codec, then quality).
 """
 
 from __future__ import annotations
@@ -308,6 +312,8 @@ def run_file(path_str: str, finfo: dict[str, Any], jobs: Sequence[tuple[str, dic
     path = Path(path_str)
     probe = _probe()
     original = _load_original(path)
+    if want_ms_ssim and any(get_entry(c).kind == "lossy-image" for c, _ in jobs):
+        import pytorch_msssim  # noqa: F401 - loaded before the first measurement, so every file has the same baseline
     rows = []
     for codec, params in jobs:
         key = (codec, tuple(sorted(params.items())))
@@ -355,8 +361,9 @@ def run_bench(
     """Benchmark ``codecs`` (default: every available codec of the relevant kind) on the files.
 
     qualities: lossy quality levels, per codec name or ``"*"`` for all (default: the codec's own
-    sweep). workers: parallel processes over files. threads: OMP/MKL threads per worker process
-    (default: cores // workers when workers > 1, else the process's own setting). references:
+    sweep). workers: parallel processes over files, in a fresh pool per codec (0: run in this
+    process). threads: OMP/MKL threads per worker process (default: cores // workers when
+    workers > 1, else the process's own setting). references:
     published RD curves (see :func:`gencodec.bench.report.load_reference`). progress: a tqdm bar
     on stderr (None: only when stderr is a terminal).
 
@@ -386,31 +393,38 @@ def run_bench(
         references=[r.get("name") for r in references],
         files=files,
     )
-    if workers <= 1 and threads:
+    if workers <= 0 and threads:
         _worker_init(threads)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
     n_total = len(files) * len(jobs)
     bar = tqdm(total=n_total, desc="bench", unit="run", file=sys.stderr, disable=None if progress is None else not progress)
-    results: dict[int, list[dict[str, Any]]] = {}
-    if workers <= 1:
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    if workers <= 0:  # in this process: no isolation between codecs (tests, debugging)
         for i, f in enumerate(files):
             bar.set_postfix_str(Path(f["file"]).name)
-            results[i] = run_file(f["file"], f, jobs, ms_ssim, progress=bar.update)
+            rows_i = run_file(f["file"], f, jobs, ms_ssim, progress=bar.update)
+            for c in codec_list:
+                results[(i, c)] = [r for r in rows_i if r["codec"] == c]
     else:
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(threads,)) as pool:
-            futs = {pool.submit(run_file, f["file"], f, jobs, ms_ssim): i for i, f in enumerate(files)}
-            for fut in as_completed(futs):
-                results[futs[fut]] = fut.result()
-                bar.update(len(jobs))
+        # One fresh pool per codec, so that a codec's memory and imports (torch, say) never
+        # weigh on another codec's measurements; within it, files run in parallel.
+        for c in codec_list:
+            cjobs = [(name, p) for name, p in jobs if name == c]
+            bar.set_postfix_str(c)
+            with ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=mp.get_context("spawn"),
+                                     initializer=_worker_init, initargs=(threads,)) as pool:
+                futs = {pool.submit(run_file, f["file"], f, cjobs, ms_ssim): i for i, f in enumerate(files)}
+                for fut in as_completed(futs):
+                    results[(futs[fut], c)] = fut.result()
+                    bar.update(len(cjobs))
     bar.close()
-    rows = [r for i in range(len(files)) for r in results[i]]
+    rows = [r for i in range(len(files)) for c in codec_list for r in results[(i, c)]]
     doc = dict(
         gencodec_bench=1,
-        environment=report.environment(codec_list, memory_method=_probe().method, started=started),
+        environment=report.environment(codec_list, memory_method=PeakRSS().method, started=started),
         settings=settings,
         definitions=report.DEFINITIONS,
         rows=rows,
