@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 
 from gencodec.errors import CorruptFileError, ExactnessError
 from gencodec.exact import (
-    ExactConv2d,
     ExactLinear,
-    ExactMatMul,
     ExpTable,
     IntCategorical,
     LogisticTables,
