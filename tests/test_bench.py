@@ -350,6 +350,12 @@ def test_benchmark_script_regenerates_markdown(tmp_path):
     assert "## Canterbury corpus, byte codecs" in md and "`gzip`" in md and "Not run yet" in md
     with Image.open(tmp_path / "docs" / "canterbury.png") as im:
         assert im.format == "PNG"
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- headline:start -->\nold\n<!-- headline:end -->\n\n## After\n")
+    assert script.update_readme(tmp_path / "res", readme)
+    text = readme.read_text()
+    assert "old" not in text and "**Canterbury**" in text and "| `gzip` |" in text and text.endswith("## After\n")
+    assert script.update_readme(tmp_path / "res", readme) and readme.read_text() == text  # idempotent
 
 
 def test_ideal_bits_and_overhead_are_reported(small_files, monkeypatch):
