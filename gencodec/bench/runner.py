@@ -375,6 +375,7 @@ def run_bench(
     from . import report
 
     started = report.utc_now()
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     files = [describe_file(p) for p in expand_paths(paths)]
     if codecs:
         for c in codecs:
@@ -386,7 +387,7 @@ def run_bench(
     if workers > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
     settings = dict(
-        paths=[str(p) for p in paths] if not isinstance(paths, (str, os.PathLike)) else [str(paths)],
+        paths=[str(p) for p in paths],
         codecs=codec_list, lossy=lossy,
         jobs=[dict(codec=c, params=p) for c, p in jobs],
         workers=workers, threads_per_worker=threads, ms_ssim=ms_ssim,
