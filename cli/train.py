@@ -36,8 +36,11 @@ MODELS = ("pixelcnn",)
 @click.option("--downscale", type=click.IntRange(min=1), default=None,
               help="Area-downscale factor for images not known to be lossless (default 2).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default 1).")
+@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from the weights of a checkpoint (best.pt/last.pt of a run with the same config).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, seed, downscale, threads, quiet):
+def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, seed, downscale, threads, init_from,
+          quiet):
     """Train MODEL on the images in --data and export the exact model to --out."""
     try:
         from gencodec.train.pixelcnn import recipe_from_options, train_pixelcnn
@@ -47,7 +50,7 @@ def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, s
                                  downscale=downscale, threads=threads)
     try:
         card = train_pixelcnn(data, out, steps=steps, resume=resume, workdir=workdir, recipe=recipe,
-                              progress=not quiet)
+                              progress=not quiet, init_from=init_from)
     except (GencodecError, FileNotFoundError, ValueError) as e:
         raise Failure(str(e)) from None
     v = card["validation"]

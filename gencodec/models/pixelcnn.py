@@ -58,8 +58,8 @@ class PixelCNNConfig:
     log_scale_max: float = math.log(80.0)  # log of the largest
     act_frac_bits: int = 4  # hidden activations are q / 2**act_frac_bits, q in [0, 255]
     in_frac_bits: int = 4  # inputs (pixel differences, -255..255) are read as q / 2**in_frac_bits
-    w_frac_bits: int = 8  # hidden-layer weights are q / 2**w_frac_bits, |q| <= w_max
-    w_max: int = 255  # bound on |q| of every weight (int16 storage; keeps sums below 2**24)
+    w_frac_bits: int = 7  # hidden-layer weights are q / 2**w_frac_bits, |q| <= w_max (|w| < 4)
+    w_max: int = 511  # bound on |q| of every weight (int16 storage; keeps sums below 2**24)
     out_w_frac_bits: int = 4  # output-layer weights: q / 2**out_w_frac_bits (outputs are whole pixels)
 
     @property
@@ -280,7 +280,10 @@ class PixelCNN(nn.Module):
 
 def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:
     """numpy twin of :func:`gencodec.exact.requantize` (round half to even, as torch.round)."""
-    return np.clip(np.round(acc * np.float32(2.0**-shift)), fmt.lo, fmt.hi)
+    y = acc * np.float32(2.0**-shift)  # exact: a power of two
+    np.rint(y, out=y)
+    np.maximum(y, fmt.lo, out=y)
+    return np.minimum(y, fmt.hi, out=y)
 
 
 def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
@@ -346,8 +349,8 @@ class ExactPixelCNN:
         a = _requantize(acc, shift, fmt)
         w, b, shift, fmt = self._head_out[c]
         o = _requantize(a @ w + b, shift, fmt).astype(np.int64)  # (N, 2)
-        mean = np.clip(p_c + o[:, 0], 0, 255)
-        idx = np.clip(o[:, 1], 0, self.cfg.n_scales - 1)
+        mean = np.minimum(np.maximum(p_c + o[:, 0], 0), 255)
+        idx = np.minimum(np.maximum(o[:, 1], 0), self.cfg.n_scales - 1)
         return mean, idx
 
     def tables_parallel(self, img: np.ndarray, n_coded: int = 3, rows_per_chunk: int = 64):

@@ -67,18 +67,21 @@ def train_pixelcnn(
     recipe: PixelCNNRecipe = PixelCNNRecipe(),
     progress: bool = True,
     stop_after: int | None = None,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train on ``data`` (a folder of images), export the exact model to ``out`` (.safetensors)
     with its card beside it (same name, .json). Returns the card.
 
     stop_after: end this session after that step (checkpointed; ``resume=True`` continues) and
-    export the best checkpoint so far.
+    export the best checkpoint so far. init_from: start from the weights of a checkpoint
+    (``best.pt`` / ``last.pt`` of an earlier run with the same config) instead of a fresh init.
     """
     torch.set_num_threads(recipe.threads)
     out = Path(out)
     workdir = Path(workdir) if workdir else out.with_suffix(".run")
     workdir.mkdir(parents=True, exist_ok=True)
-    setup = dict(config=asdict(config), recipe=asdict(recipe), steps=steps, data=str(data))
+    setup = dict(config=asdict(config), recipe=asdict(recipe), steps=steps, data=str(data),
+                 init_from=str(init_from) if init_from else None)
     setup_path = workdir / "setup.json"
     if resume and setup_path.exists():
         old = json.loads(setup_path.read_text())
@@ -94,6 +97,8 @@ def train_pixelcnn(
     crops = val_crops(images.val, recipe.val_size)
     torch.manual_seed(recipe.seed)
     model = PixelCNN(config)
+    if init_from is not None and not (resume and (workdir / "last.pt").exists()):
+        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=False)["model"])
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
     def batch_fn(step: int) -> torch.Tensor:
@@ -125,6 +130,7 @@ def train_pixelcnn(
         config=asdict(config),
         recipe=asdict(recipe),
         steps=result["step"],
+        init_from=str(init_from) if init_from else None,
         best_step=best["step"],
         train_seconds=round(result["seconds"], 1),
         wall_seconds_this_run=round(time.time() - t_start, 1),
