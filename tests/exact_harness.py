@@ -5,9 +5,10 @@ Both the test process and the subprocess script ``_exact_child.py`` import this 
 come from numpy's integer generator, so every process builds bit-identical models without files.
 
 TinyCausalModel: RGB (H, W, 3) uint8 -> per subpixel a mean (units 1/4) and scale index ->
-LogisticTables freqs. Layers: 5x5 masked conv 'A' with 3 channel groups (3 -> 24, ReLU), 1x1
-masked 'B' (24 -> 24, ReLU), 1x1 masked 'B' (24 -> 6: mean and scale per channel). Receptive
-field: rows above up to 2 columns to the right, so the schedule is a wavefront with reach 2.
+LogisticTables freqs. A :class:`~gencodec.exact.stack.CausalConvStack`: 3x3 masked conv 'A' with
+3 channel groups (3 -> 16, ReLU), 3x3 masked 'B' (16 -> 16, ReLU), 1x1 masked 'B' (16 -> 6: mean
+and scale per channel). Each layer reaches one column right in the row above, so the schedule is
+a wavefront with reach 1; the decoder caches every layer's outputs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from gencodec.exact import ExactConv2d, LogisticTables, QFormat, causal_mask, exact_mode, prepare_exact
 from gencodec.exact.protocol import Schedule, wavefront_schedule
+from gencodec.exact.stack import CausalConvStack
 
 PIXELS = QFormat(0, 0, 255)
 HIDDEN = QFormat(4, 0, 127)
@@ -36,70 +38,55 @@ def _conv(rng: np.random.Generator, c_in: int, c_out: int, k: int, mask_type: st
     return ExactConv2d(w, b, shift, pad, in_fmt, out_fmt)
 
 
-def build_layers(seed: int = 0) -> torch.nn.ModuleList:
+def build_stack(seed: int = 0) -> CausalConvStack:
     rng = np.random.default_rng(seed)
-    layers = torch.nn.ModuleList([
-        _conv(rng, 3, 24, 5, "A", PIXELS, HIDDEN, 12, 127),
-        _conv(rng, 24, 24, 1, "B", HIDDEN, HIDDEN, 6, 63),
-        _conv(rng, 24, 6, 1, "B", HIDDEN, OUT, 6, 63),
+    return CausalConvStack([
+        _conv(rng, 3, 16, 3, "A", PIXELS, HIDDEN, 11, 127),
+        _conv(rng, 16, 16, 3, "B", HIDDEN, HIDDEN, 7, 63),
+        _conv(rng, 16, 6, 1, "B", HIDDEN, OUT, 6, 63),
     ])
-    return layers
+
+
+def _split(idx: np.ndarray, width: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Flat symbol indices of one group -> (channels, rows, cols)."""
+    pixel, ch = np.divmod(idx, 3)
+    rows, cols = np.divmod(pixel, width)
+    return ch, torch.from_numpy(rows), torch.from_numpy(cols)
 
 
 class _Session:
+    """Decoder: the stack's cache holds the decoded pixels and every layer's outputs so far."""
+
     def __init__(self, model: "TinyCausalModel", shape: tuple[int, int, int]):
-        self.model = model
         h, w, _ = shape
-        self.image = torch.zeros(1, 3, h, w, dtype=model.dtype, device=model.device)  # (1, C, H, W), undecoded = 0
+        self.model, self.width = model, w
+        self.cache = model.stack.begin((1, 3, h, w))
         self.schedule = model.schedule(shape)
         self.t = 0
 
-    def _rows_cols_ch(self) -> tuple[np.ndarray, np.ndarray, int]:
-        g = self.schedule.groups[self.t]
-        pixel, ch = np.divmod(g, 3)
-        rows, cols = np.divmod(pixel, self.image.shape[3])
-        return rows, cols, int(ch[0])
-
     def next_freqs(self) -> np.ndarray:
-        rows, cols, ch = self._rows_cols_ch()
-        out = self.model.outputs_at(self.image, torch.from_numpy(rows), torch.from_numpy(cols))  # (6, P)
-        return self.model.freqs_from_outputs(out[2 * ch], out[2 * ch + 1])
+        ch, rows, cols = _split(self.schedule.groups[self.t], self.width)
+        with exact_mode():
+            out = self.cache.outputs_at(rows, cols)[0].cpu()  # (6, P)
+        c = int(ch[0])
+        return self.model.freqs_from_outputs(out[2 * c], out[2 * c + 1])
 
     def push(self, symbols: np.ndarray) -> None:
-        rows, cols, ch = self._rows_cols_ch()
-        self.image[0, ch, torch.from_numpy(rows), torch.from_numpy(cols)] = torch.from_numpy(
-            np.asarray(symbols)).to(self.image.dtype).to(self.image.device)
+        ch, rows, cols = _split(self.schedule.groups[self.t], self.width)
+        self.cache.set_input(int(ch[0]), rows, cols, torch.from_numpy(np.asarray(symbols))[None])
         self.t += 1
 
 
 class TinyCausalModel:
     """Reference TableModel over RGB images (H, W, 3). ``batch``: pixels per evaluation in the
-    parallel path (None: whole image in one conv pass); ``dtype``: float32 or float64;
-    ``device``: where the network runs (tables are always built on the CPU)."""
-
-    reach_right = 2
+    parallel path (None: whole-image convolutions; k: raster chunks of k pixels through the
+    decoder's cache machinery); ``dtype``: float32 or float64; ``device``: where the network runs
+    (tables are always built on the CPU)."""
 
     def __init__(self, dtype: torch.dtype = torch.float32, batch: int | None = None, seed: int = 0,
                  device: str = "cpu"):
-        self.layers = prepare_exact(build_layers(seed), dtype).to(device)
+        self.stack = prepare_exact(build_stack(seed), dtype).to(device)
         self.dtype, self.batch, self.device = dtype, batch, torch.device(device)
-
-    # -- pieces ---------------------------------------------------------------------------------
-    def outputs_at(self, image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """image (1, 3, H, W) -> integer outputs (6, P) at the given pixels."""
-        with exact_mode():
-            h = self.layers[0].forward_at(image, rows.to(image.device), cols.to(image.device))  # (1, 24, P)
-            for layer in self.layers[1:]:
-                h = layer(h.unsqueeze(-1)).squeeze(-1)  # 1x1 conv over (1, C, P, 1)
-        return h[0].cpu()
-
-    def outputs_full(self, image: torch.Tensor) -> torch.Tensor:
-        """image (1, 3, H, W) -> integer outputs (6, H*W) from whole-image convolutions."""
-        with exact_mode():
-            h = image
-            for layer in self.layers:
-                h = layer(h)
-        return h[0].flatten(1).cpu()
 
     @staticmethod
     def freqs_from_outputs(mean_raw: torch.Tensor, scale_raw: torch.Tensor) -> np.ndarray:
@@ -110,19 +97,22 @@ class TinyCausalModel:
     # -- protocol -------------------------------------------------------------------------------
     def schedule(self, shape) -> Schedule:
         h, w, c = shape
-        return wavefront_schedule(h, w, c, self.reach_right)
+        return wavefront_schedule(h, w, c, self.stack.reach_right)
 
     def parallel(self, symbols: np.ndarray):
         h, w, _ = symbols.shape
-        image = torch.from_numpy(np.ascontiguousarray(symbols.transpose(2, 0, 1))[None]).to(self.dtype).to(self.device)
-        if self.batch is None:
-            out = self.outputs_full(image)  # (6, H*W)
-        else:
-            rows, cols = np.divmod(np.arange(h * w), w)
-            parts = [self.outputs_at(image, torch.from_numpy(rows[i:i + self.batch]),
-                                     torch.from_numpy(cols[i:i + self.batch]))
-                     for i in range(0, h * w, self.batch)]
-            out = torch.cat(parts, dim=1)
+        image = torch.from_numpy(np.ascontiguousarray(symbols.transpose(2, 0, 1))[None]).to(self.dtype)
+        image = image.to(self.device)  # (1, 3, H, W)
+        with exact_mode():
+            if self.batch is None:
+                out = self.stack(image)[0].flatten(1).cpu()  # (6, H*W)
+            else:
+                cache = self.stack.begin(tuple(image.shape))
+                cache.set_image(image)
+                rows, cols = np.divmod(np.arange(h * w), w)
+                out = torch.cat([cache.outputs_at(torch.from_numpy(rows[i:i + self.batch]),
+                                                  torch.from_numpy(cols[i:i + self.batch]))[0].cpu()
+                                 for i in range(0, h * w, self.batch)], dim=1)  # (6, H*W)
 
         def tables(idx: np.ndarray) -> np.ndarray:
             pixel, ch = np.divmod(idx, 3)

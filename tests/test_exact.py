@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 
 from gencodec.errors import CorruptFileError, ExactnessError
 from gencodec.exact import (
+    ExactConv2d,
+    causal_reach,
     ExactLinear,
     ExpTable,
     IntCategorical,
@@ -428,6 +430,40 @@ def test_parallel_and_incremental_tables_identical_and_round_trip():
     np.testing.assert_array_equal(decode_with_model(model, img.shape, payload), img)
     with pytest.raises(CorruptFileError):
         decode_with_model(model, img.shape, payload + b"\x00" * 16)
+
+
+def test_causal_reach_of_stacks():
+    def conv(k, mask_type, padding=None, weight=None):
+        w = torch.ones(3, 3, k, k) * causal_mask(3, 3, k, mask_type, 3) if weight is None else weight
+        return ExactConv2d(w, torch.zeros(3), 0, padding or (k // 2,) * 4, PIX, PIX)
+
+    assert causal_reach([conv(3, "A")]) == 1
+    assert causal_reach([conv(5, "A"), conv(1, "B")]) == 2
+    assert causal_reach([conv(3, "A"), conv(3, "B"), conv(3, "B")]) == 1
+    w = torch.zeros(3, 3, 5, 5)
+    w[:, :, 0, 4] = 1  # two rows up, two columns right: same wavefront at r = 0 (2 - 2 = 0), so r = 1
+    assert causal_reach([conv(5, "A", weight=w)]) == 1
+    w[:, :, 0, 4] = 0
+    w[:, :, 0, 3] = 1  # two rows up, one column right: fine at r = 0
+    assert causal_reach([conv(5, "A", weight=w)]) == 0
+    w[:, :, 1, 4] = 1  # one row up, two columns right: needs r = 2
+    assert causal_reach([conv(5, "A", weight=w)]) == 2
+    future = torch.zeros(3, 3, 3, 3)
+    future[:, :, 2, 0] = 1  # reads the next row
+    with pytest.raises(ValueError):
+        causal_reach([conv(3, "A", weight=future)])
+    with pytest.raises(ValueError):  # output smaller than input
+        causal_reach([conv(3, "A", padding=(0, 0, 1, 1))])
+
+
+def test_stack_cache_detects_a_schedule_that_ignores_its_reach():
+    """The parallel/incremental comparison can fail: decoding on raster wavefronts (reach 0) reads
+    cached outputs of the row above that are not final yet, and the tables differ."""
+    img = harness_image(12, 10, seed=3)
+    model = TinyCausalModel()
+    assert model.stack.reach_right == 1
+    model.stack.reach_right = 0
+    assert not np.array_equal(tables_in_order(model, img, "parallel"), tables_in_order(model, img, "incremental"))
 
 
 def test_harness_in_process_variations_all_identical():

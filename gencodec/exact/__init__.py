@@ -44,6 +44,7 @@ from .protocol import (
     wavefront_schedule,
 )
 from .quant import QFormat, exact_mode, fake_quant, requantize, round_ste
+from .stack import CausalConvStack, StackCache, causal_reach
 
 __all__ = [
     "QFormat",
@@ -84,4 +85,7 @@ __all__ = [
     "encode_with_model",
     "decode_with_model",
     "tables_in_order",
+    "CausalConvStack",
+    "StackCache",
+    "causal_reach",
 ]

@@ -155,22 +155,28 @@ class ExactConv2d(nn.Module):
         Gathers just the P receptive fields (for incremental decoding); identical to
         ``forward(x)[:, :, rows, cols]`` bit for bit.
         """
-        check_input_range(x, self.in_fmt, "ExactConv2d")
-        x = self._pad(x.to(self.weight.dtype))
+        return self.forward_at_padded(self._pad(x.to(self.weight.dtype)), rows, cols)
+
+    def forward_at_padded(self, xp: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward_at`, on an input already zero-padded by ``self.padding``
+        (B, C_in, H + top + bottom, W + left + right): caches keep their buffers padded so that a
+        decoding step costs only its P receptive fields. Only the gathered values are range-checked.
+        """
         kh, kw = self.kernel_size
-        rows = torch.as_tensor(rows, dtype=torch.long, device=x.device)
-        cols = torch.as_tensor(cols, dtype=torch.long, device=x.device)
+        rows = torch.as_tensor(rows, dtype=torch.long, device=xp.device)
+        cols = torch.as_tensor(cols, dtype=torch.long, device=xp.device)
         if rows.shape != cols.shape or rows.ndim != 1:
             raise ValueError("rows and cols must be 1-D of equal length")
-        if rows.numel() and (int(rows.min()) < 0 or int(cols.min()) < 0 or int(rows.max()) > x.shape[2] - kh
-                             or int(cols.max()) > x.shape[3] - kw):
+        if rows.numel() and (int(rows.min()) < 0 or int(cols.min()) < 0 or int(rows.max()) > xp.shape[2] - kh
+                             or int(cols.max()) > xp.shape[3] - kw):
             raise ValueError("forward_at: an output position lies outside the output")
-        dy = torch.arange(kh, device=x.device)
-        dx = torch.arange(kw, device=x.device)
+        dy = torch.arange(kh, device=xp.device)
+        dx = torch.arange(kw, device=xp.device)
         rr = (rows[:, None, None] + dy[None, :, None]).expand(-1, kh, kw)  # (P, kh, kw)
         cc = (cols[:, None, None] + dx[None, None, :]).expand(-1, kh, kw)  # (P, kh, kw)
-        patches = x[:, :, rr, cc]  # (B, C_in, P, kh, kw)
-        patches = patches.permute(0, 1, 3, 4, 2).reshape(x.shape[0], -1, rows.numel())  # (B, C_in*kh*kw, P)
+        patches = xp[:, :, rr, cc].to(self.weight.dtype)  # (B, C_in, P, kh, kw)
+        check_input_range(patches, self.in_fmt, "ExactConv2d")
+        patches = patches.permute(0, 1, 3, 4, 2).reshape(xp.shape[0], -1, rows.numel())  # (B, C_in*kh*kw, P)
         acc = torch.matmul(self.weight.flatten(1), patches) + self.bias[:, None]  # (B, C_out, P)
         return requantize(acc, self.shift, self.out_fmt.lo, self.out_fmt.hi)
 
