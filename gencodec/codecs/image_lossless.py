@@ -65,7 +65,7 @@ class PixelCNNCodec(Codec):
         if not self.model_path.is_file():
             return f"model file {self.model_path} not found"
         try:
-            import constriction  # noqa: F401
+            from .. import coding  # noqa: F401  (constriction)
             import torch  # noqa: F401
         except ImportError as e:
             return f"cannot import {e.name}"

@@ -258,13 +258,9 @@ class PixelCNN(nn.Module):
         bits = []
         for c, head in enumerate(self.heads):
             z = torch.cat([act, resid[..., :c]], dim=-1)
-            if quantized:
-                o = head(z)
-                idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)
-            else:
-                o = _float_linear(head.out, _float_linear(head.fc, z, relu=True), relu=False)
-                idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)
-            mean = torch.clamp(p[..., c] + o[..., 0], 0, 255)
+            o = head(z) if quantized else _float_linear(head.out, _float_linear(head.fc, z, relu=True), relu=False)
+            idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)  # (B, H, W) scale index
+            mean = torch.clamp(p[..., c] + o[..., 0], 0, 255)  # (B, H, W)
             bits.append(-self.dist.log2_prob(pix[..., c], mean, idx))
         return torch.stack(bits, dim=-1)
 
