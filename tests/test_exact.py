@@ -607,3 +607,16 @@ def test_logistic_tables_invariants_for_any_config(n_values, n_scales, mean_frac
     f = t.freqs(rng.integers(-10, n_values * 2**mean_frac_bits + 10, 200), rng.integers(-2, n_scales + 2, 200))
     assert f.shape == (200, n_values) and f.min() >= 1 and (f.sum(1) == 2**total_bits).all()
     assert np.all(np.diff(t.cdf, axis=-1) >= 1)  # every cell of every bank CDF has mass
+
+
+def test_det_round_exact_fallback_keeps_50_digits():
+    """The fallback must not round through the default Decimal context (28 digits): the exact
+    value 2.4999...9 (32 nines) rounds half-up to 2, although at 28 digits it would become 3."""
+    from decimal import localcontext
+
+    from gencodec.exact.detmath import det_round
+
+    value = Decimal("2." + "4" + "9" * 31)
+    with localcontext() as ctx:
+        ctx.prec = 28
+        assert det_round(np.array([2.5]), lambda idx: [value for _ in idx]).tolist() == [2]

@@ -22,7 +22,9 @@ import numpy as np
 
 __all__ = ["det_floor", "det_round", "CTX", "D", "dsigmoid"]
 
-#: Decimal context: 50 significant digits, far beyond float64's error on these values.
+#: Decimal context: 50 significant digits, far beyond float64's error on these values. Every
+#: Decimal operation here goes through it explicitly (never ``+`` / ``**``, which would use the
+#: caller's thread-local context, possibly changed by other code).
 CTX = decimal.Context(prec=50, rounding=decimal.ROUND_HALF_EVEN)
 #: Estimates closer than this to an integer boundary are recomputed exactly. float64 values
 #: here are below 2**30, so their absolute error is below 1e-6 by a wide margin.
@@ -73,4 +75,4 @@ def det_round(
 ) -> np.ndarray:
     """Round half up (``floor(x + 1/2)``) of values given as estimate + exact fallback; int64."""
     half = decimal.Decimal("0.5")
-    return det_floor(np.asarray(estimate, dtype=np.float64) + 0.5, lambda idx: (v + half for v in exact(idx)))
+    return det_floor(np.asarray(estimate, dtype=np.float64) + 0.5, lambda idx: (CTX.add(v, half) for v in exact(idx)))

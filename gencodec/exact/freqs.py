@@ -67,7 +67,7 @@ def _exp_table(frac_bits: int, out_bits: int) -> np.ndarray:
     d = np.arange(n, dtype=np.float64)
     est = np.exp(-d * 2.0**-frac_bits) * 2.0**out_bits
     scale = D(2**out_bits)
-    step = D(2) ** -frac_bits
+    step = CTX.power(D(2), -frac_bits)
     table = det_round(est, lambda idx: (CTX.multiply(scale, CTX.exp(CTX.minus(CTX.multiply(D(i), step)))) for i in idx))
     table[-1] = 0  # beyond the table everything rounds to zero
     table.flags.writeable = False

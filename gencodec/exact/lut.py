@@ -61,8 +61,8 @@ def make_table(fn_name: str, in_fmt: QFormat, out_fmt: QFormat) -> np.ndarray:
     q = np.arange(in_fmt.lo, in_fmt.hi + 1, dtype=np.float64)
     with np.errstate(over="ignore"):
         est = np.clip(f_np(q * 2.0**-in_fmt.frac_bits) * 2.0**out_fmt.frac_bits, -2.0**40, 2.0**40)
-    step_in = D(2) ** -in_fmt.frac_bits
-    scale_out = D(2) ** out_fmt.frac_bits
+    step_in = CTX.power(D(2), -in_fmt.frac_bits)
+    scale_out = CTX.power(D(2), out_fmt.frac_bits)
 
     def exact(idx: list[int]) -> list[Decimal]:
         return [CTX.multiply(f_dec(CTX.multiply(D(in_fmt.lo + i), step_in)), scale_out) for i in idx]
