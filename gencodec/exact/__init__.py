@@ -17,6 +17,11 @@ Example::
 
     tables = LogisticTables()                       # residual coding: integer mean + scale index
     freqs = tables.freqs(mean_q, scale_idx)         # (N, 256) float64 integers, rows sum to 2**20
+
+Modules: quant (formats, requantize, fake quant, exact_mode), layers (Linear/Conv2d + twins, causal
+helpers), stack (cached causal conv stacks), lut (table nonlinearities, integer softmax), matmul
+(activation products), freqs (integer tables), check (load-time bounds), protocol (schedules and
+the model/coder contract), detmath (machine-independent table construction).
 """
 
 from .check import EXACT_LIMIT, accumulation_bounds, check_exact, prepare_exact, required_dtype
