@@ -64,11 +64,11 @@ class PixelCNNCodec(Codec):
     def unavailable_reason(self) -> str | None:
         if not self.model_path.is_file():
             return f"model file {self.model_path} not found"
-        try:
-            from .. import coding  # noqa: F401  (constriction)
-            import torch  # noqa: F401
-        except ImportError as e:
-            return f"cannot import {e.name}"
+        import importlib.util
+
+        for module in ("torch", "constriction"):  # found, not imported: listing codecs stays fast
+            if importlib.util.find_spec(module) is None:
+                return f"{module} is not installed"
         return None
 
     @property
