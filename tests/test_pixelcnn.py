@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 from gencodec.codecs.image_lossless import DEFAULT_MODEL, PixelCNNCodec, _planes, wavefront_order  # noqa: E402
 from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad  # noqa: E402
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "pixelcnn-rgb-9x7.gcx"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "pixelcnn" / "rgb-9x7.gcx"  # pinned to the shipped model
 TINY = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4)
 
 
