@@ -263,3 +263,14 @@ def test_same_bytes_under_avx2_two_threads_and_default_one_thread(tmp_path, koda
     a = _child(tmp_path, "avx2", 2, kodak, "a.gcx")  # encodes, decodes its own (= b's) bytes
     b = _child(tmp_path, "default", 1, kodak, "b.gcx", other="a.gcx")  # encodes, decodes a's file
     assert a == b
+
+
+def test_model_whose_sums_could_leave_float32_exactness_is_refused():
+    from gencodec.errors import ExactnessError
+
+    torch.manual_seed(4)
+    exact = PixelCNN(TINY).export()
+    first = exact.trunk[0]
+    first.weight.fill_(2000.0)  # 42 inputs x 255 x 2000 > 2**24: sums could round in float32
+    with pytest.raises(ExactnessError):
+        ExactPixelCNN(exact.cfg, exact.trunk, exact.heads, exact.dist.cdf)
