@@ -106,8 +106,12 @@ convention). BD-rate is Bjøntegaard's (cubic fit of log-rate over PSNR, integra
 range both curves cover); "bpp @ X dB" interpolates log(bpp) between measured points (n/a outside
 the measured range). Times are wall-clock (`perf_counter`) of the one-shot API calls (input parsing
 and checksum verification included), after a warm-up; MB/s counts raw 8-bit samples for images and
-original bytes otherwise. Peak memory is the process's resident peak during the call (Linux VmHWM,
-reset before each call), so it includes imported libraries.
+original bytes otherwise. Peak memory is the resident peak of the process during the call (Linux
+VmHWM, reset before each call; every codec runs in its own fresh process, so a codec's figure
+includes only its own imports and models, plus torch for MS-SSIM in the lossy section); growth is
+that peak minus the resident memory before the call. Sizes, PSNR and MS-SSIM are deterministic;
+timings depend on the machine and on its load (the benchmarks ran on a shared machine, so take
+them as indicative).
 """
 
 
