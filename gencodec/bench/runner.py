@@ -157,13 +157,32 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): without it, memory freed by an earlier call stays resident and the
+    next call's growth reads as zero. A no-op where glibc is absent."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 - AttributeError if this libc has none
+        except (OSError, AttributeError):
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = None
+
+
 class PeakRSS:
     """Peak resident set size of this process over an interval, in MiB."""
 
     def __init__(self) -> None:
         self.resettable = self._reset()
         self.method = (
-            "VmHWM after reset via /proc/self/clear_refs (per call, native allocations included)"
+            "VmHWM after malloc_trim(0) and a reset via /proc/self/clear_refs (per call, native allocations included)"
             if self.resettable else "ru_maxrss (lifetime peak of the process; upper bound)"
         )
 
@@ -177,7 +196,8 @@ class PeakRSS:
             return False
 
     def start(self) -> float:
-        """Reset the peak; return the current RSS in MiB."""
+        """Hand freed heap pages back to the OS, reset the peak; return the current RSS in MiB."""
+        _malloc_trim()
         if self.resettable:
             self._reset()
         rss = _status_kib("VmRSS")
