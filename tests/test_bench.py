@@ -279,10 +279,13 @@ def test_bench_command_writes_json_csv_markdown(small_files, tmp_path):
     from gencodec_cli.bench import bench, parse_qualities
 
     assert parse_qualities(("10,50", "jpeg=20,40.5")) == {"*": [10, 50], "jpeg": [20, 40.5]}
-    out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md")}
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md", "png")}
     res = CliRunner().invoke(bench, [str(small_files[0]), str(small_files[1]), "--codec", "gzip,bz2", "-q",
-                                     "--json", str(out["json"]), "--csv", str(out["csv"]), "--markdown", str(out["md"])])
+                                     "--json", str(out["json"]), "--csv", str(out["csv"]), "--markdown", str(out["md"]),
+                                     "--plot", str(out["png"])])
     assert res.exit_code == 0, res.output
+    with Image.open(out["png"]) as im:
+        assert im.format == "PNG"
     doc = json.loads(out["json"].read_text())
     assert doc["settings"]["codecs"] == ["gzip", "bz2"] and len(doc["rows"]) == 4
     lines = list(csv.DictReader(io.StringIO(out["csv"].read_text())))
@@ -372,3 +375,9 @@ def test_ideal_bits_and_overhead_are_reported(small_files, monkeypatch):
     (t,) = doc["totals"]
     assert t["ideal_bits"] == 4.0 * t["n_bytes_in"]
     assert "| ideal | overhead |" in report.markdown_lossless(doc)
+
+
+def test_progress_bar_on_stderr(small_files, capsys):
+    runner.run_bench([str(small_files[0])], ["gzip", "bz2"], workers=0, progress=True)
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and captured.out == ""
