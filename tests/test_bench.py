@@ -381,3 +381,17 @@ def test_progress_bar_on_stderr(small_files, capsys):
     runner.run_bench([str(small_files[0])], ["gzip", "bz2"], workers=0, progress=True)
     captured = capsys.readouterr()
     assert "2/2" in captured.err and captured.out == ""
+
+
+@pytest.mark.skipif(not _codec_ready("jpeg"), reason="jpeg codec not available")
+def test_default_lossy_set_leaves_out_codecs_without_a_sweep(lossy_image, monkeypatch):
+    monkeypatch.setattr(runner, "default_codecs", lambda files, lossy: ["jpeg", "webp"])
+    monkeypatch.setitem(runner.DEFAULT_QUALITIES, "jpeg", (50, 90))
+    monkeypatch.delitem(runner.DEFAULT_QUALITIES, "webp")
+    doc = runner.run_bench([lossy_image], lossy=True, workers=0, ms_ssim=False, progress=False)
+    assert doc["settings"]["codecs"] == ["jpeg"] and "webp" in doc["settings"]["left_out"]
+    assert [r["quality"] for r in doc["rows"]] == [50, 90]
+    from gencodec.errors import UnsupportedInputError
+
+    with pytest.raises(UnsupportedInputError, match="quality"):
+        runner.run_bench([lossy_image], ["webp"], lossy=True, workers=0, progress=False)

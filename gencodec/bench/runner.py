@@ -401,6 +401,14 @@ def run_bench(
         for c in codecs:
             get_entry(c)  # UnknownCodecError with the list of names
     codec_list = list(codecs) if codecs else default_codecs(files, lossy)
+    left_out: dict[str, str] = {}
+    if lossy and not codecs:  # a default lossy codec without a known sweep is left out, not fatal
+        for c in list(codec_list):
+            try:
+                quality_levels(c, qualities)
+            except UnsupportedInputError as e:
+                left_out[c] = str(e)
+                codec_list.remove(c)
     if not codec_list:
         raise UnknownCodecError("no available codec of the kind these files call for")
     jobs = plan_jobs(codec_list, lossy, qualities)
@@ -410,6 +418,7 @@ def run_bench(
         paths=[str(p) for p in paths],
         codecs=codec_list, lossy=lossy,
         jobs=[dict(codec=c, params=p) for c, p in jobs],
+        left_out=left_out,
         workers=workers, threads_per_worker=threads, ms_ssim=ms_ssim,
         references=[r.get("name") for r in references],
         files=files,
