@@ -37,9 +37,9 @@ class PixelCNNRecipe:
     downscale: int = 2  # area-downscaling of images not known to be lossless
     val_glob: str | None = None  # relative paths held out for validation (default: 5% by hash)
     val_size: int = 192  # side of the validation centre crops
-    qat_fraction: float = 0.3  # final fraction of steps trained with fake quantization
+    qat_fraction: float = 0.35  # final fraction of steps trained with fake quantization
     threads: int = 1  # torch CPU threads
-    val_every: int = 500
+    val_every: int = 1000
 
 
 def _bpsp(model: PixelCNN, crops: list[np.ndarray], quantized: bool) -> float:
