@@ -254,7 +254,6 @@ def _child(tmp_path: Path, capability: str, threads: int, kodak: Path, out: str,
     return (tmp_path / out).read_bytes()
 
 
-@pytest.mark.slow
 def test_same_bytes_under_avx2_two_threads_and_default_one_thread(tmp_path, kodak_dir):
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if " avx2" not in flags:

@@ -107,12 +107,12 @@ def test_resume_continues_to_the_same_weights(folder, tmp_path):
                               recipe=RECIPE, progress=False)
     train_pixelcnn(folder, tmp_path / "b.safetensors", steps=4, workdir=tmp_path / "b", config=TINY,
                    recipe=RECIPE, progress=False, stop_after=2)
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=True)["step"] == 2
     resumed = train_pixelcnn(folder, tmp_path / "b.safetensors", steps=4, workdir=tmp_path / "b", config=TINY,
                              recipe=RECIPE, progress=False, resume=True)
     assert resumed["steps"] == 4
-    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["model_id"] == straight["model_id"]
 

@@ -62,7 +62,7 @@ def train(
     step, best, seconds = 0, math.inf, 0.0
     last = workdir / "last.pt"
     if resume and last.exists():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best, seconds = ck["step"], ck["best_val"], ck.get("seconds", 0.0)

@@ -98,7 +98,7 @@ def train_pixelcnn(
     torch.manual_seed(recipe.seed)
     model = PixelCNN(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
-        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
     def batch_fn(step: int) -> torch.Tensor:
@@ -116,7 +116,7 @@ def train_pixelcnn(
                           stop_after=stop_after)
     result = train(model, loop_cfg, workdir, batch_fn, loss_fn, val_fn, resume=resume, unit="bpsp")
 
-    best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=False)
+    best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
     model.eval()
     with torch.no_grad():
@@ -155,7 +155,7 @@ def recipe_from_options(**kw: Any) -> PixelCNNRecipe:
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, config: PixelCNNConfig = PixelCNNConfig()) -> ExactPixelCNN:
     """Export the model state in a checkpoint (``best.pt`` / ``last.pt``) to an exact model file."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["model"]
     model = PixelCNN(config)
     model.load_state_dict(state)
     exact = model.export()
