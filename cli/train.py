@@ -38,9 +38,11 @@ MODELS = ("pixelcnn",)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default 1).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from the weights of a checkpoint (best.pt/last.pt of a run with the same config).")
+@click.option("--device", default="cpu", show_default=True,
+              help="Where training runs (cpu, cuda, cuda:1); export is always on the CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, seed, downscale, threads, init_from,
-          quiet):
+          device, quiet):
     """Train MODEL on the images in --data and export the exact model to --out."""
     try:
         from gencodec.train.pixelcnn import recipe_from_options, train_pixelcnn
@@ -50,7 +52,7 @@ def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, s
                                  downscale=downscale, threads=threads)
     try:
         card = train_pixelcnn(data, out, steps=steps, resume=resume, workdir=workdir, recipe=recipe,
-                              progress=not quiet, init_from=init_from)
+                              progress=not quiet, init_from=init_from, device=device)
     except (GencodecError, FileNotFoundError, ValueError) as e:
         raise Failure(str(e)) from None
     v = card["validation"]

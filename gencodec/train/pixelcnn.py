@@ -44,8 +44,9 @@ class PixelCNNRecipe:
 
 def _bpsp(model: PixelCNN, crops: list[np.ndarray], quantized: bool) -> float:
     bits, n = 0.0, 0
+    device = next(model.parameters()).device
     for c in crops:
-        x = torch.from_numpy(c).float()[None]
+        x = torch.from_numpy(c).float()[None].to(device)
         bits += float(model(x, quantized=quantized).sum())
         n += c.size
     return bits / max(n, 1)
@@ -68,6 +69,7 @@ def train_pixelcnn(
     progress: bool = True,
     stop_after: int | None = None,
     init_from: str | Path | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train on ``data`` (a folder of images), export the exact model to ``out`` (.safetensors)
     with its card beside it (same name, .json). Returns the card.
@@ -75,6 +77,8 @@ def train_pixelcnn(
     stop_after: end this session after that step (checkpointed; ``resume=True`` continues) and
     export the best checkpoint so far. init_from: start from the weights of a checkpoint
     (``best.pt`` / ``last.pt`` of an earlier run with the same config) instead of a fresh init.
+    device: where training runs ("cpu", "cuda"); export and the exact model are always on the CPU.
+    Training on a GPU changes float rounding in training only, never the exactness of coding.
     """
     torch.set_num_threads(recipe.threads)
     out = Path(out)
@@ -99,10 +103,11 @@ def train_pixelcnn(
     model = PixelCNN(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
         model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
+    model.to(device)
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
     def batch_fn(step: int) -> torch.Tensor:
-        return torch.from_numpy(sampler.batch(step, recipe.batch)).float()
+        return torch.from_numpy(sampler.batch(step, recipe.batch)).float().to(device)
 
     def loss_fn(m: PixelCNN, x: torch.Tensor, step: int) -> torch.Tensor:
         return m(x, quantized=step >= qat_start).mean()
@@ -118,7 +123,7 @@ def train_pixelcnn(
 
     best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
-    model.eval()
+    model.cpu().eval()
     with torch.no_grad():
         f = _bpsp(model, crops, quantized=False)
         q = _bpsp(model, crops, quantized=True)
