@@ -121,12 +121,12 @@ def compress_report(
         else:
             if img is None:
                 why = "bytes given" if raw is not None and as_image is None and not name else "not a lossless image file"
-                if raw is not None and imageio.try_open_pixels(raw) is not None:
-                    img = imageio.try_open_pixels(raw)
-                elif raw is not None and imageio.pixel_file_mode(raw) is not None:
-                    imageio.bit_depth(imageio.pixel_file_mode(raw))  # raises, naming the mode
+                img = imageio.try_open_pixels(raw) if raw is not None else None
+                mode = imageio.pixel_file_mode(raw) if raw is not None and img is None else None
+                if mode is not None:
+                    imageio.bit_depth(mode)  # raises, naming the mode
                     raise UnsupportedInputError(f"codec {codec!r} cannot code this image (several frames, or damaged)")
-                else:
+                if img is None:
                     raise UnsupportedInputError(
                         f"codec {codec!r} codes images; the input is {why} (PNG, PPM/PGM, BMP or TIFF in a supported mode)"
                     )
@@ -279,7 +279,7 @@ def info(blob: bytes) -> dict[str, Any]:
     d = header.to_dict()
     d.update(n_bytes=len(blob), payload_bytes=len(payload))
     if header.kind == "image":
-        channels = {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1, "I;16": 1}[header.mode] if header.mode in imageio.BIT_DEPTHS else None
+        channels = imageio.CHANNELS.get(header.mode)
         if channels:
             d["bits_per_subpixel"] = 8 * len(blob) / max(header.width * header.height * channels, 1)
     elif header.length:

@@ -17,6 +17,8 @@ from .errors import UnsupportedInputError
 PIXEL_FORMATS = {"PNG", "PPM", "BMP", "TIFF"}
 #: Pillow modes a frame can describe, with their bits per sample.
 BIT_DEPTHS = {"1": 1, "L": 8, "LA": 8, "RGB": 8, "RGBA": 8, "P": 8, "I;16": 16}
+#: The same modes with their channels (a palette index counts as one, as in :func:`n_subpixels`).
+CHANNELS = {"1": 1, "L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "P": 1, "I;16": 1}
 
 
 def bit_depth(mode: str) -> int:
