@@ -193,5 +193,4 @@ def _write(target: str, data: bytes, force: bool, mode: int | None) -> None:
     try:
         io.write_atomic(target, data, force, mode)
     except OSError as e:
-        reason = e.strerror.lower() if e.strerror else str(e)
-        raise FileError(f"{target}: cannot write ({reason})") from None
+        raise FileError(f"{target}: cannot write ({io.reason(e)})") from None

@@ -8,7 +8,7 @@ import click
 
 from gencodec.errors import GencodecError
 
-from .io import FileError, display
+from .io import FileError, display, reason
 from .report import progress_enabled
 
 
@@ -30,8 +30,7 @@ def error_line(source: str, exc: BaseException) -> str:
     if isinstance(exc, FileError):
         return str(exc)
     if isinstance(exc, OSError):
-        reason = exc.strerror.lower() if exc.strerror else str(exc)
-        return f"{exc.filename or display(source)}: {reason}"
+        return f"{exc.filename or display(source)}: {reason(exc)}"
     return f"{display(source)}: {exc}"
 
 
@@ -69,7 +68,3 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
     if bar is not None:
         bar.close()
     return status
-
-
-def to_failure(exc: GencodecError) -> Failure:
-    return Failure(str(exc))

@@ -39,10 +39,11 @@ def read_input(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise FileError(f"{path}: {_reason(e)}") from None
+        raise FileError(f"{path}: {reason(e)}") from None
 
 
-def _reason(e: OSError) -> str:
+def reason(e: OSError) -> str:
+    """The one-line reason of an OSError (``no such file or directory``)."""
     return e.strerror.lower() if e.strerror else str(e)
 
 

@@ -6,13 +6,6 @@ import json
 import sys
 from typing import Any
 
-import click
-
-
-def emit_json(obj: Any, to_stderr: bool = False) -> None:
-    """One JSON object on one line (JSON Lines when several files are processed)."""
-    click.echo(json.dumps(obj, sort_keys=False), err=to_stderr)
-
 
 def compress_fields(report, source: str, target: str) -> dict[str, Any]:
     """``CompressReport.to_dict()`` plus paths and, when the codec reports ``ideal_bits``,
