@@ -6,6 +6,7 @@ matplotlib are imported inside the command, so ``gencodec --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import click
 
 from gencodec.errors import GencodecError
 
+from . import io
 from .common import Failure
 
 
@@ -37,10 +39,20 @@ def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
 
 
 def _write(path: str, text: str) -> None:
+    """Print to stdout ('-') or replace ``path`` atomically; an OSError becomes a one-line error."""
     if path == "-":
         click.echo(text, nl=False)
-    else:
-        Path(path).write_text(text)
+        return
+    try:
+        io.write_atomic(path, text.encode(), force=True)
+    except OSError as e:
+        raise Failure(f"{path}: cannot write ({io.reason(e)})") from None
+
+
+def _refuse_overwriting_inputs(outputs: list[str | None], inputs: list[Path]) -> None:
+    for out in outputs:
+        if out and out != "-" and os.path.exists(out) and any(os.path.samefile(out, f) for f in inputs):
+            raise Failure(f"{out}: output would overwrite an input file")
 
 
 @click.command("bench")
@@ -76,6 +88,7 @@ def bench(paths, codecs, lossy, qualities, json_path, csv_path, md_path, plot_pa
         raise click.UsageError("--quality needs --lossy")
     codec_list = [c.strip() for spec in codecs for c in spec.split(",") if c.strip()]
     try:
+        _refuse_overwriting_inputs([json_path, csv_path, md_path, plot_path], runner.expand_paths(paths))
         refs = [c for r in references for c in report.load_reference(r)]
         doc = runner.run_bench(
             paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), workers=workers,
@@ -93,7 +106,10 @@ def bench(paths, codecs, lossy, qualities, json_path, csv_path, md_path, plot_pa
     if plot_path:
         from gencodec.bench import plot
 
-        plot.save(doc, plot_path)
+        try:
+            plot.save(doc, plot_path)
+        except OSError as e:
+            raise Failure(f"{plot_path}: cannot write ({io.reason(e)})") from None
     if not quiet and json_path != "-":
         click.echo(md)
     failed = [r for r in doc["rows"] if r["status"] == "failed"]
