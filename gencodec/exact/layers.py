@@ -67,6 +67,16 @@ def check_input_range(x: torch.Tensor, fmt: QFormat, where: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # exact layers
 # ---------------------------------------------------------------------------------------------
+def _max_abs_accumulator(layer: nn.Module) -> int:
+    """Largest |partial sum| any input in ``layer.in_fmt`` can produce (exact Python integers).
+
+    Shared by :class:`ExactLinear` (weight (out, in)) and :class:`ExactConv2d` (weight (out, in, kh, kw)).
+    """
+    w = layer.weight.double().abs().flatten(1).sum(dim=1)  # (out,)
+    b = layer.bias.double().abs()
+    return int(torch.max(w * layer.in_fmt.max_abs + b).item()) if w.numel() else 0
+
+
 class ExactLinear(nn.Module):
     """``requantize(x @ W.T + b, shift)`` on integer activations.
 
@@ -83,11 +93,7 @@ class ExactLinear(nn.Module):
         self.in_fmt = in_fmt
         self.out_fmt = out_fmt
 
-    def max_abs_accumulator(self) -> int:
-        """Largest |partial sum| any input in ``in_fmt`` can produce (exact Python integers)."""
-        w = self.weight.double().abs().sum(dim=1)
-        b = self.bias.double().abs()
-        return int(torch.max(w * self.in_fmt.max_abs + b).item()) if w.numel() else 0
+    max_abs_accumulator = _max_abs_accumulator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input_range(x, self.in_fmt, "ExactLinear")
@@ -125,11 +131,7 @@ class ExactConv2d(nn.Module):
     def kernel_size(self) -> tuple[int, int]:
         return int(self.weight.shape[2]), int(self.weight.shape[3])
 
-    def max_abs_accumulator(self) -> int:
-        """Largest |partial sum| any input in ``in_fmt`` can produce."""
-        w = self.weight.double().abs().flatten(1).sum(dim=1)
-        b = self.bias.double().abs()
-        return int(torch.max(w * self.in_fmt.max_abs + b).item()) if w.numel() else 0
+    max_abs_accumulator = _max_abs_accumulator
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         top, bottom, left, right = self.padding
@@ -188,7 +190,27 @@ def _bias_fmt(in_fmt: QFormat, w_frac_bits: int, bias_max: int) -> QFormat:
     return QFormat(in_fmt.frac_bits + w_frac_bits, -bias_max, bias_max)
 
 
-class QuantLinear(nn.Module):
+class _QuantTwin(nn.Module):
+    """What QuantLinear and QuantConv2d share: the bias grid and the integers ``export()`` stores.
+
+    Subclasses set ``weight``, ``bias`` (or None), ``in_fmt``, ``out_fmt``, ``w_fmt``, ``b_fmt``
+    and define ``quantized_weight()``.
+    """
+
+    def quantized_bias(self) -> torch.Tensor:
+        if self.bias is None:
+            return torch.zeros(self.weight.shape[0], device=self.weight.device, dtype=self.weight.dtype)
+        return fake_quant(self.bias, self.b_fmt)
+
+    def _exact_ints(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(integer weight, integer bias in accumulator units, requantize shift), on the CPU."""
+        w = torch.round(self.quantized_weight() * 2.0**self.w_fmt.frac_bits)
+        b = torch.round(self.quantized_bias() * 2.0**self.b_fmt.frac_bits)
+        shift = self.in_fmt.frac_bits + self.w_fmt.frac_bits - self.out_fmt.frac_bits
+        return w.cpu(), b.cpu(), shift
+
+
+class QuantLinear(_QuantTwin):
     """Fake-quantized Linear; ``export()`` gives the :class:`ExactLinear` computing the same numbers.
 
     in_fmt/out_fmt: formats of input and output activations (``out_fmt.lo = 0`` acts as ReLU).
@@ -219,11 +241,6 @@ class QuantLinear(nn.Module):
     def quantized_weight(self) -> torch.Tensor:
         return fake_quant(self.weight, self.w_fmt)
 
-    def quantized_bias(self) -> torch.Tensor:
-        if self.bias is None:
-            return torch.zeros(self.weight.shape[0], device=self.weight.device, dtype=self.weight.dtype)
-        return fake_quant(self.bias, self.b_fmt)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = fake_quant(x, self.in_fmt)
         y = F.linear(x, self.quantized_weight(), self.quantized_bias())
@@ -231,17 +248,15 @@ class QuantLinear(nn.Module):
 
     @torch.no_grad()
     def export(self) -> ExactLinear:
-        w = torch.round(self.quantized_weight() * 2.0**self.w_fmt.frac_bits)
-        b = torch.round(self.quantized_bias() * 2.0**self.b_fmt.frac_bits)
-        shift = self.in_fmt.frac_bits + self.w_fmt.frac_bits - self.out_fmt.frac_bits
-        return ExactLinear(w.cpu(), b.cpu(), shift, self.in_fmt, self.out_fmt)
+        w, b, shift = self._exact_ints()
+        return ExactLinear(w, b, shift, self.in_fmt, self.out_fmt)
 
 
 def _as_pair(k: int | Sequence[int]) -> tuple[int, int]:
     return (int(k), int(k)) if isinstance(k, int) else (int(k[0]), int(k[1]))
 
 
-class QuantConv2d(nn.Module):
+class QuantConv2d(_QuantTwin):
     """Fake-quantized stride-1 Conv2d with explicit (top, bottom, left, right) zero padding and an
     optional fixed 0/1 weight mask; ``export()`` gives the matching :class:`ExactConv2d`.
 
@@ -309,11 +324,6 @@ class QuantConv2d(nn.Module):
         w = fake_quant(self.weight, self.w_fmt)
         return w if self.mask is None else w * self.mask
 
-    def quantized_bias(self) -> torch.Tensor:
-        if self.bias is None:
-            return torch.zeros(self.weight.shape[0], device=self.weight.device, dtype=self.weight.dtype)
-        return fake_quant(self.bias, self.b_fmt)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = fake_quant(x, self.in_fmt)
         top, bottom, left, right = self.padding
@@ -323,10 +333,8 @@ class QuantConv2d(nn.Module):
 
     @torch.no_grad()
     def export(self) -> ExactConv2d:
-        w = torch.round(self.quantized_weight() * 2.0**self.w_fmt.frac_bits)
-        b = torch.round(self.quantized_bias() * 2.0**self.b_fmt.frac_bits)
-        shift = self.in_fmt.frac_bits + self.w_fmt.frac_bits - self.out_fmt.frac_bits
-        return ExactConv2d(w.cpu(), b.cpu(), shift, self.padding, self.in_fmt, self.out_fmt)
+        w, b, shift = self._exact_ints()
+        return ExactConv2d(w, b, shift, self.padding, self.in_fmt, self.out_fmt)
 
 
 # ---------------------------------------------------------------------------------------------
