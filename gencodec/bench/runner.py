@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .. import imageio
-from ..errors import CodecUnavailableError, GencodecError, UnknownCodecError, UnsupportedInputError
+from ..errors import CodecUnavailableError, UnknownCodecError, UnsupportedInputError
 from ..registry import entries, get_codec, get_entry
 from . import metrics
 

@@ -421,13 +421,12 @@ class ExactPixelCNN:
     @classmethod
     def load(cls, path: str | Path) -> "ExactPixelCNN":
         from safetensors import safe_open
-        from safetensors.torch import load_file
 
         path = Path(path)
         try:
-            with safe_open(str(path), framework="pt") as f:
+            with safe_open(str(path), framework="pt") as f:  # one read: metadata and tensors
                 meta = f.metadata() or {}
-            tensors = load_file(str(path))
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
         except FileNotFoundError:
             raise GencodecError(f"{path}: no such model file") from None
         except Exception as e:
