@@ -42,6 +42,13 @@ def lr_at(cfg: LoopConfig, step: int) -> float:
     return cfg.lr * (cfg.final_lr_ratio + (1 - cfg.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def _save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """torch.save to a temporary file, then rename: an interrupted save never leaves a torn checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
 def train(
     model: torch.nn.Module,
     cfg: LoopConfig,
@@ -73,10 +80,8 @@ def train(
             f.write(json.dumps(event) + "\n")
 
     def save_last() -> None:
-        tmp = last.with_suffix(".tmp")
-        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, best_val=best,
-                        seconds=seconds), tmp)
-        tmp.replace(last)
+        _save_atomic(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, best_val=best,
+                          seconds=seconds), last)
 
     def validate() -> None:
         nonlocal best
@@ -87,7 +92,7 @@ def train(
         log(dict(event="val", step=step, seconds=round(seconds, 1), **res))
         if res["loss"] < best:
             best = res["loss"]
-            torch.save(dict(model=model.state_dict(), step=step, val=res), workdir / "best.pt")
+            _save_atomic(dict(model=model.state_dict(), step=step, val=res), workdir / "best.pt")
 
     bar = None
     if cfg.progress:
