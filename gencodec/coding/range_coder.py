@@ -90,8 +90,11 @@ def ideal_bits(symbols: np.ndarray, freqs: np.ndarray) -> float:
     """
     table = check_freqs(freqs)
     sym = _check_symbols(symbols, table.shape[0], table.shape[1])
-    if sym.size == 0:
-        return 0.0
+    return _ideal_bits(sym, table) if sym.size else 0.0
+
+
+def _ideal_bits(sym: np.ndarray, table: np.ndarray) -> float:
+    """-sum log2 p for checked symbols (N,) under checked float64 tables (N, K)."""
     chosen = table[np.arange(sym.size), sym]
     return float(np.sum(np.log2(table.sum(axis=1)) - np.log2(chosen)))
 
@@ -125,8 +128,7 @@ class RangeEncoder:
         self.n_symbols += int(sym.size)
         if table.shape[1] == 1:
             return  # a one-symbol alphabet carries no information: nothing to code
-        chosen = table[np.arange(sym.size), sym]
-        self.ideal_bits += float(np.sum(np.log2(table.sum(axis=1)) - np.log2(chosen)))
+        self.ideal_bits += _ideal_bits(sym, table)
         self._coder.encode(sym, _CATEGORICAL, table)
 
     @property
