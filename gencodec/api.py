@@ -16,9 +16,11 @@ from . import container, imageio
 from .container import Header
 from .errors import (
     ChecksumError,
+    CodecUnavailableError,
     CorruptFileError,
     GencodecError,
     LimitError,
+    ModelMismatchError,
     UnsupportedInputError,
 )
 from .registry import AUTO_BYTES_CANDIDATES, AUTO_IMAGE_RANKING, get_codec, get_entry
@@ -169,14 +171,17 @@ def _encode_bytes(raw: bytes, codec_name: str, name: str, params: dict[str, Any]
     return header, enc
 
 
+def _require_available(codec) -> None:
+    reason = codec.unavailable_reason()
+    if reason is not None:
+        raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {reason}")
+
+
 def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
     codec = _codec(codec_name, dict(params))
     imageio.bit_depth(img.mode)  # refuses unknown modes with a message naming the mode
     codec.check_mode(img)
-    if not codec.available:
-        from .errors import CodecUnavailableError
-
-        raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {codec.unavailable_reason()}")
+    _require_available(codec)
     enc = codec.encode(img, **{k: v for k, v in params.items() if k != "model"})
     lossy = codec.kind == "lossy-image"
     header = Header(
@@ -244,13 +249,8 @@ def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> A
                 "(raise it with --max-pixels or GENCODEC_MAX_PIXELS)"
             )
         imageio.bit_depth(header.mode)
-    if not codec.available:
-        from .errors import CodecUnavailableError
-
-        raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {codec.unavailable_reason()}")
+    _require_available(codec)
     if codec.model_id != header.model_id:
-        from .errors import ModelMismatchError
-
         raise ModelMismatchError(
             f"the file was coded with model {header.model_id.hex() or '(none)'}, not with "
             f"{codec.model_id.hex() or '(none)'}" + ("" if model is not None else " (give the model with --model PATH)")
