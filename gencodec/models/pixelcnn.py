@@ -77,6 +77,27 @@ class PixelCNNConfig:
     def n_features(self) -> int:
         return 3 * (len(self.offsets) + 1)
 
+    # activation formats of the layers (derived, not stored: the fields above fix them)
+    @property
+    def fmt_x(self) -> QFormat:
+        """Trunk input: pixel differences -255..255 read as q / 2**in_frac_bits."""
+        return QFormat(self.in_frac_bits, -255, 255)
+
+    @property
+    def fmt_resid(self) -> QFormat:
+        """Head input: trunk output and earlier channels' residuals, q / 2**act_frac_bits."""
+        return QFormat(self.act_frac_bits, -255, 255)
+
+    @property
+    def fmt_h(self) -> QFormat:
+        """Hidden (ReLU) activations, q in [0, 255]."""
+        return QFormat(self.act_frac_bits, 0, 255)
+
+    @property
+    def fmt_out(self) -> QFormat:
+        """Head output: (mean - P, scale index) in whole units."""
+        return QFormat(0, -255, 255)
+
     def validate(self) -> None:
         if self.rows_up < 1 or self.reach_left < 1 or self.left_now < 1 or self.reach_right < 0:
             raise ValueError("the context must include W, N and NW (rows_up, reach_left, left_now >= 1)")
@@ -207,11 +228,9 @@ class Head(nn.Module):
 
     def __init__(self, cfg: PixelCNNConfig, n_prev: int):
         super().__init__()
-        fmt_in = QFormat(cfg.act_frac_bits, -255, 255)
-        fmt_h = QFormat(cfg.act_frac_bits, 0, 255)
-        self.fc = QuantLinear(cfg.hidden + n_prev, cfg.head_hidden, fmt_in, fmt_h, w_frac_bits=cfg.w_frac_bits,
-                              w_max=cfg.w_max)
-        self.out = QuantLinear(cfg.head_hidden, 2, fmt_h, QFormat(0, -255, 255), w_frac_bits=cfg.out_w_frac_bits,
+        self.fc = QuantLinear(cfg.hidden + n_prev, cfg.head_hidden, cfg.fmt_resid, cfg.fmt_h,
+                              w_frac_bits=cfg.w_frac_bits, w_max=cfg.w_max)
+        self.out = QuantLinear(cfg.head_hidden, 2, cfg.fmt_h, cfg.fmt_out, w_frac_bits=cfg.out_w_frac_bits,
                                w_max=cfg.w_max)
         with torch.no_grad():
             self.out.weight.mul_(0.5)
@@ -228,12 +247,10 @@ class PixelCNN(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        fmt_x = QFormat(cfg.in_frac_bits, -255, 255)
-        fmt_h = QFormat(cfg.act_frac_bits, 0, 255)
         dims = [cfg.n_features] + [cfg.hidden] * cfg.trunk_layers
         self.trunk = nn.ModuleList(
-            QuantLinear(dims[i], dims[i + 1], fmt_x if i == 0 else fmt_h, fmt_h, w_frac_bits=cfg.w_frac_bits,
-                        w_max=cfg.w_max)
+            QuantLinear(dims[i], dims[i + 1], cfg.fmt_x if i == 0 else cfg.fmt_h, cfg.fmt_h,
+                        w_frac_bits=cfg.w_frac_bits, w_max=cfg.w_max)
             for i in range(cfg.trunk_layers)
         )
         self.heads = nn.ModuleList(Head(cfg, c) for c in range(3))
@@ -434,17 +451,14 @@ class ExactPixelCNN:
         if meta.get("format") != "gencodec-pixelcnn-1":
             raise GencodecError(f"{path}: not a gencodec PixelCNN model file")
         cfg = PixelCNNConfig.from_dict(json.loads(meta["config"]))
-        fmt_x = QFormat(cfg.in_frac_bits, -255, 255)
-        fmt_in = QFormat(cfg.act_frac_bits, -255, 255)
-        fmt_h = QFormat(cfg.act_frac_bits, 0, 255)
-        fmt_o = QFormat(0, -255, 255)
 
         def layer(name, fi, fo):
             return ExactLinear(tensors[f"{name}.weight"].float(), tensors[f"{name}.bias"].float(),
                                int(tensors[f"{name}.shift"][0]), fi, fo)
 
-        trunk = [layer(f"trunk.{i}", fmt_x if i == 0 else fmt_h, fmt_h) for i in range(cfg.trunk_layers)]
-        heads = [(layer(f"heads.{c}.fc", fmt_in, fmt_h), layer(f"heads.{c}.out", fmt_h, fmt_o)) for c in range(3)]
+        trunk = [layer(f"trunk.{i}", cfg.fmt_x if i == 0 else cfg.fmt_h, cfg.fmt_h) for i in range(cfg.trunk_layers)]
+        heads = [(layer(f"heads.{c}.fc", cfg.fmt_resid, cfg.fmt_h), layer(f"heads.{c}.out", cfg.fmt_h, cfg.fmt_out))
+                 for c in range(3)]
         model = cls(cfg, trunk, heads, tensors["cdf"].numpy())
         if meta.get("model_id") and meta["model_id"] != model.model_id.hex():
             raise GencodecError(f"{path}: model id in the file does not match its tensors (damaged?)")
