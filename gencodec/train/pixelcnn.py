@@ -80,8 +80,10 @@ def train_pixelcnn(
     device: where training runs ("cpu", "cuda"); export and the exact model are always on the CPU.
     Training on a GPU changes float rounding in training only, never the exactness of coding.
     """
-    torch.set_num_threads(recipe.threads)
     out = Path(out)
+    if out.with_suffix(".json") == out:  # refused before any work: the card would overwrite the model
+        raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
+    torch.set_num_threads(recipe.threads)
     workdir = Path(workdir) if workdir else out.with_suffix(".run")
     workdir.mkdir(parents=True, exist_ok=True)
     setup = dict(config=asdict(config), recipe=asdict(recipe), steps=steps, data=str(data),
