@@ -156,14 +156,15 @@ def compress(data: Any, codec: str = "auto", *, name: str | None = None, as_imag
 
 
 def _codec(name: str, params: dict[str, Any]):
-    options = {k: params.pop(k) for k in ("model",) if params.get(k) is not None}
-    params.pop("model", None)
-    return get_codec(name, **options)
+    """(codec built with ``params["model"]`` when given, the other params for ``encode``)."""
+    model = params.get("model")
+    codec = get_codec(name, **({"model": model} if model is not None else {}))
+    return codec, {k: v for k, v in params.items() if k != "model"}
 
 
 def _encode_bytes(raw: bytes, codec_name: str, name: str, params: dict[str, Any]):
-    codec = _codec(codec_name, dict(params))
-    enc = codec.encode(raw, **{k: v for k, v in params.items() if k != "model"})
+    codec, encode_params = _codec(codec_name, params)
+    enc = codec.encode(raw, **encode_params)
     header = Header(
         codec=codec.name, kind="bytes", checksum=container.checksum(raw), params=enc.params,
         model_id=codec.model_id, name=name, length=len(raw),
@@ -178,11 +179,11 @@ def _require_available(codec) -> None:
 
 
 def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
-    codec = _codec(codec_name, dict(params))
+    codec, encode_params = _codec(codec_name, params)
     imageio.bit_depth(img.mode)  # refuses unknown modes with a message naming the mode
     codec.check_mode(img)
     _require_available(codec)
-    enc = codec.encode(img, **{k: v for k, v in params.items() if k != "model"})
+    enc = codec.encode(img, **encode_params)
     lossy = codec.kind == "lossy-image"
     header = Header(
         codec=codec.name, kind="image",
