@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ExactnessError, GencodecError
-from ..exact import ExactLinear, QFormat, QuantLinear, exact_mode
+from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
 
 CDF_TOTAL = 1 << 16  # every frequency table sums to this
 N_SYMBOLS = 256
@@ -317,8 +317,9 @@ class ExactPixelCNN:
         self.heads = heads
         self.dist = DiscretizedLogistic(cfg, cdf)
         for layer in self.layers():
-            if layer.max_abs_accumulator() >= 2**24:
-                raise ExactnessError(f"PixelCNN layer accumulator bound {layer.max_abs_accumulator()} is not below 2**24")
+            bound = layer.max_abs_accumulator()
+            if bound >= EXACT_LIMIT[torch.float32]:
+                raise ExactnessError(f"PixelCNN layer accumulator bound {bound} is not below 2**24")
         self.model_id = self._model_id()
         self._prepare()
 
