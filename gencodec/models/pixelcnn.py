@@ -434,7 +434,10 @@ class ExactPixelCNN:
                 "model_id": self.model_id.hex()}
         if card:
             meta["card"] = json.dumps(card, sort_keys=True)
-        save_file(self.state(), str(path), metadata=meta)
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(self.state(), str(tmp), metadata=meta)
+        tmp.replace(path)  # atomic: a failed save never leaves a half-written model
 
     @classmethod
     def load(cls, path: str | Path) -> "ExactPixelCNN":

@@ -93,7 +93,7 @@ def train_pixelcnn(
         old = json.loads(setup_path.read_text())
         if old["config"] != setup["config"] or old["recipe"] != setup["recipe"]:
             raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
-    setup_path.write_text(json.dumps(setup, indent=1))
+    _write_text_atomic(setup_path, json.dumps(setup, indent=1))
 
     t_start = time.time()
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
@@ -151,8 +151,14 @@ def train_pixelcnn(
         data=images.describe(),
     )
     exact.save(out, card=dict(model_id=card["model_id"], steps=card["steps"]))
-    out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    _write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     return card
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def recipe_from_options(**kw: Any) -> PixelCNNRecipe:
