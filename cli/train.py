@@ -38,21 +38,34 @@ MODELS = ("pixelcnn",)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default 1).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from the weights of a checkpoint (best.pt/last.pt of a run with the same config).")
+@click.option("--config", "config_json", default=None, metavar="JSON",
+              help='Model config fields to change, as a JSON object, e.g. \'{"hidden": 128, "rows_up": 3}\' '
+                   "(see PixelCNNConfig; saved in the model file, so the codec rebuilds it).")
 @click.option("--device", default="cpu", show_default=True,
               help="Where training runs (cpu, cuda, cuda:1); export is always on the CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, seed, downscale, threads, init_from,
-          device, quiet):
+          config_json, device, quiet):
     """Train MODEL on the images in --data and export the exact model to --out."""
     try:
         from gencodec.train.pixelcnn import recipe_from_options, train_pixelcnn
     except ImportError as e:  # pragma: no cover - torch missing
         raise Failure(f"training needs torch: {e}") from None
+    from gencodec.models.pixelcnn import PixelCNNConfig
+
+    try:
+        overrides = json.loads(config_json) if config_json else {}
+        if not isinstance(overrides, dict):
+            raise ValueError("it must be a JSON object")
+        config = PixelCNNConfig.from_dict({**PixelCNNConfig().__dict__, **overrides})
+        config.validate()
+    except (ValueError, TypeError, GencodecError) as e:
+        raise click.BadParameter(str(e), param_hint="--config") from None
     recipe = recipe_from_options(val_glob=val_glob, crop=crop, batch=batch, lr=lr, seed=seed,
                                  downscale=downscale, threads=threads)
     try:
         card = train_pixelcnn(data, out, steps=steps, resume=resume, workdir=workdir, recipe=recipe,
-                              progress=not quiet, init_from=init_from, device=device)
+                              progress=not quiet, init_from=init_from, device=device, config=config)
     except (GencodecError, FileNotFoundError, ValueError) as e:
         raise Failure(str(e)) from None
     v = card["validation"]

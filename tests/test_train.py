@@ -143,3 +143,23 @@ def test_train_command(folder, tmp_path):
     assert res.exit_code == 2  # click: --data must exist
     res = CliRunner().invoke(cli, ["train", "--help"])
     assert res.exit_code == 0 and "--resume" in res.output
+
+
+def test_train_command_config_builds_the_model_the_codec_rebuilds(folder, tmp_path):
+    from click.testing import CliRunner
+
+    from gencodec_cli.main import cli
+
+    out = tmp_path / "small.safetensors"
+    res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out), "--steps", "2",
+                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q",
+                                   "--config", '{"hidden": 8, "trunk_layers": 1, "head_hidden": 4, "rows_up": 3}'])
+    assert res.exit_code == 0, res.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["config"]["hidden"] == 8 and card["config"]["rows_up"] == 3
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (9, 11, 3), dtype=np.uint8))
+    blob = gencodec.compress(img, codec="pixelcnn", model=str(out))
+    assert gencodec.decompress(blob, model=str(out)).tobytes() == img.tobytes()
+    bad = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out),
+                                   "--config", '{"hiddn": 8}'])
+    assert bad.exit_code == 2 and "hiddn" in bad.output
