@@ -37,7 +37,8 @@ MODELS = ("pixelcnn",)
               help="Area-downscale factor for images not known to be lossless (default 2).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default 1).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Start from the weights of a checkpoint (best.pt/last.pt of a run with the same config).")
+              help="Start from a checkpoint (best.pt/last.pt of a run with the same config) or an exported model\n"
+                   "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors).")
 @click.option("--config", "config_json", default=None, metavar="JSON",
               help='Model config fields to change, as a JSON object, e.g. \'{"hidden": 128, "rows_up": 3}\' '
                    "(see PixelCNNConfig; saved in the model file, so the codec rebuilds it).")

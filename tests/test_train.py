@@ -163,3 +163,27 @@ def test_train_command_config_builds_the_model_the_codec_rebuilds(folder, tmp_pa
     bad = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out),
                                    "--config", '{"hiddn": 8}'])
     assert bad.exit_code == 2 and "hiddn" in bad.output
+
+
+def test_training_continues_from_an_exported_model_file(folder, tmp_path):
+    from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
+
+    recipe = PixelCNNRecipe(crop=16, batch=2, val_glob="val/*", val_size=16)
+    first = tmp_path / "first.safetensors"
+    train_pixelcnn(folder, first, steps=2, config=TINY, recipe=recipe, progress=False)
+    exact = ExactPixelCNN.load(first)
+    assert PixelCNN.from_exact(exact).export().model_id == exact.model_id  # lossless way back
+    second = tmp_path / "second.safetensors"
+    card = train_pixelcnn(folder, second, steps=2, config=TINY, recipe=recipe, progress=False, init_from=first)
+    assert card["init_from"] == str(first)
+    with pytest.raises(ValueError, match="config differs"):
+        train_pixelcnn(folder, tmp_path / "x.safetensors", steps=1, config=PixelCNNConfig(), recipe=recipe,
+                       progress=False, init_from=first)
+
+
+def test_shipped_model_converts_back_to_its_training_twin_losslessly():
+    from gencodec.codecs.image_lossless import DEFAULT_MODEL
+    from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
+
+    exact = ExactPixelCNN.load(DEFAULT_MODEL)
+    assert PixelCNN.from_exact(exact).export().model_id == exact.model_id

@@ -281,6 +281,22 @@ class PixelCNN(nn.Module):
             bits.append(-self.dist.log2_prob(pix[..., c], mean, idx))
         return torch.stack(bits, dim=-1)
 
+    @classmethod
+    def from_exact(cls, exact: "ExactPixelCNN") -> "PixelCNN":
+        """The training model whose fake-quantized forward is ``exact`` (``from_exact(e).export()`` == e).
+
+        Lets training continue from a shipped model file: every integer weight q becomes the real
+        q / 2**frac_bits, which the fake quantizer maps back to q.
+        """
+        model = cls(exact.cfg)
+        pairs = list(zip(model.trunk, exact.trunk))
+        pairs += [(q, e) for hd, (fc, out) in zip(model.heads, exact.heads) for q, e in ((hd.fc, fc), (hd.out, out))]
+        with torch.no_grad():
+            for q, e in pairs:
+                q.weight.copy_(e.weight * 2.0**-q.w_fmt.frac_bits)
+                q.bias.copy_(e.bias * 2.0**-q.b_fmt.frac_bits)
+        return model
+
     def export(self) -> "ExactPixelCNN":
         with torch.no_grad():
             return ExactPixelCNN(

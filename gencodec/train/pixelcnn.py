@@ -76,7 +76,8 @@ def train_pixelcnn(
 
     stop_after: end this session after that step (checkpointed; ``resume=True`` continues) and
     export the best checkpoint so far. init_from: start from the weights of a checkpoint
-    (``best.pt`` / ``last.pt`` of an earlier run with the same config) instead of a fresh init.
+    (``best.pt`` / ``last.pt`` of an earlier run with the same config) or of an exported model file
+    (``.safetensors``, e.g. the shipped ``gencodec/weights/pixelcnn.safetensors``) instead of a fresh init.
     device: where training runs ("cpu", "cuda"); export and the exact model are always on the CPU.
     Training on a GPU changes float rounding in training only, never the exactness of coding.
     """
@@ -104,7 +105,13 @@ def train_pixelcnn(
     torch.manual_seed(recipe.seed)
     model = PixelCNN(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
-        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
+        if str(init_from).endswith(".safetensors"):  # an exported model file, e.g. the shipped one
+            exact = ExactPixelCNN.load(init_from)
+            if exact.cfg != config:
+                raise ValueError(f"{init_from}: its config differs from this run's (pass the same --config)")
+            model = PixelCNN.from_exact(exact)
+        else:
+            model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
     model.to(device)
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
