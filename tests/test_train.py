@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from gencodec.codecs.image_lossless import PixelCNNCodec  # noqa: E402
 from gencodec.models.pixelcnn import PixelCNNConfig  # noqa: E402
-from gencodec.train.data import CropSampler, area_downscale, load_folder  # noqa: E402
+from gencodec.train.data import CropSampler, area_downscale, chroma_subsample, load_folder  # noqa: E402
 from gencodec.train.pixelcnn import PixelCNNRecipe, train_pixelcnn  # noqa: E402
 
 TINY = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4)
@@ -81,6 +81,34 @@ def test_crops_are_a_function_of_seed_and_step(folder):
     assert not np.array_equal(a.batch(5, 4), CropSampler(images.train, crop=16, seed=1).batch(5, 4))
 
 
+def test_chroma_subsample_keeps_grey_and_leaves_2x2_chroma():
+    grey = np.repeat(photo_like(1)[..., :1], 3, axis=-1)
+    assert np.array_equal(chroma_subsample(grey), grey)  # no chroma: nothing to lose
+    rgb = photo_like(2, (33, 21))
+    out = chroma_subsample(rgb, "nearest")
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert 0 < np.abs(out.astype(int) - rgb).mean() < 3  # luma kept, only colour detail goes
+    # nearest upsampling: the colour difference B - R is (nearly) constant on each 2x2 block
+    d = out[..., 2].astype(int) - out[..., 0]
+    blocks = d[:20, :32].reshape(10, 2, 16, 2)
+    assert (blocks.max(axis=(1, 3)) - blocks.min(axis=(1, 3))).max() <= 3 < np.ptp(d)
+    smooth = chroma_subsample(rgb, "triangle")
+    assert not np.array_equal(smooth, out)
+    with pytest.raises(ValueError, match="upsampling"):
+        chroma_subsample(rgb, "cubic")
+
+
+def test_chroma_augmentation_changes_only_some_crops_and_stays_seeded(folder):
+    images = load_folder(folder, downscale=1, val_glob="val/*")
+    plain = CropSampler(images.train, crop=16, seed=0).batch(5, 8)
+    aug = CropSampler(images.train, crop=16, seed=0, chroma420=0.5).batch(5, 8)
+    assert np.array_equal(aug, CropSampler(images.train, crop=16, seed=0, chroma420=0.5).batch(5, 8))
+    changed = [not np.array_equal(a, b) for a, b in zip(aug, plain)]
+    assert 0 < sum(changed) < 8  # same crops, a random half put through the chroma round trip
+    every = CropSampler(images.train, crop=16, seed=0, chroma420=1.0).batch(5, 8)
+    assert all(not np.array_equal(a, b) for a, b in zip(every, plain))
+
+
 # ---------------------------------------------------------------------------------------------
 # recipe and loop
 # ---------------------------------------------------------------------------------------------
@@ -136,9 +164,11 @@ def test_train_command(folder, tmp_path):
 
     out = tmp_path / "cli.safetensors"
     res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out), "--steps", "2",
-                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q"])
+                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q", "--chroma420", "0.5"])
     assert res.exit_code == 0, res.output
     assert out.is_file() and "model " in res.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["recipe"]["chroma420"] == 0.5 and "4:2:0" in card["validation"]["crops"]
     res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(tmp_path / "nope"), "--out", str(out)])
     assert res.exit_code == 2  # click: --data must exist
     res = CliRunner().invoke(cli, ["train", "--help"])

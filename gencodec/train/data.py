@@ -119,12 +119,13 @@ class CropSampler:
     at random (a causal model's context is unchanged by the flip's statistics).
     """
 
-    def __init__(self, images: list[TrainImage], crop: int, seed: int):
+    def __init__(self, images: list[TrainImage], crop: int, seed: int, chroma420: float = 0.0):
         if not images:
             raise ValueError("no training images")
         self.images = images
         self.crop = crop
         self.seed = seed
+        self.chroma420 = chroma420
         areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
         areas = np.minimum(areas, 4 * np.median(areas))  # one huge image must not dominate
         self.p = areas / areas.sum()
@@ -146,7 +147,55 @@ class CropSampler:
             if (ch, cw) != (self.crop, self.crop):  # tiny image: pad by edge replication
                 tile = np.pad(tile, ((0, self.crop - ch), (0, self.crop - cw), (0, 0)), mode="edge")
             out[b] = tile.transpose(2, 0, 1)
+        if self.chroma420 > 0:  # drawn after the crops: with chroma420 = 0 the batches are unchanged
+            for b in range(batch_size):
+                if rng.random() < self.chroma420:
+                    up = UPSAMPLERS[int(rng.integers(0, len(UPSAMPLERS)))]
+                    out[b] = chroma_subsample(out[b].transpose(1, 2, 0), up).transpose(2, 0, 1)
         return out
+
+
+UPSAMPLERS = ("triangle", "nearest")
+
+
+def chroma_subsample(rgb: np.ndarray, upsample: str = "triangle") -> np.ndarray:
+    """(H, W, 3) uint8 -> the same picture after a JPEG-style 4:2:0 chroma round trip.
+
+    Most photos have been through one: cameras and JPEG encoders store YCbCr (BT.601 full range,
+    as JFIF) with chroma averaged over 2 x 2 blocks, and decoders upsample it -- "triangle" is
+    libjpeg's fancy upsampling (3/4, 1/4 weights), "nearest" replicates. Training on such crops
+    teaches the model the strong colour structure they leave (the RGB planes carry much less than
+    three planes' worth of information).
+    """
+    x = rgb.astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = np.clip(np.rint(0.299 * r + 0.587 * g + 0.114 * b), 0, 255)
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    h, w = y.shape
+    he, we = h + h % 2, w + w % 2
+    chroma = []
+    for c in (cb, cr):
+        c = np.pad(c, ((0, he - h), (0, we - w)), mode="edge")
+        small = np.clip(np.rint(c.reshape(he // 2, 2, we // 2, 2).mean(axis=(1, 3))), 0, 255)
+        chroma.append(_upsample2(small, upsample)[:h, :w])
+    cb, cr = chroma
+    out = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128),
+                    y + 1.772 * (cb - 128)], axis=-1)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _upsample2(c: np.ndarray, how: str) -> np.ndarray:
+    if how == "nearest":
+        return np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)
+    if how != "triangle":
+        raise ValueError(f"unknown upsampling {how!r}")
+    for axis in (0, 1):
+        prev = np.concatenate([np.take(c, [0], axis), np.take(c, np.arange(c.shape[axis] - 1), axis)], axis)
+        nxt = np.concatenate([np.take(c, np.arange(1, c.shape[axis]), axis), np.take(c, [-1], axis)], axis)
+        even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
+        c = np.stack([even, odd], axis=axis + 1).reshape(*c.shape[:axis], 2 * c.shape[axis], *c.shape[axis + 1:])
+    return c
 
 
 def val_crops(images: list[TrainImage], size: int = 256, per_image: int = 1) -> list[np.ndarray]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..models.pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig
-from .data import CropSampler, load_folder, val_crops
+from .data import CropSampler, chroma_subsample, load_folder, val_crops
 from .loop import LoopConfig, train
 
 
@@ -40,6 +40,7 @@ class PixelCNNRecipe:
     qat_fraction: float = 0.35  # final fraction of steps trained with fake quantization
     threads: int = 1  # torch CPU threads
     val_every: int = 1000
+    chroma420: float = 0.0  # fraction of crops put through a JPEG-style 4:2:0 chroma round trip
 
 
 def _bpsp(model: PixelCNN, crops: list[np.ndarray], quantized: bool) -> float:
@@ -92,7 +93,9 @@ def train_pixelcnn(
     setup_path = workdir / "setup.json"
     if resume and setup_path.exists():
         old = json.loads(setup_path.read_text())
-        if old["config"] != setup["config"] or old["recipe"] != setup["recipe"]:
+        old_config = {**asdict(PixelCNNConfig()), **old["config"]}  # fields added since keep their defaults
+        old_recipe = {**asdict(PixelCNNRecipe()), **old["recipe"]}
+        if old_config != setup["config"] or old_recipe != setup["recipe"]:
             raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
     _write_text_atomic(setup_path, json.dumps(setup, indent=1))
 
@@ -100,8 +103,10 @@ def train_pixelcnn(
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
     if not images.val:
         raise ValueError(f"{data}: no validation images (check val_glob)")
-    sampler = CropSampler(images.train, recipe.crop, recipe.seed)
+    sampler = CropSampler(images.train, recipe.crop, recipe.seed, chroma420=recipe.chroma420)
     crops = val_crops(images.val, recipe.val_size)
+    if recipe.chroma420 > 0:  # validate on both kinds of picture the model is trained for
+        crops += [np.ascontiguousarray(chroma_subsample(c.transpose(1, 2, 0)).transpose(2, 0, 1)) for c in crops]
     torch.manual_seed(recipe.seed)
     model = PixelCNN(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
@@ -151,7 +156,8 @@ def train_pixelcnn(
         machine=f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch threads {recipe.threads}",
         n_params=sum(p.numel() for p in model.parameters()),
         validation=dict(
-            crops=f"centre {recipe.val_size}x{recipe.val_size} of {len(crops)} held-out images",
+            crops=f"centre {recipe.val_size}x{recipe.val_size} of {len(images.val)} held-out images"
+            + (" and their 4:2:0 chroma round trips" if recipe.chroma420 > 0 else ""),
             bpsp_float=f, bpsp_fake_quant=q, bpsp_exact_ideal=e,
             quantization_loss_pct=100 * (e / f - 1),
         ),
