@@ -20,7 +20,8 @@ from gencodec.errors import ModelMismatchError
 torch = pytest.importorskip("torch")
 
 from gencodec.codecs.image_lossless import DEFAULT_MODEL, PixelCNNCodec, _planes, wavefront_order  # noqa: E402
-from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad  # noqa: E402
+from gencodec.models.pixelcnn import (  # noqa: E402
+    ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad, colour_bases, head_extra)
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "pixelcnn" / "rgb-9x7.gcx"  # pinned to the shipped model
 TINY = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4)
@@ -36,6 +37,25 @@ def golden_image() -> Image.Image:
 @pytest.fixture(scope="module")
 def codec() -> PixelCNNCodec:
     return PixelCNNCodec()
+
+
+@pytest.fixture(scope="module", params=["shipped", "colour"])
+def any_codec(request) -> PixelCNNCodec:
+    """The shipped codec, and one whose heads also see the inter-channel (colour) predictions."""
+    return PixelCNNCodec() if request.param == "shipped" else request.getfixturevalue("colour_codec")
+
+
+@pytest.fixture(scope="module")
+def colour_codec(tmp_path_factory) -> PixelCNNCodec:
+    torch.manual_seed(2)
+    model = PixelCNN(PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=6, colour_preds=True))
+    with torch.no_grad():  # make the colour inputs matter: large weights on them
+        for c, head in enumerate(model.heads):
+            if c:
+                head.fc.weight[:, 8:] = 1.5
+    path = tmp_path_factory.mktemp("models") / "colour.safetensors"
+    model.export().save(path)
+    return PixelCNNCodec(model=path)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +180,8 @@ def decode_rank(h: int, w: int, n_coded: int, step: int) -> np.ndarray:
     return rank.reshape(n_coded, h, w)
 
 
-def test_changing_a_later_subpixel_never_changes_an_earlier_table(codec):
+def test_changing_a_later_subpixel_never_changes_an_earlier_table(any_codec):
+    codec = any_codec
     rng = np.random.default_rng(5)
     h, w = 13, 11
     planes = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
@@ -175,7 +196,8 @@ def test_changing_a_later_subpixel_never_changes_an_earlier_table(codec):
         assert np.array_equal(mean0[earlier], mean1[earlier]) and np.array_equal(idx0[earlier], idx1[earlier])
 
 
-def test_context_does_depend_on_the_neighbourhood(codec):
+def test_context_does_depend_on_the_neighbourhood(any_codec):
+    codec = any_codec
     """Control for the causality test: a change is seen by the next pixel's table."""
     rng = np.random.default_rng(6)
     planes = rng.integers(0, 256, (3, 9, 9), dtype=np.uint8)
@@ -187,7 +209,8 @@ def test_context_does_depend_on_the_neighbourhood(codec):
 
 
 @pytest.mark.parametrize("shape", [(3, 23, 17), (1, 6, 19), (3, 1, 8), (3, 10, 1)])
-def test_parallel_tables_equal_wavefront_tables(codec, shape):
+def test_parallel_tables_equal_wavefront_tables(any_codec, shape):
+    codec = any_codec
     n_coded, h, w = shape
     rng = np.random.default_rng(h * w)
     planes = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
@@ -224,6 +247,24 @@ def test_decoder_steps_are_wavefronts():
 # ---------------------------------------------------------------------------------------------
 # pinned bytes and exactness across machines
 # ---------------------------------------------------------------------------------------------
+def test_colour_predictions_feed_the_heads(colour_codec):
+    """With colour_preds, channel 1's table depends on the colour-difference MED of its neighbours."""
+    any_codec = colour_codec
+    cfg = any_codec.model.cfg
+    planes = np.full((3, 6, 6), 100, np.uint8)
+    planes[1] = 140  # G - R = 40 everywhere
+    planes[0, 3, 3] = 160  # this pixel's R jumps: the colour prediction for G follows (200)
+    bases = colour_bases(np.stack([np.full(len(cfg.offsets), v) for v in (100, 140, 100)])[None], np.array([[100, 140, 100]]), cfg)
+    assert bases.tolist() == [[0, 0, 0]]  # MED(G - R) + P_R - P_G = 40 + 100 - 140
+    resid = np.array([[60, 0, 0]])
+    assert head_extra(1, resid, bases, cfg).tolist() == [[60, 60]]  # r_R, and x_R + MED(G-R) - P_G = 60
+    mean, _ = any_codec.model.tables_parallel(planes)
+    planes2 = planes.copy()
+    planes2[0, 3, 3] = 100
+    mean2, _ = any_codec.model.tables_parallel(planes2)
+    assert mean[1, 3, 3] != mean2[1, 3, 3]
+
+
 def test_golden_file():
     blob = GOLDEN.read_bytes()
     assert same_image(gencodec.decompress(blob), golden_image())

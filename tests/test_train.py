@@ -112,9 +112,11 @@ def test_chroma_augmentation_changes_only_some_crops_and_stays_seeded(folder):
 # ---------------------------------------------------------------------------------------------
 # recipe and loop
 # ---------------------------------------------------------------------------------------------
-def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path):
+@pytest.mark.parametrize("colour", [False, True])
+def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path, colour):
     out = tmp_path / "m.safetensors"
-    card = train_pixelcnn(folder, out, steps=4, workdir=tmp_path / "run", config=TINY, recipe=RECIPE, progress=False)
+    config = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4, colour_preds=colour)
+    card = train_pixelcnn(folder, out, steps=4, workdir=tmp_path / "run", config=config, recipe=RECIPE, progress=False)
     assert out.is_file() and out.with_suffix(".json").is_file()
     assert json.loads(out.with_suffix(".json").read_text())["model_id"] == card["model_id"]
     assert card["steps"] == 4 and card["config"]["hidden"] == 8

@@ -209,7 +209,7 @@ class PixelCNNCodec(Codec):
         """
         from ..coding import RangeDecoder
         from ..exact import exact_mode
-        from ..models.pixelcnn import med_and_features
+        from ..models.pixelcnn import colour_bases, head_extra, med_and_features
 
         m = self.model
         cfg = m.cfg
@@ -228,11 +228,13 @@ class PixelCNNCodec(Codec):
                 if ys.size == 0:  # a tall narrow image leaves some wavefronts empty
                     continue
                 nb = padded[:, ys[:, None] + dy[None, :], xs[:, None] + dx[None, :]]  # (3, n, K)
-                p, feats = med_and_features(nb.transpose(1, 0, 2), cfg)  # (n, 3), (n, F)
+                nb = nb.transpose(1, 0, 2)  # (n, 3, K)
+                p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
+                bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
                 pre = m.heads_pre(m.trunk_forward(feats))
                 resid = np.zeros((ys.size, 3), np.int64)
                 for c in range(n_coded):
-                    mean, idx = m.head_forward(c, pre, resid, p[:, c])
+                    mean, idx = m.head_forward(c, pre, head_extra(c, resid, bases, cfg), p[:, c])
                     if record is not None:
                         record[0, c, ys, xs] = mean
                         record[1, c, ys, xs] = idx

@@ -61,6 +61,11 @@ class PixelCNNConfig:
     w_frac_bits: int = 7  # hidden-layer weights are q / 2**w_frac_bits, |q| <= w_max (|w| < 4)
     w_max: int = 511  # bound on |q| of every weight (int16 storage; keeps sums below 2**24)
     out_w_frac_bits: int = 4  # output-layer weights: q / 2**out_w_frac_bits (outputs are whole pixels)
+    colour_preds: bool = False  # heads also see inter-channel predictions (see colour_bases)
+
+    def head_inputs(self, c: int) -> int:
+        """Inputs of channel c's head besides the trunk output: earlier residuals (+ colour predictions)."""
+        return 2 * c if self.colour_preds else c
 
     @property
     def offsets(self) -> list[tuple[int, int]]:
@@ -153,6 +158,49 @@ def med_and_features(nb, cfg: PixelCNNConfig):
     if isinstance(nb, np.ndarray):
         return p, np.concatenate([flat, p - 128], axis=-1)
     return p, torch.cat([flat, p - 128], dim=-1)
+
+
+COLOUR_PAIRS = ((1, 0), (2, 0), (2, 1))  # (channel c, earlier channel k) of the colour predictions
+
+
+def _med3(a, b, c):
+    xp_min, xp_max = (np.minimum, np.maximum) if isinstance(a, np.ndarray) else (torch.minimum, torch.maximum)
+    return xp_max(xp_min(a, b), xp_min(xp_max(a, b), a + b - c))
+
+
+def colour_bases(nb, p, cfg: PixelCNNConfig):
+    """Inter-channel predictions, the part known before the pixel: nb (..., 3, K), p (..., 3) -> (..., 3).
+
+    For each pair (c, k) of COLOUR_PAIRS, MED applied to the colour-difference plane c - k predicts
+    x_c - x_k; so x_k + MED(c - k) predicts x_c. Entry j is ``MED(c - k) + P_k - P_c``; adding the
+    earlier channel's residual ``x_k - P_k`` (known once channel k is coded) gives that prediction
+    minus P_c (:func:`head_extra`). Colour differences are smoother than the channels themselves in
+    most photos (and nearly flat after 4:2:0 chroma subsampling).
+    """
+    offs = cfg.offsets
+    i_w, i_n, i_nw = offs.index((0, -1)), offs.index((-1, 0)), offs.index((-1, -1))
+    out = []
+    for c, k in COLOUR_PAIRS:
+        d = nb[..., c, :] - nb[..., k, :]
+        out.append(_med3(d[..., i_w], d[..., i_n], d[..., i_nw]) + p[..., k] - p[..., c])
+    return np.stack(out, axis=-1) if isinstance(nb, np.ndarray) else torch.stack(out, dim=-1)
+
+
+def head_extra(c: int, resid, bases, cfg: PixelCNNConfig):
+    """Channel c's head inputs besides the trunk output: (..., cfg.head_inputs(c)) integers in [-255, 255].
+
+    resid (..., >= c): earlier channels' x - P; bases (..., 3) from :func:`colour_bases` (or None
+    when cfg.colour_preds is off).
+    """
+    parts = [resid[..., :c]]
+    if cfg.colour_preds and c:
+        cols = [j for j, (cc, _) in enumerate(COLOUR_PAIRS) if cc == c]
+        ks = [COLOUR_PAIRS[j][1] for j in cols]
+        parts.append(bases[..., cols] + resid[..., ks])
+    if isinstance(resid, np.ndarray):
+        out = np.concatenate(parts, axis=-1)
+        return np.clip(out, -255, 255, out=out)
+    return torch.clamp(torch.cat(parts, dim=-1), -255, 255)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,7 +301,7 @@ class PixelCNN(nn.Module):
                         w_frac_bits=cfg.w_frac_bits, w_max=cfg.w_max)
             for i in range(cfg.trunk_layers)
         )
-        self.heads = nn.ModuleList(Head(cfg, c) for c in range(3))
+        self.heads = nn.ModuleList(Head(cfg, cfg.head_inputs(c)) for c in range(3))
         self.dist = DiscretizedLogistic(cfg)
 
     def forward(self, x: torch.Tensor, quantized: bool = True) -> torch.Tensor:
@@ -271,10 +319,11 @@ class PixelCNN(nn.Module):
         act = feats * 2.0**-cfg.in_frac_bits
         for layer in self.trunk:
             act = layer(act) if quantized else _float_linear(layer, act, relu=True)
-        resid = (pix - p) * 2.0**-cfg.act_frac_bits  # (B, H, W, 3) earlier channels' residuals
+        resid = pix - p  # (B, H, W, 3) earlier channels' residuals
+        bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
         bits = []
         for c, head in enumerate(self.heads):
-            z = torch.cat([act, resid[..., :c]], dim=-1)
+            z = torch.cat([act, head_extra(c, resid, bases, cfg) * 2.0**-cfg.act_frac_bits], dim=-1)
             o = head(z) if quantized else _float_linear(head.out, _float_linear(head.fc, z, relu=True), relu=False)
             idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)  # (B, H, W) scale index
             mean = torch.clamp(p[..., c] + o[..., 0], 0, 255)  # (B, H, W)
@@ -368,13 +417,13 @@ class ExactPixelCNN:
         """The trunk's share of all three heads' first layers: (N, hidden) -> (N, 3 * head_hidden) accumulators."""
         return hidden @ self._head_w + self._head_b
 
-    def head_forward(self, c: int, pre: np.ndarray, resid: np.ndarray, p_c: np.ndarray):
-        """Channel c: pre (N, 3*hh) from :meth:`heads_pre`, resid (N, >= c) earlier channels' x - P,
-        p_c (N,) MED prediction -> (mean, scale index), int64 (N,) each."""
+    def head_forward(self, c: int, pre: np.ndarray, extra: np.ndarray, p_c: np.ndarray):
+        """Channel c: pre (N, 3*hh) from :meth:`heads_pre`, extra (N, cfg.head_inputs(c)) from
+        :func:`head_extra`, p_c (N,) MED prediction -> (mean, scale index), int64 (N,) each."""
         hh = self.cfg.head_hidden
         acc = pre[:, c * hh : (c + 1) * hh]
         if c:
-            acc = acc + np.ascontiguousarray(resid[:, :c], dtype=np.float32) @ self._head_r[c]
+            acc = acc + np.ascontiguousarray(extra, dtype=np.float32) @ self._head_r[c]
         shift, fmt = self._head_fc[c]
         a = _requantize(acc, shift, fmt)
         w, b, shift, fmt = self._head_out[c]
@@ -408,11 +457,12 @@ class ExactPixelCNN:
             nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
             nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
             p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
+            bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
             pre = self.heads_pre(self.trunk_forward(feats))
             pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)
             resid = pix - p
             for c in range(n_coded):
-                m, s = self.head_forward(c, pre, resid, p[:, c])
+                m, s = self.head_forward(c, pre, head_extra(c, resid, bases, cfg), p[:, c])
                 mean[c, y0:y1] = m.reshape(y1 - y0, w)
                 idx[c, y0:y1] = s.reshape(y1 - y0, w)
 
@@ -437,7 +487,10 @@ class ExactPixelCNN:
         return d
 
     def _model_id(self) -> bytes:
-        h = hashlib.sha256(json.dumps(asdict(self.cfg), sort_keys=True).encode())
+        cfg = asdict(self.cfg)
+        if not cfg["colour_preds"]:  # a field added later: models without it keep their ids
+            del cfg["colour_preds"]
+        h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
         for k, v in sorted(self.state().items()):
             h.update(k.encode())
             h.update(v.contiguous().numpy().astype("<i4").tobytes())
