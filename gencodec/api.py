@@ -197,7 +197,7 @@ def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
 def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
     for codec_name in AUTO_IMAGE_RANKING:
         codec = get_codec(codec_name)
-        if codec.available and img.mode in codec.modes:
+        if codec.available and img.mode in (codec.auto_modes or codec.modes):
             header, enc = _encode_image(img, codec_name, name, params)
             break
     else:

@@ -36,6 +36,8 @@ class Codec:
     name:        stable kebab-case name, written into every file; never reused for another bitstream
     kind:        "lossless-image", "lossy-image" or "bytes"
     modes:       image modes accepted (image codecs); others raise UnsupportedInputError
+    auto_modes:  modes ``auto`` may give this codec (default: ``modes``); a codec that accepts a mode
+                 only to hand it to another codec leaves it out
     description: one line for ``gencodec codecs``
     """
 
@@ -43,6 +45,7 @@ class Codec:
     kind: ClassVar[CodecKind]
     description: ClassVar[str] = ""
     modes: ClassVar[frozenset[str]] = frozenset()
+    auto_modes: ClassVar[frozenset[str] | None] = None
 
     # -- availability ---------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:

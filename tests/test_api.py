@@ -68,6 +68,19 @@ def test_png_bytes_are_bytes_unless_as_image(kodak_crop):
     assert isinstance(out, Image.Image) and pixel_digest(out) == pixel_digest(img)
 
 
+def test_auto_gives_a_codec_only_the_modes_it_codes_itself(kodak_crop, monkeypatch):
+    """pixelcnn accepts palette images but only hands them to PNG: auto passes them on down the ranking."""
+    import gencodec.api
+
+    monkeypatch.setattr(gencodec.api, "AUTO_IMAGE_RANKING", ["pixelcnn", "webp-lossless", "png"])
+    rgb = kodak_crop().crop((0, 0, 24, 16))
+    assert gencodec.info(gencodec.compress(rgb))["codec"] == "pixelcnn"
+    pal = rgb.convert("P")
+    blob = gencodec.compress(pal)
+    assert gencodec.info(blob)["codec"] == "webp-lossless"  # the next in the ranking that codes P
+    assert gencodec.decompress(blob).tobytes() == pal.tobytes()
+
+
 def test_path_to_png_is_coded_as_pixels_by_the_first_ranked_codec(tmp_path, kodak_crop):
     img = kodak_crop()
     path = tmp_path / "crop.png"

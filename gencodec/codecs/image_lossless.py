@@ -54,6 +54,7 @@ class PixelCNNCodec(Codec):
     name = "pixelcnn"
     kind = "lossless-image"
     modes = frozenset({"L", "LA", "RGB", "RGBA", "1", "P", "I;16"})
+    auto_modes = frozenset({"L", "LA", "RGB", "RGBA"})  # the others would only go through PNG
     description = "PixelCNN-family neighbourhood model, integer-exact, wavefront decoding (L/LA/RGB/RGBA; P, 1, I;16 via PNG)"
 
     def __init__(self, model: str | Path | None = None):
