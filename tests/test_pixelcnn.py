@@ -19,7 +19,7 @@ from gencodec.errors import ModelMismatchError
 
 torch = pytest.importorskip("torch")
 
-from gencodec.codecs.image_lossless import DEFAULT_MODEL, PixelCNNCodec, _planes, wavefront_order  # noqa: E402
+from gencodec.codecs.image_lossless import DEFAULT_MODEL, PixelCNNCodec, _planes, choose_remap, wavefront_order  # noqa: E402
 from gencodec.models.pixelcnn import (  # noqa: E402
     ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad, colour_bases, head_extra)
 
@@ -39,10 +39,22 @@ def codec() -> PixelCNNCodec:
     return PixelCNNCodec()
 
 
-@pytest.fixture(scope="module", params=["shipped", "colour"])
+@pytest.fixture(scope="module", params=["shipped", "colour", "half"])
 def any_codec(request) -> PixelCNNCodec:
-    """The shipped codec, and one whose heads also see the inter-channel (colour) predictions."""
-    return PixelCNNCodec() if request.param == "shipped" else request.getfixturevalue("colour_codec")
+    """The shipped codec, one whose heads also see the inter-channel (colour) predictions, and one
+    with half-level means."""
+    if request.param == "shipped":
+        return PixelCNNCodec()
+    return request.getfixturevalue(f"{request.param}_codec")
+
+
+@pytest.fixture(scope="module")
+def half_codec(tmp_path_factory) -> PixelCNNCodec:
+    torch.manual_seed(3)
+    model = PixelCNN(PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=6, colour_preds=True, mean_frac_bits=1))
+    path = tmp_path_factory.mktemp("models") / "half.safetensors"
+    model.export().save(path)
+    return PixelCNNCodec(model=path)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +91,17 @@ def same_image(a: Image.Image, b: Image.Image) -> bool:
 # ---------------------------------------------------------------------------------------------
 # round trips
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_every_model_kind_round_trips_a_real_crop_with_the_remap(any_codec, kodak_crop, mode):
+    img = kodak_crop().crop((0, 0, 40, 24)).convert(mode)
+    blob, out = round_trip(img, model=any_codec.model_path)
+    assert same_image(out, img)
+    planes = np.asarray(img.convert("RGB")).transpose(2, 0, 1).copy()
+    mean, idx = any_codec.model.tables_parallel(planes)
+    remap, bias, gain = choose_remap(any_codec.model.dist, planes, mean, idx)
+    assert gain >= 0 and np.abs(bias).max() <= 3 * any_codec.model.cfg.mean_steps
+
+
 def test_shipped_model_is_present_and_small():
     assert DEFAULT_MODEL.is_file()
     assert DEFAULT_MODEL.stat().st_size <= 10 * 2**20
@@ -263,6 +286,27 @@ def test_colour_predictions_feed_the_heads(colour_codec):
     planes2[0, 3, 3] = 100
     mean2, _ = any_codec.model.tables_parallel(planes2)
     assert mean[1, 3, 3] != mean2[1, 3, 3]
+
+
+def test_half_level_means_extend_the_whole_level_tables():
+    """With mean_frac_bits=1 the rows of even md (whole means) are exactly the D=1 rows, the odd ones
+    lie between, and every row is a valid table."""
+    from gencodec.models.pixelcnn import DiscretizedLogistic
+
+    whole = DiscretizedLogistic(PixelCNNConfig())
+    half = DiscretizedLogistic(PixelCNNConfig(mean_frac_bits=1))
+    assert half.cdf.shape == (64, 1023) and half.n_means == 511
+    assert np.array_equal(half.cdf[:, ::2], whole.cdf)  # the half-integer points
+    rows_w = whole.rows.reshape(64, 256, 256)
+    rows_h = half.rows.reshape(64, 511, 256)
+    assert np.array_equal(rows_h[:, ::2], rows_w)
+    assert (rows_h.sum(-1) == 2**16).all() and rows_h.min() >= 1
+    # mean 100.5 at a small scale: symbols 100 and 101 equally likely, and the most likely pair
+    row = half.freqs(np.array([201]), np.array([10]))[0]
+    assert row[100] == row[101] and row[100] > row[99] and row[101] > row[102]
+    # training's closed form agrees with the table
+    p = torch.exp2(half.log2_prob(torch.tensor([100.0, 101.0, 104.0]), torch.tensor(100.5), torch.tensor(10.0)))
+    assert np.allclose(p.numpy() * 2**16, row[[100, 101, 104]], rtol=2e-3, atol=1)
 
 
 def test_golden_file():

@@ -112,10 +112,10 @@ def test_chroma_augmentation_changes_only_some_crops_and_stays_seeded(folder):
 # ---------------------------------------------------------------------------------------------
 # recipe and loop
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("colour", [False, True])
-def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path, colour):
+@pytest.mark.parametrize("colour, half", [(False, 0), (True, 0), (True, 1)])
+def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path, colour, half):
     out = tmp_path / "m.safetensors"
-    config = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4, colour_preds=colour)
+    config = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4, colour_preds=colour, mean_frac_bits=half)
     card = train_pixelcnn(folder, out, steps=4, workdir=tmp_path / "run", config=config, recipe=RECIPE, progress=False)
     assert out.is_file() and out.with_suffix(".json").is_file()
     assert json.loads(out.with_suffix(".json").read_text())["model_id"] == card["model_id"]

@@ -130,7 +130,7 @@ class PixelCNNCodec(Codec):
             packed = pack_remap(remap, bias)
             if gain_bits > 8 * (len(packed) + 2):
                 chan = np.arange(n_coded)[:, None, None]
-                mean = np.clip(mean + bias[chan, idx], 0, 255)
+                mean = np.clip(mean + bias[chan, idx], 0, 255 * m.cfg.mean_steps)
                 idx = remap[chan, idx]
             else:
                 packed = b""
@@ -185,7 +185,8 @@ class PixelCNNCodec(Codec):
         packed, rest = rest[2 : 2 + n_remap], rest[2 + n_remap :]
         mode, h, w = header.mode, header.height, header.width
         n_coded = 1 if mode in ("L", "LA") else 3
-        remap = unpack_remap(packed, n_coded, self.model.cfg.n_scales) if n_remap else None
+        cfg = self.model.cfg
+        remap = unpack_remap(packed, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps) if n_remap else None
         planes = self.decode_planes(stream, h, w, n_coded, remap=remap)
         colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
         if mode in ("LA", "RGBA"):
@@ -240,7 +241,7 @@ class PixelCNNCodec(Codec):
                         record[0, c, ys, xs] = mean
                         record[1, c, ys, xs] = idx
                     if remap is not None:
-                        mean = np.clip(mean + remap[1][c, idx], 0, 255)
+                        mean = np.clip(mean + remap[1][c, idx], 0, 255 * cfg.mean_steps)
                         idx = remap[0][c, idx]
                     sym = dec.decode(m.dist.freqs(mean, idx), validate=False)
                     padded[c, ys + top, xs + left] = sym
@@ -263,29 +264,32 @@ MAX_BIAS = 3  # the per-image adaptation may move a group's means by up to this 
 
 def choose_remap(dist, symbols: np.ndarray, mean: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Per-image adaptation: for every (channel, predicted scale index) group, the scale index and
-    the mean offset (|offset| <= MAX_BIAS) that code this image's residuals best.
+    the mean offset (|offset| <= MAX_BIAS levels, counted in the model's mean steps 1/D) that code
+    this image's residuals best.
 
-    symbols, mean, idx: (n_coded, H, W) -> (remap (n_coded, S) int64, bias (n_coded, S) int64,
-    estimated bits saved). The estimate uses interior bins (edge pixels' tails aside); coding
-    then uses the remapped integers exactly, so the decoder's tables still equal the encoder's.
+    symbols, mean (md, see DiscretizedLogistic), idx: (n_coded, H, W) -> (remap (n_coded, S) int64,
+    bias (n_coded, S) int64 in mean steps, estimated bits saved). The estimate uses interior bins
+    (edge pixels' tails aside); coding then uses the remapped integers exactly, so the decoder's
+    tables still equal the encoder's.
     """
     n_coded = symbols.shape[0]
     s = dist.cfg.n_scales
-    cdf = dist.cdf  # (S, 512)
-    freq = cdf[:, 1:] - cdf[:, :-1] + 1  # (S, 511): bin of residual r = -255..255
-    neg_log2 = 16 - np.log2(freq)  # (S, 511) bits
-    resid = symbols.astype(np.int64) - mean + 255  # (n_coded, H, W) in [0, 510]
-    keys = ((np.arange(n_coded)[:, None, None] * s + idx) * 511 + resid).ravel()
-    hist = np.bincount(keys, minlength=n_coded * s * 511).reshape(n_coded, s, 511).astype(np.float64)
-    big = 16.0 + np.zeros((s, MAX_BIAS))
+    d_steps = dist.steps
+    max_bias = MAX_BIAS * d_steps
+    neg_log2 = dist.interior_costs()  # (S, n_res): residual k = D * x - md, index k + 255 * D
+    n_res = neg_log2.shape[1]
+    resid = d_steps * symbols.astype(np.int64) - mean + 255 * d_steps  # (n_coded, H, W) in [0, n_res)
+    keys = ((np.arange(n_coded)[:, None, None] * s + idx) * n_res + resid).ravel()
+    hist = np.bincount(keys, minlength=n_coded * s * n_res).reshape(n_coded, s, n_res).astype(np.float64)
+    big = 16.0 + np.zeros((s, max_bias))
     costs = []
-    for b in range(-MAX_BIAS, MAX_BIAS + 1):  # residual after moving the mean by b: r - b
-        shifted = np.concatenate([big, neg_log2, big], axis=1)[:, MAX_BIAS - b : MAX_BIAS - b + 511]
+    for b in range(-max_bias, max_bias + 1):  # residual after moving the mean by b: k - b
+        shifted = np.concatenate([big, neg_log2, big], axis=1)[:, max_bias - b : max_bias - b + n_res]
         costs.append(hist @ shifted.T)  # (n_coded, S predicted, S used)
     cost = np.stack(costs, axis=-1).reshape(n_coded, s, -1)  # (n_coded, S, S * n_bias)
     best = np.argmin(cost, axis=2)
-    remap, bias = best // (2 * MAX_BIAS + 1), best % (2 * MAX_BIAS + 1) - MAX_BIAS
-    base = np.diagonal(costs[MAX_BIAS], axis1=1, axis2=2).sum()
+    remap, bias = best // (2 * max_bias + 1), best % (2 * max_bias + 1) - max_bias
+    base = np.diagonal(costs[max_bias], axis1=1, axis2=2).sum()
     gain = base - np.take_along_axis(cost, best[..., None], axis=2).sum()
     return remap.astype(np.int64), bias.astype(np.int64), float(gain)
 
@@ -294,13 +298,13 @@ def pack_remap(remap: np.ndarray, bias: np.ndarray) -> bytes:
     return zlib.compress(np.concatenate([remap.ravel(), bias.ravel() + 128]).astype(np.uint8).tobytes(), 9)
 
 
-def unpack_remap(packed: bytes, n_coded: int, n_scales: int) -> tuple[np.ndarray, np.ndarray]:
+def unpack_remap(packed: bytes, n_coded: int, n_scales: int, max_bias: int = MAX_BIAS) -> tuple[np.ndarray, np.ndarray]:
     try:
         raw = np.frombuffer(zlib.decompress(packed), np.uint8).astype(np.int64)
     except zlib.error:
         raise CorruptFileError("pixelcnn: damaged scale remap") from None
     n = n_coded * n_scales
-    if raw.size != 2 * n or raw[:n].max() >= n_scales or np.abs(raw[n:] - 128).max() > MAX_BIAS:
+    if raw.size != 2 * n or raw[:n].max() >= n_scales or np.abs(raw[n:] - 128).max() > max_bias:
         raise CorruptFileError("pixelcnn: scale remap does not fit the model")
     return raw[:n].reshape(n_coded, n_scales), (raw[n:] - 128).reshape(n_coded, n_scales)
 

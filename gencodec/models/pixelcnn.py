@@ -62,6 +62,12 @@ class PixelCNNConfig:
     w_max: int = 511  # bound on |q| of every weight (int16 storage; keeps sums below 2**24)
     out_w_frac_bits: int = 4  # output-layer weights: q / 2**out_w_frac_bits (outputs are whole pixels)
     colour_preds: bool = False  # heads also see inter-channel predictions (see colour_bases)
+    mean_frac_bits: int = 0  # the mean is a multiple of 2**-mean_frac_bits (0: whole levels, 1: halves)
+
+    @property
+    def mean_steps(self) -> int:
+        """D: means are integers md / D, md in 0..255 * D."""
+        return 1 << self.mean_frac_bits
 
     def head_inputs(self, c: int) -> int:
         """Inputs of channel c's head besides the trunk output: earlier residuals (+ colour predictions)."""
@@ -100,12 +106,14 @@ class PixelCNNConfig:
 
     @property
     def fmt_out(self) -> QFormat:
-        """Head output: (mean - P, scale index) in whole units."""
-        return QFormat(0, -255, 255)
+        """Head output: ((mean - P) * D, scale index), integers."""
+        return QFormat(0, -255 * self.mean_steps, 255 * self.mean_steps)
 
     def validate(self) -> None:
         if self.rows_up < 1 or self.reach_left < 1 or self.left_now < 1 or self.reach_right < 0:
             raise ValueError("the context must include W, N and NW (rows_up, reach_left, left_now >= 1)")
+        if self.mean_frac_bits not in (0, 1):
+            raise ValueError("mean_frac_bits must be 0 (whole levels) or 1 (half levels)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PixelCNNConfig":
@@ -207,28 +215,40 @@ def head_extra(c: int, resid, bases, cfg: PixelCNNConfig):
 # the output distribution
 # ---------------------------------------------------------------------------------------------
 class DiscretizedLogistic:
-    """Discretized logistic over 0..255 with integer mean and scale index; edge bins take the tails.
+    """Discretized logistic over 0..255 with mean md / D (md integer, D = cfg.mean_steps) and an
+    integer scale index; the edge bins take the tails.
 
-    Coding uses ``cdf`` (n_scales, 512) integers: ``round(sigmoid((j - 255.5) / s) * (2**16 - 256))``,
-    computed once at export and stored with the weights, so no transcendental function is ever
-    evaluated while coding. A row of frequencies for mean m adds one count per symbol, so every
-    symbol has frequency >= 1 and every row sums to 2**16. Training uses the same law in closed
-    form: p = p_logistic * (1 - 2**-8) + 2**-16.
+    Coding uses ``cdf`` (n_scales, n_points) integers ``round(sigmoid(d_j / s) * (2**16 - 256))`` at
+    the offsets d_j = (j - (n_points - 1) / 2) / D that a bin edge x - mean +- 1/2 can take (D = 1: 512
+    points j - 255.5; D = 2: 1023 points), computed once at export and stored with the weights, so
+    no transcendental function is ever evaluated while coding. A row of frequencies adds one count
+    per symbol, so every symbol has frequency >= 1 and every row sums to 2**16. Training uses the
+    same law in closed form: p = p_logistic * (1 - 2**-8) + 2**-16.
     """
 
     def __init__(self, cfg: PixelCNNConfig, cdf: np.ndarray | None = None):
         self.cfg = cfg
+        self.steps = cfg.mean_steps
+        self.n_means = 255 * self.steps + 1
+        self.n_points = 512 * self.steps - (self.steps - 1)
         self.cdf = self.make_cdf(cfg) if cdf is None else np.asarray(cdf, dtype=np.int64)
-        if self.cdf.shape != (cfg.n_scales, 2 * N_SYMBOLS):
-            raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, 2 * N_SYMBOLS)}")
+        if self.cdf.shape != (cfg.n_scales, self.n_points):
+            raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, self.n_points)}")
         self._rows: np.ndarray | None = None
 
     @staticmethod
     def make_cdf(cfg: PixelCNNConfig) -> np.ndarray:
+        d_steps = cfg.mean_steps
+        n_points = 512 * d_steps - (d_steps - 1)
         log_s = torch.linspace(cfg.log_scale_min, cfg.log_scale_max, cfg.n_scales, dtype=torch.float64)
-        d = torch.arange(2 * N_SYMBOLS, dtype=torch.float64) - 255.5
+        d = (torch.arange(n_points, dtype=torch.float64) - (n_points - 1) / 2) / d_steps
         cdf = torch.sigmoid(d[None, :] * torch.exp(-log_s)[:, None]) * (CDF_TOTAL - N_SYMBOLS)
-        return torch.round(cdf).to(torch.int64).numpy()  # (S, 512)
+        return torch.round(cdf).to(torch.int64).numpy()  # (S, n_points)
+
+    def interior_costs(self) -> np.ndarray:
+        """(S, 510 * D + 1) bits of an interior symbol x at residual k = D * x - md (index k + 255 * D)."""
+        freq = self.cdf[:, self.steps :] - self.cdf[:, : -self.steps] + 1
+        return np.log2(CDF_TOTAL) - np.log2(freq)
 
     # -- training --------------------------------------------------------------------------------
     def log2_prob(self, x: torch.Tensor, mean: torch.Tensor, scale_idx: torch.Tensor) -> torch.Tensor:
@@ -248,13 +268,14 @@ class DiscretizedLogistic:
     # -- coding ----------------------------------------------------------------------------------
     @property
     def rows(self) -> np.ndarray:
-        """(n_scales * 256, 256) float64 frequency rows, row ``scale_idx * 256 + mean``."""
+        """(n_scales * n_means, 256) float64 frequency rows, row ``scale_idx * n_means + md``."""
         if self._rows is None:
-            m = np.arange(N_SYMBOLS)[:, None]
+            d_steps = self.steps
+            m = np.arange(self.n_means)[:, None]
             xs = np.arange(N_SYMBOLS)[None, :]
-            j_up = xs - m + 256  # (256 means, 256 symbols), in [1, 511]
-            up = self.cdf[:, j_up] + xs + 1  # (S, 256, 256)
-            lo = self.cdf[:, j_up - 1] + xs
+            j_up = d_steps * xs - m + (self.n_points - 1 + d_steps) // 2  # (n_means, 256); D = 1: x - m + 256
+            up = self.cdf[:, j_up] + xs + 1  # (S, n_means, 256)
+            lo = self.cdf[:, j_up - d_steps] + xs
             up[:, :, -1] = CDF_TOTAL
             lo[:, :, 0] = 0
             freqs = up - lo
@@ -264,8 +285,8 @@ class DiscretizedLogistic:
         return self._rows
 
     def freqs(self, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
-        """Integer tables (N, 256) as float64 for integer mean (N,) in 0..255 and scale_idx (N,)."""
-        return self.rows[np.asarray(scale_idx, np.int64) * N_SYMBOLS + np.asarray(mean, np.int64)]
+        """Integer tables (N, 256) as float64 for means md (N,) in 0..255 * D and scale_idx (N,)."""
+        return self.rows[np.asarray(scale_idx, np.int64) * self.n_means + np.asarray(mean, np.int64)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +347,7 @@ class PixelCNN(nn.Module):
             z = torch.cat([act, head_extra(c, resid, bases, cfg) * 2.0**-cfg.act_frac_bits], dim=-1)
             o = head(z) if quantized else _float_linear(head.out, _float_linear(head.fc, z, relu=True), relu=False)
             idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)  # (B, H, W) scale index
-            mean = torch.clamp(p[..., c] + o[..., 0], 0, 255)  # (B, H, W)
+            mean = torch.clamp(p[..., c] + o[..., 0] / cfg.mean_steps, 0, 255)  # (B, H, W)
             bits.append(-self.dist.log2_prob(pix[..., c], mean, idx))
         return torch.stack(bits, dim=-1)
 
@@ -419,7 +440,8 @@ class ExactPixelCNN:
 
     def head_forward(self, c: int, pre: np.ndarray, extra: np.ndarray, p_c: np.ndarray):
         """Channel c: pre (N, 3*hh) from :meth:`heads_pre`, extra (N, cfg.head_inputs(c)) from
-        :func:`head_extra`, p_c (N,) MED prediction -> (mean, scale index), int64 (N,) each."""
+        :func:`head_extra`, p_c (N,) MED prediction -> (md, scale index), int64 (N,) each; the
+        mean is md / cfg.mean_steps."""
         hh = self.cfg.head_hidden
         acc = pre[:, c * hh : (c + 1) * hh]
         if c:
@@ -428,7 +450,8 @@ class ExactPixelCNN:
         a = _requantize(acc, shift, fmt)
         w, b, shift, fmt = self._head_out[c]
         o = _requantize(a @ w + b, shift, fmt).astype(np.int64)  # (N, 2)
-        mean = np.minimum(np.maximum(p_c + o[:, 0], 0), 255)
+        d_steps = self.cfg.mean_steps
+        mean = np.minimum(np.maximum(d_steps * p_c + o[:, 0], 0), 255 * d_steps)
         idx = np.minimum(np.maximum(o[:, 1], 0), self.cfg.n_scales - 1)
         return mean, idx
 
@@ -469,7 +492,7 @@ class ExactPixelCNN:
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
         mean, idx = self.tables_parallel(img, n_coded)
-        row = idx.astype(np.int64) * N_SYMBOLS + mean
+        row = idx.astype(np.int64) * self.dist.n_means + mean
         chosen = self.dist.rows[row.reshape(-1), img[:n_coded].reshape(-1).astype(np.int64)]
         return float(np.sum(np.log2(CDF_TOTAL) - np.log2(chosen)))
 
@@ -488,8 +511,9 @@ class ExactPixelCNN:
 
     def _model_id(self) -> bytes:
         cfg = asdict(self.cfg)
-        if not cfg["colour_preds"]:  # a field added later: models without it keep their ids
-            del cfg["colour_preds"]
+        for name in ("colour_preds", "mean_frac_bits"):  # fields added later: models without them keep their ids
+            if not cfg[name]:
+                del cfg[name]
         h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
         for k, v in sorted(self.state().items()):
             h.update(k.encode())
