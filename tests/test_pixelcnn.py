@@ -309,6 +309,20 @@ def test_half_level_means_extend_the_whole_level_tables():
     assert np.allclose(p.numpy() * 2**16, row[[100, 101, 104]], rtol=2e-3, atol=1)
 
 
+@pytest.mark.parametrize("damage", ["decreasing", "too_high"])
+def test_a_cdf_that_could_give_an_invalid_table_is_refused(damage):
+    from gencodec.errors import ExactnessError
+    from gencodec.models.pixelcnn import DiscretizedLogistic
+
+    cdf = DiscretizedLogistic.make_cdf(PixelCNNConfig())
+    if damage == "decreasing":
+        cdf[5, 300] = cdf[5, 299] - 1
+    else:
+        cdf[5, -1] = 2**16 - 255  # would leave symbol 255 no count
+    with pytest.raises(ExactnessError, match="monotone"):
+        DiscretizedLogistic(PixelCNNConfig(), cdf).rows
+
+
 def test_golden_file():
     blob = GOLDEN.read_bytes()
     assert same_image(gencodec.decompress(blob), golden_image())

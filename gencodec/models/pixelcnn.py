@@ -268,20 +268,27 @@ class DiscretizedLogistic:
     # -- coding ----------------------------------------------------------------------------------
     @property
     def rows(self) -> np.ndarray:
-        """(n_scales * n_means, 256) float64 frequency rows, row ``scale_idx * n_means + md``."""
+        """(n_scales * n_means, 256) float64 frequency rows, row ``scale_idx * n_means + md``.
+
+        Row entries: ``C[j_up] - C[j_up - D] + 1`` with ``j_up = D * x - md + (n_points - 1 + D) / 2``,
+        the first symbol taking the left tail and the last the right one. A cdf that is non-decreasing
+        within [0, 2**16 - 256] gives every entry >= 1 and rows summing to 2**16 (they telescope),
+        so that is what is checked.
+        """
         if self._rows is None:
-            d_steps = self.steps
+            cdf, d_steps = self.cdf, self.steps
+            if cdf.min() < 0 or cdf.max() > CDF_TOTAL - N_SYMBOLS or np.any(np.diff(cdf, axis=1) < 0):
+                raise ExactnessError("PixelCNN cdf table is not monotone within [0, 2**16 - 256]")
             m = np.arange(self.n_means)[:, None]
             xs = np.arange(N_SYMBOLS)[None, :]
             j_up = d_steps * xs - m + (self.n_points - 1 + d_steps) // 2  # (n_means, 256); D = 1: x - m + 256
-            up = self.cdf[:, j_up] + xs + 1  # (S, n_means, 256)
-            lo = self.cdf[:, j_up - d_steps] + xs
-            up[:, :, -1] = CDF_TOTAL
-            lo[:, :, 0] = 0
-            freqs = up - lo
-            if freqs.min() < 1 or np.any(freqs.sum(-1) != CDF_TOTAL):
-                raise ExactnessError("PixelCNN cdf table is not monotone")
-            self._rows = freqs.reshape(-1, N_SYMBOLS).astype(np.float64)
+            c = cdf.astype(np.float64)
+            freqs = c[:, j_up]  # (S, n_means, 256)
+            freqs -= c[:, j_up - d_steps]
+            freqs += 1
+            freqs[:, :, 0] = c[:, j_up[:, 0]] + 1  # left tail
+            freqs[:, :, -1] = CDF_TOTAL - N_SYMBOLS + 1 - c[:, j_up[:, -1] - d_steps]  # right tail
+            self._rows = freqs.reshape(-1, N_SYMBOLS)
         return self._rows
 
     def freqs(self, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
