@@ -1,12 +1,18 @@
 """PixelCNN-family lossless image model: a causal-neighbourhood network with a finite receptive field.
 
 For each pixel (y, x) the model sees a fixed causal neighbourhood of already-coded pixels (all
-channels): rows y-2..y-1 over columns x-2..x+2 and row y over columns x-3..x-1 (sizes in
+channels): by default rows y-2..y-1 over columns x-2..x+2 and row y over columns x-3..x-1 (sizes in
 :class:`PixelCNNConfig`). It predicts each channel in order -- R, then G given R, then B given R
-and G -- as a discretized logistic with an *integer* mean and an integer scale index::
+and G -- as a discretized logistic with a mean on a grid of 1/D levels (D = 1 or 2) and an
+integer scale index::
 
     neighbours (3, K) --MED predictor P--> features (3K + 3) --trunk MLP--> h
-    head_c([h, x_0 - P_0, .., x_{c-1} - P_{c-1}]) --> (mean_c - P_c, scale index_c)
+    head_c([h, x_0 - P_0, .., x_{c-1} - P_{c-1}, colour predictions]) --> (D (mean_c - P_c), scale index_c)
+
+With ``colour_preds`` each later channel's head also gets the inter-channel predictions
+``x_k + MED(c - k) - P_c`` (MED over the colour-difference plane c - k, for (G,R), (B,R), (B,G)):
+colour differences are much smoother than the channels in most photos, and almost flat in the
+many that went through 4:2:0 chroma subsampling (:func:`colour_bases`, :func:`head_extra`).
 
 Every layer is a :class:`gencodec.exact.QuantLinear` (fake-quantized training twin) whose
 ``export()`` is an integer-exact :class:`gencodec.exact.ExactLinear`, so the coder's tables are
