@@ -40,7 +40,8 @@ MODELS = ("pixelcnn",)
               help="Fraction of crops put through a JPEG-style 4:2:0 chroma round trip (default 0).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from a checkpoint (best.pt/last.pt of a run with the same config) or an exported model\n"
-                   "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors).")
+                   "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors); --config may switch on\n"
+                   "colour_preds and mean_frac_bits, which are added to the starting model.")
 @click.option("--config", "config_json", default=None, metavar="JSON",
               help='Model config fields to change, as a JSON object, e.g. \'{"hidden": 128, "rows_up": 3}\' '
                    "(see PixelCNNConfig; saved in the model file, so the codec rebuilds it).")

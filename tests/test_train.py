@@ -213,6 +213,37 @@ def test_training_continues_from_an_exported_model_file(folder, tmp_path):
                        progress=False, init_from=first)
 
 
+def test_a_run_may_switch_on_colour_predictions_and_half_means_without_changing_the_model(tmp_path):
+    """start_from grows a model: zero weights on the new colour inputs, mean outputs doubled in half
+    levels -- the exported model computes the same scales and the same means up to rounding, now
+    to the nearest half level instead of the nearest level."""
+    from dataclasses import replace
+
+    from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
+    from gencodec.train.pixelcnn import start_from
+
+    torch.manual_seed(4)
+    path = tmp_path / "plain.safetensors"
+    plain = PixelCNN(TINY).export()
+    plain.save(path)
+    grown_cfg = replace(TINY, colour_preds=True, mean_frac_bits=1)
+    grown = start_from(path, grown_cfg).export()
+    planes = np.ascontiguousarray(photo_like(7, (20, 12)).transpose(2, 0, 1))
+    m0, i0 = plain.tables_parallel(planes)
+    m1, i1 = grown.tables_parallel(planes)
+    assert np.array_equal(i0, i1) and np.abs(2 * m0.astype(int) - m1).max() <= 1
+    assert (2 * m0.astype(int) != m1).any()  # finer rounding does change some means
+    assert abs(grown.ideal_bits(planes) / plain.ideal_bits(planes) - 1) < 0.01
+    colour_only = start_from(path, replace(TINY, colour_preds=True)).export()
+    m2, i2 = colour_only.tables_parallel(planes)
+    assert np.array_equal(m2, m0) and np.array_equal(i2, i0)  # zero-weight colour inputs: identical
+    with pytest.raises(ValueError, match="hidden"):
+        start_from(path, replace(grown_cfg, hidden=12))
+    grown.save(tmp_path / "grown.safetensors")
+    with pytest.raises(ValueError, match="colour_preds"):  # features are only switched on, not off
+        start_from(tmp_path / "grown.safetensors", TINY)
+
+
 def test_shipped_model_converts_back_to_its_training_twin_losslessly():
     from gencodec.codecs.image_lossless import DEFAULT_MODEL
     from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN

@@ -110,13 +110,7 @@ def train_pixelcnn(
     torch.manual_seed(recipe.seed)
     model = PixelCNN(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
-        if str(init_from).endswith(".safetensors"):  # an exported model file, e.g. the shipped one
-            exact = ExactPixelCNN.load(init_from)
-            if exact.cfg != config:
-                raise ValueError(f"{init_from}: its config differs from this run's (pass the same --config)")
-            model = PixelCNN.from_exact(exact)
-        else:
-            model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
+        model = start_from(init_from, config)
     model.to(device)
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
@@ -166,6 +160,50 @@ def train_pixelcnn(
     exact.save(out, card=dict(model_id=card["model_id"], steps=card["steps"]))
     _write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     return card
+
+
+GROWABLE = {"colour_preds": (False, True), "mean_frac_bits": (0, 1)}  # fields a run may switch on when it starts
+
+
+def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
+    """The training model for ``config`` starting from ``init_from``: an exported model file
+    (.safetensors, its config inside) or a checkpoint (.pt; its config is the ``setup.json`` of its
+    run folder, else assumed to be ``config``).
+
+    The starting point may lack features this config switches on (:data:`GROWABLE`); they are added
+    without changing what the model computes: the heads' new colour inputs get zero weights, and for
+    half-level means the mean outputs' weights are doubled (the same mean in half levels, up to
+    rounding to the nearest half level rather than the nearest level).
+    """
+    init_from = Path(init_from)
+    if init_from.suffix == ".safetensors":  # an exported model file, e.g. the shipped one
+        exact = ExactPixelCNN.load(init_from)
+        old_cfg, state = exact.cfg, PixelCNN.from_exact(exact).state_dict()
+    else:
+        state = torch.load(init_from, map_location="cpu", weights_only=True)["model"]
+        setup = init_from.parent / "setup.json"
+        old_cfg = config
+        if setup.is_file():
+            saved = json.loads(setup.read_text())["config"]
+            old_cfg = PixelCNNConfig.from_dict({**asdict(PixelCNNConfig()), **saved})
+    differ = {f for f in asdict(config) if getattr(config, f) != getattr(old_cfg, f)}
+    if differ - set(GROWABLE) or any((getattr(old_cfg, f), getattr(config, f)) != GROWABLE[f] for f in differ):
+        raise ValueError(f"{init_from}: its config differs from this run's in {sorted(differ)} "
+                         f"(pass the same --config; only {sorted(GROWABLE)} may be switched on)")
+    model = PixelCNN(config)
+    new = model.state_dict()
+    with torch.no_grad():
+        for k, v in new.items():
+            o = state[k].clone()
+            if o.shape != v.shape:  # a head's first layer with new colour inputs: zero columns
+                grown = torch.zeros_like(v)
+                grown[:, : o.shape[1]] = o
+                o = grown
+            if "mean_frac_bits" in differ and ".out." in k:  # row 0 is the mean offset, now in half levels
+                o[0] *= 2
+            new[k] = o
+    model.load_state_dict(new)
+    return model
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
