@@ -127,6 +127,12 @@ def test_ideal_bits_matches_definition():
     enc = RangeEncoder()
     enc.encode(s, f)
     assert enc.ideal_bits == pytest.approx(expected)
+    g = np.array([[1.0, 3.0], [2.0, 2.0], [1.0, 3.0]])  # trusted rows that all sum to 4
+    known = RangeEncoder()
+    known.encode(s, g, validate=False, total=4)
+    summed = RangeEncoder()
+    summed.encode(s, g, validate=False)
+    assert known.ideal_bits == pytest.approx(summed.ideal_bits) == pytest.approx(-np.log2(3 / 4) - np.log2(2 / 4) - np.log2(1 / 4))
 
 
 @pytest.mark.parametrize(

@@ -120,6 +120,7 @@ class PixelCNNCodec(Codec):
         (:func:`choose_remap`) is applied when it saves more than it costs to store.
         """
         from ..coding import RangeEncoder
+        from ..models.pixelcnn import CDF_TOTAL
 
         m = self.model
         _, h, w = planes.shape
@@ -152,7 +153,7 @@ class PixelCNNCodec(Codec):
             chan = np.repeat(np.arange(n_coded), pix.size)[sub]
             flat = np.tile(pix, n_coded)[sub]
             freqs = m.dist.freqs(mean[chan, flat], idx[chan, flat])
-            enc.encode(sym_planes[chan, flat].astype(np.int64), freqs, validate=False)
+            enc.encode(sym_planes[chan, flat].astype(np.int64), freqs, validate=False, total=CDF_TOTAL)
             start = stop
         return enc.finish(), enc.ideal_bits, packed
 
