@@ -251,6 +251,8 @@ def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> A
             )
         imageio.bit_depth(header.mode)
     _require_available(codec)
+    if codec.model_id != header.model_id and model is None:  # written by an earlier shipped model?
+        codec = codec.for_model_id(header.model_id) or codec
     if codec.model_id != header.model_id:
         raise ModelMismatchError(
             f"the file was coded with model {header.model_id.hex() or '(none)'}, not with "

@@ -62,6 +62,11 @@ class Codec:
         """Identity of the model the codec codes with (a hash of its weights); b"" for none."""
         return b""
 
+    def for_model_id(self, model_id: bytes) -> "Codec | None":
+        """A codec that decodes frames written with model ``model_id``: this one if its model is that
+        model, a codec with an earlier shipped model the package keeps for old files, or None."""
+        return self if model_id == self.model_id else None
+
     # -- coding ---------------------------------------------------------------------------------
     def encode(self, data: Any, **params: Any) -> Encoded:  # pragma: no cover - interface
         raise NotImplementedError

@@ -329,6 +329,44 @@ def test_golden_file():
     assert gencodec.compress(golden_image(), codec="pixelcnn") == blob
 
 
+def test_decoding_finds_an_archived_shipped_model_by_id(kodak_crop, other_model, tmp_path, monkeypatch):
+    import shutil
+
+    import gencodec.codecs.image_lossless as il
+
+    img = kodak_crop().crop((0, 0, 20, 12))
+    blob = gencodec.compress(img, codec="pixelcnn", model=other_model)
+    model_id = gencodec.info(blob)["model_id"]
+    monkeypatch.setattr(il, "ARCHIVE", tmp_path)
+    monkeypatch.setattr(il.PixelCNNCodec, "_archived", {})
+    with pytest.raises(ModelMismatchError, match=model_id):  # not shipped: refused, naming both ids
+        gencodec.decompress(blob)
+    shutil.copy(other_model, tmp_path / f"pixelcnn-{model_id}.safetensors")
+    assert same_image(gencodec.decompress(blob), img)
+
+
+EARLIER = sorted(GOLDEN.parent.glob("rgb-9x7-*.gcx"))  # the same image, written by earlier shipped models
+
+
+def test_earlier_golden_files_are_kept():
+    assert EARLIER, "a golden file per shipped model is kept in tests/golden/pixelcnn/"
+
+
+@pytest.mark.parametrize("path", EARLIER, ids=[p.name for p in EARLIER])
+def test_files_written_by_earlier_shipped_models_still_decode(path, codec):
+    """The package keeps every model it shipped (gencodec/weights/archive/), so old files decode."""
+    from gencodec.codecs.image_lossless import ARCHIVE
+
+    blob = path.read_bytes()
+    model_id = bytes.fromhex(gencodec.info(blob)["model_id"])
+    assert path.stem.endswith(model_id.hex()[:8])
+    if model_id != codec.model_id:
+        assert (ARCHIVE / f"pixelcnn-{model_id.hex()}.safetensors").is_file()
+        with pytest.raises(ModelMismatchError, match=model_id.hex()):  # an explicit --model is never swapped
+            gencodec.decompress(blob, model=DEFAULT_MODEL)
+    assert same_image(gencodec.decompress(blob), golden_image())
+
+
 CHILD = r"""
 import sys, torch
 torch.set_num_threads(int(sys.argv[1]))

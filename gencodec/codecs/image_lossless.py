@@ -38,6 +38,8 @@ from ..codec import Codec, Encoded
 from ..errors import CorruptFileError, GencodecError, ModelMismatchError
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "pixelcnn.safetensors"
+#: earlier shipped models, kept so that files they wrote still decode: pixelcnn-<model id>.safetensors
+ARCHIVE = DEFAULT_MODEL.parent / "archive"
 FALLBACK_MODES = {"1", "P", "I;16"}
 CHUNK_SYMBOLS = 1 << 12  # symbols per range-coder call in the encoder (tables stay in cache)
 
@@ -83,6 +85,23 @@ class PixelCNNCodec(Codec):
     @property
     def model_id(self) -> bytes:
         return self.model.model_id
+
+    _archived: dict[bytes, "PixelCNNCodec"] = {}
+
+    def for_model_id(self, model_id: bytes) -> "PixelCNNCodec | None":
+        if model_id == self.model_id:
+            return self
+        if self.model_path != DEFAULT_MODEL or not model_id:  # a user's model: no substitutes
+            return None
+        if model_id not in self._archived:
+            path = ARCHIVE / f"pixelcnn-{model_id.hex()}.safetensors"
+            if not path.is_file():
+                return None
+            codec = PixelCNNCodec(model=path)
+            if codec.model_id != model_id:  # pragma: no cover - a misnamed archive file
+                return None
+            self._archived[model_id] = codec
+        return self._archived[model_id]
 
     # -- encode ---------------------------------------------------------------------------------
     def encode(self, img: Any, **params: Any) -> Encoded:
