@@ -21,7 +21,7 @@ recalibration stored in the payload when it saves more than it costs); the decod
 same integer maps, so exactness is untouched.
 
 Payload (model path): u32 LE length of the stream | range-coded stream | u16 LE length of the
-remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets + 128 as uint8) | alpha PNG (if any).
+remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets (in 1/D levels, |.| <= 3 D) + 128 as uint8) | alpha PNG (if any).
 """
 
 from __future__ import annotations
