@@ -188,7 +188,7 @@ def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
     header = Header(
         codec=codec.name, kind="image",
         checksum=container.checksum(enc.payload) if lossy else imageio.pixel_digest(img),
-        params=enc.params, model_id=codec.model_id, name=name,
+        params=enc.params, model_id=codec.model_id if enc.uses_model else b"", name=name,
         width=img.width, height=img.height, mode=img.mode, bit_depth=imageio.bit_depth(img.mode),
     )
     return header, enc
@@ -253,7 +253,7 @@ def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> A
     _require_available(codec)
     if codec.model_id != header.model_id and model is None:  # written by an earlier shipped model?
         codec = codec.for_model_id(header.model_id) or codec
-    if codec.model_id != header.model_id:
+    if header.model_id and codec.model_id != header.model_id:  # no model id: decodes without the model
         raise ModelMismatchError(
             f"the file was coded with model {header.model_id.hex() or '(none)'}, not with "
             f"{codec.model_id.hex() or '(none)'}" + ("" if model is not None else " (give the model with --model PATH)")

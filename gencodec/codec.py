@@ -23,11 +23,14 @@ class Encoded:
     payload: the coded bytes. params: what the decoder needs besides the header's shape and mode
     (stored in the header as JSON; keep it small). stats: numbers for reports that are not stored,
     e.g. ``ideal_bits`` (the model's code length, -sum log2 p, for codecs with a model).
+    uses_model: False when this payload decodes without the codec's model (e.g. a fallback path);
+    the frame then records no model id, so any model -- or none -- decodes it.
     """
 
     payload: bytes
     params: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    uses_model: bool = True
 
 
 class Codec:

@@ -148,10 +148,23 @@ def test_per_image_scale_remap_pays_on_a_constant_image(codec):
     assert rep.stats["model_ideal_bpsp"] < 1.0
 
 
-def test_fallback_modes_are_recorded(synthetic):
+def test_fallback_modes_are_recorded(synthetic, other_model):
     for mode in ("P", "I;16", "1"):
-        blob = gencodec.compress(synthetic(mode, "gradient", (9, 4)), codec="pixelcnn")
-        assert gencodec.info(blob)["params"]["coding"] == "png"
+        img = synthetic(mode, "gradient", (9, 4))
+        blob = gencodec.compress(img, codec="pixelcnn")
+        head = gencodec.info(blob)
+        assert head["params"]["coding"] == "png"
+        assert not head["model_id"]  # PNG inside: no model needed, none recorded
+        assert same_image(gencodec.decompress(blob, model=other_model), img)  # so any model decodes it
+    import dataclasses
+
+    from gencodec import container
+    from gencodec.errors import CorruptFileError
+
+    header, payload = container.unpack(gencodec.compress(synthetic("RGB", "gradient", (9, 4)), codec="pixelcnn"))
+    forged = container.pack(dataclasses.replace(header, model_id=b""), payload)
+    with pytest.raises(CorruptFileError, match="without a model id"):
+        gencodec.decompress(forged)
     blob = gencodec.compress(synthetic("RGBA", "gradient", (9, 4)), codec="pixelcnn")
     assert gencodec.info(blob)["params"] == {"coding": "model", "alpha": "png"}
 

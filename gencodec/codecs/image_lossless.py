@@ -114,7 +114,8 @@ class PixelCNNCodec(Codec):
             from ..registry import get_codec
 
             enc = get_codec("png").encode(img)
-            return Encoded(enc.payload, {"coding": "png", **({"png": enc.params} if enc.params else {})}, {})
+            return Encoded(enc.payload, {"coding": "png", **({"png": enc.params} if enc.params else {})}, {},
+                           uses_model=False)
         planes, n_coded, alpha = _planes(img)
         stream, ideal, remap = self.encode_planes(planes, n_coded)
         payload = struct.pack("<I", len(stream)) + stream + struct.pack("<H", len(remap)) + remap
@@ -195,6 +196,8 @@ class PixelCNNCodec(Codec):
             return get_codec("png").decode(payload, inner)
         if coding != "model":
             raise CorruptFileError(f"pixelcnn: unknown coding {coding!r} in the header")
+        if not header.model_id:
+            raise CorruptFileError("pixelcnn: a model-coded frame without a model id")
         if len(payload) < 4:
             raise CorruptFileError("pixelcnn payload is truncated")
         (n_stream,) = struct.unpack_from("<I", payload)
