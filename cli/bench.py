@@ -15,17 +15,7 @@ import click
 from gencodec.errors import GencodecError
 
 from . import io
-from .common import Failure
-
-
-def _number(text: str):
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            raise click.BadParameter(f"{text!r} is not a number", param_hint="--quality") from None
+from .common import Failure, number
 
 
 def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
@@ -34,7 +24,7 @@ def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
     for v in values:
         codec, sep, levels = v.rpartition("=")
         key = codec if sep else "*"
-        out.setdefault(key, []).extend(_number(q) for q in levels.split(",") if q.strip())
+        out.setdefault(key, []).extend(number(q) for q in levels.split(",") if q.strip())
     return out
 
 

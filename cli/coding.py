@@ -15,16 +15,9 @@ from gencodec.errors import GencodecError
 from gencodec.registry import get_entry
 
 from . import io
-from .common import Failure, Message, for_each_file
+from .common import Failure, Message, for_each_file, number
 from .io import FileError, display
 from .report import compress_fields, compress_line, decompress_line
-
-
-def _number(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -70,7 +63,7 @@ def _with_common(f):
 @_with_common
 @click.option("--codec", default="auto", show_default=True, metavar="NAME", help="Codec name (see `gencodec codecs`).")
 @click.option("--model", metavar="PATH", help="Model file for a neural codec (needs --codec).")
-@click.option("--quality", type=_number, metavar="Q", help="Quality for a lossy image codec.")
+@click.option("--quality", type=number, metavar="Q", help="Quality for a lossy image codec.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra codec parameter (repeatable; VALUE parsed as JSON if it can be).")
 def compress(files, output, to_stdout, force, quiet, as_json, codec, model, quality, params):
     """Compress each FILE into FILE.gcx (keeping FILE); '-' reads stdin and writes stdout.

@@ -25,6 +25,17 @@ class Failure(click.ClickException):
         click.echo(f"gencodec: error: {self.message}", err=True)
 
 
+def number(text: str, hint: str = "--quality") -> int | float:
+    """A click option value that is an int if it reads as one, else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not a number", param_hint=hint) from None
+
+
 def error_line(source: str, exc: BaseException) -> str:
     """The one line that describes why ``source`` failed (without the ``gencodec: error:`` prefix)."""
     if isinstance(exc, FileError):

@@ -86,5 +86,10 @@ class Codec:
                 f"(it codes {', '.join(sorted(self.modes))})"
             )
 
+    def check_no_params(self, params: dict[str, Any]) -> None:
+        """For codecs without options: refuse any, naming them."""
+        if params:
+            raise UnsupportedInputError(f"codec {self.name!r} takes no parameters (got {', '.join(sorted(params))})")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} ({self.kind})>"

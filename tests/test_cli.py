@@ -281,6 +281,9 @@ def test_lossy_quality_is_passed_through(tmp_path):
     assert (tmp_path / "q20.gcx").stat().st_size < (tmp_path / "q90.gcx").stat().st_size
     assert run("decompress", tmp_path / "q90.gcx", "-o", tmp_path / "q90.png").exit_code == 0
     assert Image.open(tmp_path / "q90.png").size == (768, 512)
+    for cmd in (["compress", "--codec", "jpeg", "--quality", "high", src], ["bench", "--lossy", "--quality", "jpeg=10,high", src]):
+        bad = CliRunner().invoke(cli, [str(c) for c in cmd])
+        assert bad.exit_code == 2 and "--quality: 'high' is not a number" in bad.output
 
 
 def test_report_ideal_size_and_overhead():

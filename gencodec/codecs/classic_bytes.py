@@ -7,15 +7,13 @@ import gzip
 import lzma
 
 from ..codec import Codec, Encoded
-from ..errors import UnsupportedInputError
 
 
 class _ByteCodec(Codec):
     kind = "bytes"
 
     def encode(self, data: bytes, **params) -> Encoded:
-        if params:
-            raise UnsupportedInputError(f"codec {self.name!r} takes no parameters (got {', '.join(params)})")
+        self.check_no_params(params)
         return Encoded(self._compress(bytes(data)))
 
     def decode(self, payload: bytes, header) -> bytes:

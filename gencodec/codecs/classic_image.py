@@ -25,15 +25,10 @@ from . import image_planes
 DEFAULT_QUALITY = 75
 
 
-def _no_params(codec: Codec, params: dict[str, Any]) -> None:
-    if params:
-        raise UnsupportedInputError(f"codec {codec.name!r} takes no parameters (got {', '.join(sorted(params))})")
-
-
 def _int_param(codec: Codec, params: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
     """Pop ``key`` from ``params``: an int in [lo, hi]; refuse anything else and unknown keys."""
     value = params.pop(key, default)
-    _no_params(codec, params)
+    codec.check_no_params(params)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
         raise UnsupportedInputError(f"codec {codec.name!r}: {key} must be an integer from {lo} to {hi}, not {value!r}")
     return int(value)
@@ -100,7 +95,7 @@ class _LosslessImageCodec(Codec):
         return image_planes.from_plane(plane, header.mode, header.params, side)
 
     def _options(self, params: dict[str, Any]) -> dict[str, Any]:
-        _no_params(self, params)
+        self.check_no_params(params)
         return {}
 
     def _encode_plane(self, plane: Image.Image, **options: Any) -> bytes:  # pragma: no cover - interface

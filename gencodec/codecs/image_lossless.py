@@ -105,10 +105,7 @@ class PixelCNNCodec(Codec):
 
     # -- encode ---------------------------------------------------------------------------------
     def encode(self, img: Any, **params: Any) -> Encoded:
-        if params:
-            from ..errors import UnsupportedInputError
-
-            raise UnsupportedInputError(f"codec 'pixelcnn' takes no parameters (got {', '.join(params)})")
+        self.check_no_params(params)
         self.check_mode(img)
         if img.mode in FALLBACK_MODES:  # the registered PNG codec, its params kept in ours
             from ..registry import get_codec
