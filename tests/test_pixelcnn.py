@@ -48,13 +48,17 @@ def any_codec(request) -> PixelCNNCodec:
     return request.getfixturevalue(f"{request.param}_codec")
 
 
+def _saved(tmp_path_factory, name: str, model: PixelCNN) -> Path:
+    path = tmp_path_factory.mktemp("models") / f"{name}.safetensors"
+    model.export().save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
 def half_codec(tmp_path_factory) -> PixelCNNCodec:
     torch.manual_seed(3)
     model = PixelCNN(PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=6, colour_preds=True, mean_frac_bits=1))
-    path = tmp_path_factory.mktemp("models") / "half.safetensors"
-    model.export().save(path)
-    return PixelCNNCodec(model=path)
+    return PixelCNNCodec(model=_saved(tmp_path_factory, "half", model))
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +69,14 @@ def colour_codec(tmp_path_factory) -> PixelCNNCodec:
         for c, head in enumerate(model.heads):
             if c:
                 head.fc.weight[:, 8:] = 1.5
-    path = tmp_path_factory.mktemp("models") / "colour.safetensors"
-    model.export().save(path)
-    return PixelCNNCodec(model=path)
+    return PixelCNNCodec(model=_saved(tmp_path_factory, "colour", model))
 
 
 @pytest.fixture(scope="module")
 def other_model(tmp_path_factory) -> Path:
     """A second, differently initialised tiny model saved to disk (a 'user-trained' model)."""
     torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
-    PixelCNN(TINY).export().save(path)
-    return path
+    return _saved(tmp_path_factory, "tiny", PixelCNN(TINY))
 
 
 def round_trip(img: Image.Image, **kw) -> tuple[bytes, Image.Image]:

@@ -75,6 +75,15 @@ class PixelCNNConfig:
         """D: means are integers md / D, md in 0..255 * D."""
         return 1 << self.mean_frac_bits
 
+    @property
+    def n_means(self) -> int:
+        return 255 * self.mean_steps + 1
+
+    @property
+    def cdf_points(self) -> int:
+        """Offsets x - mean +- 1/2 a bin edge can take: 512 for whole-level means, 1023 for half levels."""
+        return 512 * self.mean_steps - (self.mean_steps - 1)
+
     def head_inputs(self, c: int) -> int:
         """Inputs of channel c's head besides the trunk output: earlier residuals (+ colour predictions)."""
         return 2 * c if self.colour_preds else c
@@ -174,6 +183,11 @@ def med_and_features(nb, cfg: PixelCNNConfig):
     return p, torch.cat([flat, p - 128], dim=-1)
 
 
+#: config fields added after the first shipped model, with the value that switches each on. A model
+#: with them off keeps the id it had before they existed, and a training run may switch them on when
+#: it starts from a model without them (gencodec.train.pixelcnn.start_from).
+OPTIONAL_FEATURES = {"colour_preds": True, "mean_frac_bits": 1}
+
 COLOUR_PAIRS = ((1, 0), (2, 0), (2, 1))  # (channel c, earlier channel k) of the colour predictions
 
 
@@ -234,9 +248,7 @@ class DiscretizedLogistic:
 
     def __init__(self, cfg: PixelCNNConfig, cdf: np.ndarray | None = None):
         self.cfg = cfg
-        self.steps = cfg.mean_steps
-        self.n_means = 255 * self.steps + 1
-        self.n_points = 512 * self.steps - (self.steps - 1)
+        self.steps, self.n_means, self.n_points = cfg.mean_steps, cfg.n_means, cfg.cdf_points
         self.cdf = self.make_cdf(cfg) if cdf is None else np.asarray(cdf, dtype=np.int64)
         if self.cdf.shape != (cfg.n_scales, self.n_points):
             raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, self.n_points)}")
@@ -244,8 +256,7 @@ class DiscretizedLogistic:
 
     @staticmethod
     def make_cdf(cfg: PixelCNNConfig) -> np.ndarray:
-        d_steps = cfg.mean_steps
-        n_points = 512 * d_steps - (d_steps - 1)
+        d_steps, n_points = cfg.mean_steps, cfg.cdf_points
         log_s = torch.linspace(cfg.log_scale_min, cfg.log_scale_max, cfg.n_scales, dtype=torch.float64)
         d = (torch.arange(n_points, dtype=torch.float64) - (n_points - 1) / 2) / d_steps
         cdf = torch.sigmoid(d[None, :] * torch.exp(-log_s)[:, None]) * (CDF_TOTAL - N_SYMBOLS)
@@ -524,8 +535,8 @@ class ExactPixelCNN:
 
     def _model_id(self) -> bytes:
         cfg = asdict(self.cfg)
-        for name in ("colour_preds", "mean_frac_bits"):  # fields added later: models without them keep their ids
-            if not cfg[name]:
+        for name in OPTIONAL_FEATURES:  # switched off: the id the model had before the field existed
+            if cfg[name] == getattr(PixelCNNConfig, name):
                 del cfg[name]
         h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
         for k, v in sorted(self.state().items()):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig
+from ..models.pixelcnn import OPTIONAL_FEATURES, ExactPixelCNN, PixelCNN, PixelCNNConfig
 from .data import CropSampler, chroma_subsample, load_folder, val_crops
 from .loop import LoopConfig, train
 
@@ -162,15 +162,12 @@ def train_pixelcnn(
     return card
 
 
-GROWABLE = {"colour_preds": (False, True), "mean_frac_bits": (0, 1)}  # fields a run may switch on when it starts
-
-
 def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     """The training model for ``config`` starting from ``init_from``: an exported model file
     (.safetensors, its config inside) or a checkpoint (.pt; its config is the ``setup.json`` of its
     run folder, else assumed to be ``config``).
 
-    The starting point may lack features this config switches on (:data:`GROWABLE`); they are added
+    The starting point may lack features this config switches on (``OPTIONAL_FEATURES``); they are added
     without changing what the model computes: the heads' new colour inputs get zero weights, and for
     half-level means the mean outputs' weights are doubled (the same mean in half levels, up to
     rounding to the nearest half level rather than the nearest level).
@@ -187,9 +184,11 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
             saved = json.loads(setup.read_text())["config"]
             old_cfg = PixelCNNConfig.from_dict({**asdict(PixelCNNConfig()), **saved})
     differ = {f for f in asdict(config) if getattr(config, f) != getattr(old_cfg, f)}
-    if differ - set(GROWABLE) or any((getattr(old_cfg, f), getattr(config, f)) != GROWABLE[f] for f in differ):
+    switched_on = {f for f in differ if f in OPTIONAL_FEATURES and getattr(old_cfg, f) == getattr(PixelCNNConfig, f)
+                   and getattr(config, f) == OPTIONAL_FEATURES[f]}
+    if differ != switched_on:
         raise ValueError(f"{init_from}: its config differs from this run's in {sorted(differ)} "
-                         f"(pass the same --config; only {sorted(GROWABLE)} may be switched on)")
+                         f"(pass the same --config; only {sorted(OPTIONAL_FEATURES)} may be switched on)")
     model = PixelCNN(config)
     new = model.state_dict()
     with torch.no_grad():
