@@ -16,7 +16,9 @@ torch = pytest.importorskip("torch")
 
 from gencodec.codecs.image_lossless import PixelCNNCodec  # noqa: E402
 from gencodec.models.pixelcnn import PixelCNNConfig  # noqa: E402
-from gencodec.train.data import CropSampler, area_downscale, chroma_subsample, load_folder  # noqa: E402
+from gencodec.train.data import (  # noqa: E402
+    CropSampler, TorchCropSampler, TrainImage, area_downscale, chroma_subsample, chroma_subsample_torch, load_folder,
+)
 from gencodec.train.pixelcnn import PixelCNNRecipe, train_pixelcnn  # noqa: E402
 
 TINY = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4)
@@ -107,6 +109,46 @@ def test_chroma_augmentation_changes_only_some_crops_and_stays_seeded(folder):
     assert 0 < sum(changed) < 8  # same crops, a random half put through the chroma round trip
     every = CropSampler(images.train, crop=16, seed=0, chroma420=1.0).batch(5, 8)
     assert all(not np.array_equal(a, b) for a, b in zip(every, plain))
+
+
+@pytest.mark.parametrize("how", ["triangle", "nearest"])
+@pytest.mark.parametrize("size", [(33, 21), (8, 8), (1, 1), (2, 5)])
+def test_torch_chroma_round_trip_equals_numpy(how, size):
+    rgb = photo_like(3, size)
+    rgb[::3] = np.random.default_rng(0).integers(0, 256, rgb[::3].shape)  # sharp colour edges too
+    got = chroma_subsample_torch(torch.from_numpy(rgb).double()[None], how)[0].numpy()
+    assert np.array_equal(got, chroma_subsample(rgb, how))
+
+
+def _is_window(crop: np.ndarray, images, n: int) -> bool:
+    """crop (3, n, n) is a window of one image, maybe flipped, edge-padded where the image is smaller."""
+    t = crop.transpose(1, 2, 0)
+    for im in images:
+        px = im.pixels
+        h, w = px.shape[:2]
+        ch, cw = min(n, h), min(n, w)
+        for y in range(h - ch + 1):
+            for x in range(w - cw + 1):
+                tile = px[y : y + ch, x : x + cw]
+                for f in (tile, tile[:, ::-1]):
+                    if np.array_equal(np.pad(f, ((0, n - ch), (0, n - cw), (0, 0)), mode="edge"), t):
+                        return True
+    return False
+
+
+def test_torch_sampler_gives_seeded_windows_of_the_images():
+    rng = np.random.default_rng(0)
+    images = [TrainImage("a", rng.integers(0, 256, (20, 30, 3), dtype=np.uint8), "", 1),
+              TrainImage("b", rng.integers(0, 256, (10, 6, 3), dtype=np.uint8), "", 1)]  # smaller than a crop
+    s = TorchCropSampler(images, crop=16, seed=0)
+    b = s.batch(3, 40)
+    assert b.shape == (40, 3, 16, 16) and b.dtype == torch.uint8
+    assert torch.equal(b, TorchCropSampler(images, crop=16, seed=0).batch(3, 40))
+    assert not torch.equal(b, s.batch(4, 40))
+    assert all(_is_window(c, images, 16) for c in b.numpy())
+    assert len({c.tobytes() for c in b.numpy()}) > 30  # not a few crops repeated
+    aug = TorchCropSampler(images, crop=16, seed=0, chroma420=1.0).batch(3, 40)
+    assert not any(_is_window(c, images, 16) for c in aug.numpy()[:5])  # every crop round-tripped
 
 
 # ---------------------------------------------------------------------------------------------

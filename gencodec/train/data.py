@@ -198,6 +198,109 @@ def _upsample2(c: np.ndarray, how: str) -> np.ndarray:
     return c
 
 
+class TorchCropSampler:
+    """CropSampler's job on an accelerator: random crops, flips and 4:2:0 round trips made on ``device``.
+
+    All training images sit in one flat uint8 tensor on the device; a batch is one gather, so a GPU is
+    never left waiting for Python. Same law as CropSampler (area-weighted picks capped at 4x the median,
+    left-right flips, edge replication for images smaller than the crop, ``chroma420`` of the crops
+    round-tripped with a random upsampler), drawn from a torch generator seeded with (seed, step):
+    a pure function of the step on a given device, but not the same crops as CropSampler's.
+    """
+
+    def __init__(self, images: list[TrainImage], crop: int, seed: int, chroma420: float = 0.0, device="cpu"):
+        import torch
+
+        if not images:
+            raise ValueError("no training images")
+        self.crop, self.seed, self.chroma420, self.device = crop, seed, chroma420, torch.device(device)
+        self.flat = torch.from_numpy(np.concatenate([i.pixels.reshape(-1) for i in images])).to(self.device)
+        sizes = [i.pixels.size for i in images]
+        self.offset = torch.tensor(np.cumsum([0] + sizes[:-1]), dtype=torch.int64, device=self.device)
+        self.h = torch.tensor([i.pixels.shape[0] for i in images], dtype=torch.int64, device=self.device)
+        self.w = torch.tensor([i.pixels.shape[1] for i in images], dtype=torch.int64, device=self.device)
+        areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
+        areas = np.minimum(areas, 4 * np.median(areas))
+        self.p = torch.tensor(areas / areas.sum(), device=self.device)
+
+    def batch(self, step: int, batch_size: int):
+        """-> (B, 3, crop, crop) uint8 tensor on the device."""
+        import torch
+
+        g = torch.Generator(self.device)
+        g.manual_seed(self.seed * 1_000_003 + step)
+        n = self.crop
+
+        def uniform(size):
+            return torch.rand(size, generator=g, device=self.device, dtype=torch.float64)
+
+        k = torch.multinomial(self.p, batch_size, replacement=True, generator=g)
+        h, w = self.h[k], self.w[k]
+        ch, cw = torch.clamp(h, max=n), torch.clamp(w, max=n)
+        y = (uniform(batch_size) * (h - ch + 1)).long()
+        x = (uniform(batch_size) * (w - cw + 1)).long()
+        flip = uniform(batch_size) < 0.5
+        j = torch.arange(n, device=self.device)
+        dy = torch.minimum(j[None, :], ch[:, None] - 1)  # (B, n): rows past a small image repeat its last
+        dx = torch.minimum(j[None, :], cw[:, None] - 1)
+        dx = torch.where(flip[:, None], cw[:, None] - 1 - dx, dx)
+        pix = (y[:, None] + dy)[:, :, None] * w[:, None, None] + (x[:, None] + dx)[:, None, :]  # (B, n, n)
+        idx = self.offset[k][:, None, None] + 3 * pix
+        out = self.flat[idx[..., None] + torch.arange(3, device=self.device)]  # (B, n, n, 3)
+        if self.chroma420 > 0:
+            pick = uniform(batch_size) < self.chroma420
+            up = torch.randint(0, len(UPSAMPLERS), (batch_size,), generator=g, device=self.device)
+            rgb = out.double()
+            for u, how in enumerate(UPSAMPLERS):
+                sel = pick & (up == u)
+                if bool(sel.any()):
+                    out[sel] = chroma_subsample_torch(rgb[sel], how)
+        return out.permute(0, 3, 1, 2).contiguous()
+
+
+def chroma_subsample_torch(rgb, upsample: str = "triangle"):
+    """:func:`chroma_subsample` for a float64 tensor (..., H, W, 3) of pixel values -> uint8, same arithmetic."""
+    import torch
+
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = torch.clamp(torch.round(0.299 * r + 0.587 * g + 0.114 * b), 0, 255)
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+    h, w = y.shape[-2:]
+    he, we = h + h % 2, w + w % 2
+    chroma = []
+    for c in (cb, cr):
+        if (he, we) != (h, w):  # edge replication to even sides
+            c = torch.cat([c, c[..., -1:, :]], dim=-2) if he != h else c
+            c = torch.cat([c, c[..., :, -1:]], dim=-1) if we != w else c
+        small = c.reshape(*c.shape[:-2], he // 2, 2, we // 2, 2).mean(dim=(-3, -1))
+        small = torch.clamp(torch.round(small), 0, 255)
+        chroma.append(_upsample2_torch(small, upsample)[..., :h, :w])
+    cb, cr = chroma
+    out = torch.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128),
+                       y + 1.772 * (cb - 128)], dim=-1)
+    return torch.clamp(torch.round(out), 0, 255).to(torch.uint8)
+
+
+def _upsample2_torch(c, how: str):
+    import torch
+
+    if how == "nearest":
+        return c.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    if how != "triangle":
+        raise ValueError(f"unknown upsampling {how!r}")
+    for dim in (-2, -1):
+        n = c.shape[dim]
+        prev = torch.cat([c.narrow(dim, 0, 1), c.narrow(dim, 0, n - 1)], dim=dim)
+        nxt = torch.cat([c.narrow(dim, 1, n - 1), c.narrow(dim, n - 1, 1)], dim=dim)
+        even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
+        both = torch.stack([even, odd], dim=dim)  # (..., n, 2, ...) at dim
+        shape = list(c.shape)
+        shape[dim] = 2 * n
+        c = both.reshape(shape) if dim == -1 else both.reshape(*c.shape[:-2], 2 * n, c.shape[-1])
+    return c
+
+
 def val_crops(images: list[TrainImage], size: int = 256, per_image: int = 1) -> list[np.ndarray]:
     """Fixed centre crops (3, h, w) uint8 of the validation images (at most size x size each)."""
     out = []

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..models.pixelcnn import OPTIONAL_FEATURES, ExactPixelCNN, PixelCNN, PixelCNNConfig
-from .data import CropSampler, chroma_subsample, load_folder, val_crops
+from .data import CropSampler, TorchCropSampler, chroma_subsample, load_folder, val_crops
 from .loop import LoopConfig, train
 
 
@@ -80,7 +80,8 @@ def train_pixelcnn(
     (``best.pt`` / ``last.pt`` of an earlier run with the same config) or of an exported model file
     (``.safetensors``, e.g. the shipped ``gencodec/weights/pixelcnn.safetensors``) instead of a fresh init.
     device: where training runs ("cpu", "cuda"); export and the exact model are always on the CPU.
-    Training on a GPU changes float rounding in training only, never the exactness of coding.
+    Training on a GPU changes float rounding in training only, never the exactness of coding; there the
+    crops come from :class:`TorchCropSampler` (same law, other draws than on the CPU).
     """
     out = Path(out)
     if out.with_suffix(".json") == out:  # refused before any work: the card would overwrite the model
@@ -103,7 +104,10 @@ def train_pixelcnn(
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
     if not images.val:
         raise ValueError(f"{data}: no validation images (check val_glob)")
-    sampler = CropSampler(images.train, recipe.crop, recipe.seed, chroma420=recipe.chroma420)
+    if torch.device(device).type == "cpu":
+        sampler = CropSampler(images.train, recipe.crop, recipe.seed, chroma420=recipe.chroma420)
+    else:  # crops made where the model trains: an accelerator never waits for numpy
+        sampler = TorchCropSampler(images.train, recipe.crop, recipe.seed, chroma420=recipe.chroma420, device=device)
     crops = val_crops(images.val, recipe.val_size)
     if recipe.chroma420 > 0:  # validate on both kinds of picture the model is trained for
         crops += [np.ascontiguousarray(chroma_subsample(c.transpose(1, 2, 0)).transpose(2, 0, 1)) for c in crops]
@@ -115,7 +119,8 @@ def train_pixelcnn(
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
     def batch_fn(step: int) -> torch.Tensor:
-        return torch.from_numpy(sampler.batch(step, recipe.batch)).float().to(device)
+        b = sampler.batch(step, recipe.batch)
+        return (torch.from_numpy(b) if isinstance(b, np.ndarray) else b).float().to(device)
 
     def loss_fn(m: PixelCNN, x: torch.Tensor, step: int) -> torch.Tensor:
         return m(x, quantized=step >= qat_start).mean()
@@ -147,7 +152,7 @@ def train_pixelcnn(
         best_step=best["step"],
         train_seconds=round(result["seconds"], 1),
         wall_seconds_this_run=round(time.time() - t_start, 1),
-        machine=f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch threads {recipe.threads}",
+        machine=_machine(device, recipe.threads),
         n_params=sum(p.numel() for p in model.parameters()),
         validation=dict(
             crops=f"centre {recipe.val_size}x{recipe.val_size} of {len(images.val)} held-out images"
@@ -160,6 +165,13 @@ def train_pixelcnn(
     exact.save(out, card=dict(model_id=card["model_id"], steps=card["steps"]))
     _write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     return card
+
+
+def _machine(device: str, threads: int) -> str:
+    where = f"{platform.machine()} {platform.processor() or ''}".strip()
+    if torch.device(device).type == "cuda":
+        return where + f", {torch.cuda.get_device_name(device)}"
+    return where + f", torch threads {threads}"
 
 
 def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
