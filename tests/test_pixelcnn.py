@@ -39,10 +39,10 @@ def codec() -> PixelCNNCodec:
     return PixelCNNCodec()
 
 
-@pytest.fixture(scope="module", params=["shipped", "colour", "half"])
+@pytest.fixture(scope="module", params=["shipped", "colour", "half", "phase"])
 def any_codec(request) -> PixelCNNCodec:
-    """The shipped codec, one whose heads also see the inter-channel (colour) predictions, and one
-    with half-level means."""
+    """The shipped codec, one whose heads also see the inter-channel (colour) predictions, one
+    with half-level means, and one whose trunk also sees the position mod 2."""
     if request.param == "shipped":
         return PixelCNNCodec()
     return request.getfixturevalue(f"{request.param}_codec")
@@ -59,6 +59,16 @@ def half_codec(tmp_path_factory) -> PixelCNNCodec:
     torch.manual_seed(3)
     model = PixelCNN(PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=6, colour_preds=True, mean_frac_bits=1))
     return PixelCNNCodec(model=_saved(tmp_path_factory, "half", model))
+
+
+@pytest.fixture(scope="module")
+def phase_codec(tmp_path_factory) -> PixelCNNCodec:
+    torch.manual_seed(4)
+    model = PixelCNN(PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=6, colour_preds=True, mean_frac_bits=1,
+                                    phase_inputs=True))
+    with torch.no_grad():  # make the phase inputs matter: large weights on them
+        model.trunk[0].weight[:, -2:] = torch.linspace(-3, 3, 8)[:, None]
+    return PixelCNNCodec(model=_saved(tmp_path_factory, "phase", model))
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +309,16 @@ def test_colour_predictions_feed_the_heads(colour_codec):
     planes2[0, 3, 3] = 100
     mean2, _ = any_codec.model.tables_parallel(planes2)
     assert mean[1, 3, 3] != mean2[1, 3, 3]
+
+
+def test_phase_inputs_feed_the_trunk(phase_codec):
+    """With phase_inputs, the same neighbourhood gives other tables at another position mod 2."""
+    flat = np.full((3, 6, 8), 100, np.uint8)
+    mean, idx = phase_codec.model.tables_parallel(flat)
+    inner = mean[:, 3:5, 3:7]  # away from the edges the context is identical everywhere
+    tables = {(y % 2, x % 2): (tuple(mean[:, y, x]), tuple(idx[:, y, x])) for y in range(3, 5) for x in range(3, 7)}
+    assert len(set(tables.values())) >= 3  # the position mod 2 changes the tables ...
+    assert np.array_equal(inner[:, :, :2], inner[:, :, 2:])  # ... and nothing else does here
 
 
 def test_half_level_means_extend_the_whole_level_tables():

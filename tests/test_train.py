@@ -279,6 +279,10 @@ def test_a_run_may_switch_on_colour_predictions_and_half_means_without_changing_
     colour_only = start_from(path, replace(TINY, colour_preds=True)).export()
     m2, i2 = colour_only.tables_parallel(planes)
     assert np.array_equal(m2, m0) and np.array_equal(i2, i0)  # zero-weight colour inputs: identical
+    phase = start_from(path, replace(TINY, colour_preds=True, phase_inputs=True)).export()
+    m3, i3 = phase.tables_parallel(planes)
+    assert np.array_equal(m3, m0) and np.array_equal(i3, i0)  # zero-weight phase inputs too
+    assert phase.model_id != colour_only.model_id
     with pytest.raises(ValueError, match="hidden"):
         start_from(path, replace(grown_cfg, hidden=12))
     grown.save(tmp_path / "grown.safetensors")

@@ -231,7 +231,7 @@ class PixelCNNCodec(Codec):
         """
         from ..coding import RangeDecoder
         from ..exact import exact_mode
-        from ..models.pixelcnn import colour_bases, head_extra, med_and_features
+        from ..models.pixelcnn import colour_bases, head_extra, med_and_features, phase_features
 
         m = self.model
         cfg = m.cfg
@@ -252,6 +252,8 @@ class PixelCNNCodec(Codec):
                 nb = padded[:, ys[:, None] + dy[None, :], xs[:, None] + dx[None, :]]  # (3, n, K)
                 nb = nb.transpose(1, 0, 2)  # (n, 3, K)
                 p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
+                if cfg.phase_inputs:
+                    feats = np.concatenate([feats, phase_features(ys, xs)], axis=1)
                 bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
                 pre = m.heads_pre(m.trunk_forward(feats))
                 resid = np.zeros((ys.size, 3), np.int64)

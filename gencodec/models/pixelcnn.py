@@ -69,6 +69,7 @@ class PixelCNNConfig:
     out_w_frac_bits: int = 4  # output-layer weights: q / 2**out_w_frac_bits (outputs are whole pixels)
     colour_preds: bool = False  # heads also see inter-channel predictions (see colour_bases)
     mean_frac_bits: int = 0  # the mean is a multiple of 2**-mean_frac_bits (0: whole levels, 1: halves)
+    phase_inputs: bool = False  # the trunk also sees the pixel's position mod 2 (see phase_features)
 
     @property
     def mean_steps(self) -> int:
@@ -101,7 +102,7 @@ class PixelCNNConfig:
 
     @property
     def n_features(self) -> int:
-        return 3 * (len(self.offsets) + 1)
+        return 3 * (len(self.offsets) + 1) + (2 if self.phase_inputs else 0)
 
     # activation formats of the layers (derived, not stored: the fields above fix them)
     @property
@@ -186,7 +187,24 @@ def med_and_features(nb, cfg: PixelCNNConfig):
 #: config fields added after the first shipped model, with the value that switches each on. A model
 #: with them off keeps the id it had before they existed, and a training run may switch them on when
 #: it starts from a model without them (gencodec.train.pixelcnn.start_from).
-OPTIONAL_FEATURES = {"colour_preds": True, "mean_frac_bits": 1}
+OPTIONAL_FEATURES = {"colour_preds": True, "mean_frac_bits": 1, "phase_inputs": True}
+
+PHASE_AMP = 64  # magnitude of the phase inputs (as pixel differences: +-4 after the input scaling)
+
+
+def phase_features(ys, xs):
+    """Position mod 2 of pixels (rows ys, columns xs; broadcastable integer arrays or tensors) ->
+    (..., 2) integers +-PHASE_AMP: (-1)^(y+1) and (-1)^(x+1) times PHASE_AMP.
+
+    Most photos went through 4:2:0 chroma subsampling on a 2x2 grid anchored at the top-left pixel
+    (JPEG, camera pipelines, Photo CD); where a pixel sits in its 2x2 block tells how its colour was
+    interpolated. Counted from the image's own origin (a crop at an odd offset shifts the grid).
+    """
+    if isinstance(ys, np.ndarray) or isinstance(xs, np.ndarray) or not hasattr(ys, "shape"):
+        ys, xs = np.broadcast_arrays(np.asarray(ys, np.int64), np.asarray(xs, np.int64))
+        return np.stack([ys % 2, xs % 2], axis=-1) * (2 * PHASE_AMP) - PHASE_AMP
+    ys, xs = torch.broadcast_tensors(ys, xs)
+    return torch.stack([ys % 2, xs % 2], dim=-1) * (2 * PHASE_AMP) - PHASE_AMP
 
 COLOUR_PAIRS = ((1, 0), (2, 0), (2, 1))  # (channel c, earlier channel k) of the colour predictions
 
@@ -361,6 +379,9 @@ class PixelCNN(nn.Module):
         nb = nb.permute(0, 2, 3, 1, 4)  # (B, H, W, 3, K)
         p, feats = med_and_features(nb, cfg)  # (B, H, W, 3), (B, H, W, 3K+3)
         pix = x.permute(0, 2, 3, 1)  # (B, H, W, 3)
+        if cfg.phase_inputs:
+            ph = phase_features(torch.arange(h, device=x.device)[:, None], torch.arange(w, device=x.device)[None, :])
+            feats = torch.cat([feats, ph.to(feats.dtype).expand(b, h, w, 2)], dim=-1)
         act = feats * 2.0**-cfg.in_frac_bits
         for layer in self.trunk:
             act = layer(act) if quantized else _float_linear(layer, act, relu=True)
@@ -504,6 +525,9 @@ class ExactPixelCNN:
             nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
             nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
             p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
+            if cfg.phase_inputs:
+                ph = phase_features(np.arange(y0, y1)[:, None], np.arange(w)[None, :]).reshape(-1, 2)
+                feats = np.concatenate([feats, ph], axis=1)
             bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
             pre = self.heads_pre(self.trunk_forward(feats))
             pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)
