@@ -38,6 +38,9 @@ MODELS = ("pixelcnn",)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default 1).")
 @click.option("--chroma420", type=click.FloatRange(0, 1), default=None,
               help="Fraction of crops put through a JPEG-style 4:2:0 chroma round trip (default 0).")
+@click.option("--qat-fraction", type=click.FloatRange(0, 1), default=None,
+              help="Final fraction of the steps trained with fake quantization (default 0.35; 1: all, e.g. to\n"
+                   "finish a model trained in float elsewhere).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from a checkpoint (best.pt/last.pt of a run with the same config) or an exported model\n"
                    "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors); --config may switch on\n"
@@ -49,7 +52,7 @@ MODELS = ("pixelcnn",)
               help="Where training runs (cpu, cuda, cuda:1); export is always on the CPU.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, seed, downscale, threads, chroma420,
-          init_from, config_json, device, quiet):
+          qat_fraction, init_from, config_json, device, quiet):
     """Train MODEL on the images in --data and export the exact model to --out."""
     try:
         from gencodec.train.pixelcnn import recipe_from_options, train_pixelcnn
@@ -66,7 +69,8 @@ def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, s
     except (ValueError, TypeError, GencodecError) as e:
         raise click.BadParameter(str(e), param_hint="--config") from None
     recipe = recipe_from_options(val_glob=val_glob, crop=crop, batch=batch, lr=lr, seed=seed,
-                                 downscale=downscale, threads=threads, chroma420=chroma420)
+                                 downscale=downscale, threads=threads, chroma420=chroma420,
+                                 qat_fraction=qat_fraction)
     try:
         card = train_pixelcnn(data, out, steps=steps, resume=resume, workdir=workdir, recipe=recipe,
                               progress=not quiet, init_from=init_from, device=device, config=config)

@@ -208,11 +208,15 @@ def test_train_command(folder, tmp_path):
 
     out = tmp_path / "cli.safetensors"
     res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out), "--steps", "2",
-                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q", "--chroma420", "0.5"])
+                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q", "--chroma420", "0.5",
+                                   "--qat-fraction", "1"])
     assert res.exit_code == 0, res.output
     assert out.is_file() and "model " in res.output
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["recipe"]["chroma420"] == 0.5 and "4:2:0" in card["validation"]["crops"]
+    assert card["recipe"]["qat_fraction"] == 1.0
+    log = [json.loads(line) for line in (tmp_path / "cli.run" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if e["event"] == "val"] == [2]
     res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(tmp_path / "nope"), "--out", str(out)])
     assert res.exit_code == 2  # click: --data must exist
     res = CliRunner().invoke(cli, ["train", "--help"])
