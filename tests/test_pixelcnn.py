@@ -19,7 +19,8 @@ from gencodec.errors import ModelMismatchError
 
 torch = pytest.importorskip("torch")
 
-from gencodec.codecs.image_lossless import DEFAULT_MODEL, PixelCNNCodec, _planes, choose_remap, wavefront_order  # noqa: E402
+from gencodec.codecs.image_lossless import (  # noqa: E402
+    DEFAULT_MODEL, MAX_BIAS, PixelCNNCodec, _planes, choose_remap, unpack_remap, wavefront_order)
 from gencodec.models.pixelcnn import (  # noqa: E402
     ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad, colour_bases, head_extra)
 
@@ -176,7 +177,7 @@ def test_fallback_modes_are_recorded(synthetic, other_model):
     with pytest.raises(CorruptFileError, match="without a model id"):
         gencodec.decompress(forged)
     blob = gencodec.compress(synthetic("RGBA", "gradient", (9, 4)), codec="pixelcnn")
-    assert gencodec.info(blob)["params"] == {"coding": "model", "alpha": "png"}
+    assert gencodec.info(blob)["params"] == {"coding": "model", "hist": 1, "alpha": "png"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +272,44 @@ def test_parallel_tables_equal_wavefront_tables(any_codec, shape):
     assert np.array_equal(out, planes)
     assert np.array_equal(record[0], mean) and np.array_equal(record[1], idx)
     assert np.array_equal(mean_rows, mean) and np.array_equal(idx_rows, idx)
+
+
+def test_online_histograms_pay_on_a_chroma_subsampled_photo(codec, kodak_crop):
+    """The spiky colour residuals of a 4:2:0 photo are what the online histograms are for."""
+    from gencodec.train.data import chroma_subsample
+
+    rgb = chroma_subsample(np.asarray(kodak_crop("kodim23", (200, 150, 328, 246))), "nearest")  # 128 x 96
+    planes = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+    stream, with_hist, remap = codec.encode_planes(planes, 3, hist=True)
+    _, without, _ = codec.encode_planes(planes, 3, hist=False)
+    assert with_hist < 0.995 * without
+    noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)  # nothing to learn:
+    assert codec.encode_planes(noise, 3, hist=True)[1] <= 1.002 * codec.encode_planes(noise, 3, hist=False)[1]
+    unpacked = unpack_remap(remap, 3, codec.model.cfg.n_scales, MAX_BIAS * codec.model.cfg.mean_steps) if remap else None
+    assert np.array_equal(codec.decode_planes(stream, 96, 128, 3, remap=unpacked, hist=True), planes)
+
+
+def test_integer_log_table_is_pinned():
+    """The histograms' weight choice counts bits with this table; a changed entry would change files."""
+    import hashlib
+
+    from gencodec.codecs.image_lossless import _log_table
+
+    lut = _log_table()
+    assert lut[0] == 1 and lut[-1] == 1024 and np.all(np.diff(lut) >= 0)
+    assert hashlib.sha256(lut.astype("<i8").tobytes()).hexdigest()[:16] == "6baae5e9b5377ec2"
+
+
+def test_unknown_adaptation_is_refused(kodak_crop):
+    import dataclasses
+
+    from gencodec import container
+    from gencodec.errors import CorruptFileError
+
+    header, payload = container.unpack(gencodec.compress(kodak_crop().crop((0, 0, 12, 8)), codec="pixelcnn"))
+    forged = container.pack(dataclasses.replace(header, params={**header.params, "hist": 2}), payload)
+    with pytest.raises(CorruptFileError, match="hist=2"):
+        gencodec.decompress(forged)
 
 
 def test_causal_pad_rule():

@@ -18,7 +18,9 @@ as R = G = B). RGBA and LA code the colour through the model and the alpha plane
 Adaptation: before coding, the encoder maps each (channel, predicted scale index) group to the
 scale index and mean offset that fit this image best (:func:`choose_remap`, a two-pass integer
 recalibration stored in the payload when it saves more than it costs); the decoder applies the
-same integer maps, so exactness is untouched.
+same integer maps, so exactness is untouched. Then, while coding, per-image histograms of the
+residuals are mixed into the tables (:class:`OnlineHistograms`, header param ``hist``): both sides
+count the symbols already coded, in rounds of wavefronts, with integers only.
 
 Payload (model path): u32 LE length of the stream | range-coded stream | u16 LE length of the
 remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets (in 1/D levels, |.| <= 3 D) + 128 as uint8) | alpha PNG (if any).
@@ -41,7 +43,7 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "pixelcnn.s
 #: earlier shipped models, kept so that files they wrote still decode: pixelcnn-<model id>.safetensors
 ARCHIVE = DEFAULT_MODEL.parent / "archive"
 FALLBACK_MODES = {"1", "P", "I;16"}
-CHUNK_SYMBOLS = 1 << 12  # symbols per range-coder call in the encoder (tables stay in cache)
+CDF_TOTAL = 1 << 16  # every model table sums to this (models.pixelcnn.CDF_TOTAL)
 
 
 def wavefront_order(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +118,7 @@ class PixelCNNCodec(Codec):
         planes, n_coded, alpha = _planes(img)
         stream, ideal, remap = self.encode_planes(planes, n_coded)
         payload = struct.pack("<I", len(stream)) + stream + struct.pack("<H", len(remap)) + remap
-        out_params: dict[str, Any] = {"coding": "model"}
+        out_params: dict[str, Any] = {"coding": "model", "hist": HIST_VERSION}
         if alpha is not None:
             from PIL import Image
 
@@ -130,14 +132,16 @@ class PixelCNNCodec(Codec):
                  "model_ideal_bpsp": ideal / max(n_sub, 1)}
         return Encoded(payload, out_params, stats)
 
-    def encode_planes(self, planes: np.ndarray, n_coded: int, adapt: bool = True) -> tuple[bytes, float, bytes]:
+    def encode_planes(self, planes: np.ndarray, n_coded: int, adapt: bool = True,
+                      hist: bool | None = None) -> tuple[bytes, float, bytes]:
         """planes (3, H, W) uint8 -> (range-coded stream, ideal bits, packed scale remap or b"").
 
         Channels >= n_coded are not coded. With ``adapt`` the per-image scale remap
-        (:func:`choose_remap`) is applied when it saves more than it costs to store.
+        (:func:`choose_remap`) is applied when it saves more than it costs to store. ``hist``
+        (default: ``adapt``) mixes the online histograms (:class:`OnlineHistograms`) into the tables;
+        the decoder must be told the same (header param ``hist``).
         """
         from ..coding import RangeEncoder
-        from ..models.pixelcnn import CDF_TOTAL
 
         m = self.model
         _, h, w = planes.shape
@@ -152,25 +156,28 @@ class PixelCNNCodec(Codec):
                 idx = remap[chan, idx]
             else:
                 packed = b""
+        hist = OnlineHistograms(m.cfg, n_coded) if (adapt if hist is None else hist) else None
         order, counts = wavefront_order(h, w, m.cfg.reach_right + 1)
         t_of = np.repeat(np.arange(counts.size), counts)  # wavefront of each pixel in `order`
         enc = RangeEncoder()
         sym_planes = planes[:n_coded].reshape(n_coded, -1)
         mean, idx = mean.reshape(n_coded, -1), idx.reshape(n_coded, -1)
-        per_chunk = max(1, CHUNK_SYMBOLS // n_coded)
         start = 0
-        while start < order.size:
-            stop = min(order.size, start + per_chunk)
-            if stop < order.size:  # end the chunk on a wavefront boundary
-                stop = int(np.searchsorted(t_of, t_of[stop - 1], side="right"))
+        while start < order.size:  # one chunk per round of wavefronts (the histograms' update period)
+            stop = int(np.searchsorted(t_of, (t_of[start] // HIST_ROUND + 1) * HIST_ROUND, side="left"))
             pix, tt = order[start:stop], t_of[start:stop]
             # (t, c, y) order: key t * n_coded + c, stable over the row order inside a wavefront
             keys = (tt[None, :] * n_coded + np.arange(n_coded)[:, None]).ravel()  # (n_coded * P,)
             sub = np.argsort(keys, kind="stable")
             chan = np.repeat(np.arange(n_coded), pix.size)[sub]
             flat = np.tile(pix, n_coded)[sub]
-            freqs = m.dist.freqs(mean[chan, flat], idx[chan, flat])
-            enc.encode(sym_planes[chan, flat].astype(np.int64), freqs, validate=False, total=CDF_TOTAL)
+            md, s_idx, sym = mean[chan, flat], idx[chan, flat], sym_planes[chan, flat].astype(np.int64)
+            freqs = m.dist.freqs(md, s_idx)
+            if hist is not None:
+                hist.mix(freqs, chan, md, s_idx)
+                hist.add(chan, sym, freqs)
+                hist.update()
+            enc.encode(sym, freqs, validate=False, total=None if hist is not None else CDF_TOTAL)
             start = stop
         return enc.finish(), enc.ideal_bits, packed
 
@@ -207,7 +214,10 @@ class PixelCNNCodec(Codec):
         n_coded = 1 if mode in ("L", "LA") else 3
         cfg = self.model.cfg
         remap = unpack_remap(packed, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps) if n_remap else None
-        planes = self.decode_planes(stream, h, w, n_coded, remap=remap)
+        hist = header.params.get("hist")
+        if hist not in (None, HIST_VERSION):
+            raise CorruptFileError(f"pixelcnn: unknown adaptation hist={hist!r} (written by a newer gencodec?)")
+        planes = self.decode_planes(stream, h, w, n_coded, remap=remap, hist=hist is not None)
         colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
         if mode in ("LA", "RGBA"):
             if header.params.get("alpha") != "png":
@@ -221,11 +231,12 @@ class PixelCNNCodec(Codec):
         return colour
 
     def decode_planes(self, stream: bytes, h: int, w: int, n_coded: int,
-                      remap: tuple[np.ndarray, np.ndarray] | None = None,
+                      remap: tuple[np.ndarray, np.ndarray] | None = None, hist: bool = False,
                       record: np.ndarray | None = None) -> np.ndarray:
         """Wavefront decoder: stream -> planes (3, H, W) uint8 (channels >= n_coded copy channel 0).
 
         remap: (scale remap, mean offsets), each (n_coded, n_scales), written by the encoder, or None.
+        hist: mix the online histograms into the tables (as the encoder did with ``adapt``).
         record: optional int64 array (2, n_coded, H, W) that receives the (mean, scale index) used
         for every subpixel (for tests comparing against the encoder's parallel tables).
         """
@@ -241,9 +252,12 @@ class PixelCNNCodec(Codec):
         dy = np.array([o[0] for o in cfg.offsets]) + top
         dx = np.array([o[1] for o in cfg.offsets]) + left
         dec = RangeDecoder(stream)
+        counts = OnlineHistograms(cfg, n_coded) if hist else None
         n_steps = step * (h - 1) + w if h and w else 0
         with exact_mode():
             for t in range(n_steps):
+                if counts is not None and t % HIST_ROUND == 0:  # a new round: count the last one
+                    counts.update()
                 y_lo = max(0, -(-(t - w + 1) // step))
                 ys = np.arange(y_lo, min(h - 1, t // step) + 1)
                 xs = t - step * ys
@@ -265,7 +279,14 @@ class PixelCNNCodec(Codec):
                     if remap is not None:
                         mean = np.clip(mean + remap[1][c, idx], 0, 255 * cfg.mean_steps)
                         idx = remap[0][c, idx]
-                    sym = dec.decode(m.dist.freqs(mean, idx), validate=False)
+                    freqs = m.dist.freqs(mean, idx)
+                    if counts is not None:
+                        chan = np.full(ys.size, c)
+                        counts.mix(freqs, chan, mean, idx)
+                        sym = dec.decode(freqs, validate=False)
+                        counts.add(chan, sym, freqs)
+                    else:
+                        sym = dec.decode(freqs, validate=False)
                     padded[c, ys + top, xs + left] = sym
                     resid[:, c] = sym - p[:, c]
                 if n_coded == 1:
@@ -282,6 +303,106 @@ class PixelCNNCodec(Codec):
 
 
 MAX_BIAS = 3  # the per-image adaptation may move a group's means by up to this many levels
+
+HIST_VERSION = 1  # header param "hist": the online histograms below, with these constants
+HIST_ROUND = 8  # wavefronts per round: counts and costs are updated between rounds
+HIST_WINDOW = 32  # symbols around the mean that get histogram counts
+HIST_WEIGHTS = (0, 32, 128, 512)  # candidate weights of a count (model rows sum to 2**16)
+LOG_BITS = 10  # integer code lengths in 1/1024 bit
+
+
+def _log_table() -> np.ndarray:
+    """LUT[i] = round(1024 log2(1 + (i + 1/2) / 1024)), i < 1024: the same integers on every machine."""
+    from ..exact.detmath import CTX, D, det_round
+
+    n = 1 << LOG_BITS
+    i = np.arange(n, dtype=np.float64)
+    ln2 = CTX.ln(D(2))
+    return det_round(n * np.log2(1 + (i + 0.5) / n),
+                     lambda idx: [CTX.divide(CTX.multiply(D(n), CTX.ln(CTX.add(1, CTX.divide(D(k) + D("0.5"), D(n))))), ln2)
+                                  for k in idx])
+
+
+class OnlineHistograms:
+    """Per-image residual histograms mixed into the model's tables, identically on both sides.
+
+    Counts are kept per group (channel, scale index, md mod D) over the residual k = D x - md (the
+    symbol's offset from the mean in 1/D levels). A symbol's table is the model's row (2**16 in all)
+    plus w times its group's counts on the HIST_WINDOW symbols around the mean: the image's own
+    statistics take over where it has many -- e.g. the spiky colour residuals of 4:2:0 photos, which a
+    logistic fits poorly. The weight w is chosen per channel among HIST_WEIGHTS (0: the model alone)
+    as the one that would have coded that channel's symbols so far in the fewest bits, counted with
+    an integer log2 (``_log_table``). Counts and costs are integers, updated only between rounds of
+    HIST_ROUND wavefronts with every symbol of the round, so the encoder (chunk by round) and the
+    decoder (wavefront by wavefront) see the same numbers; table entries stay far below 2**53.
+    """
+
+    _lut: np.ndarray | None = None
+
+    def __init__(self, cfg, n_coded: int):
+        self.d, self.n_scales, self.n_coded = cfg.mean_steps, cfg.n_scales, n_coded
+        self.n_k = 510 * self.d + 1
+        self.counts = np.zeros(n_coded * self.n_scales * self.d * self.n_k, np.int64)
+        self.cost = np.zeros((n_coded, len(HIST_WEIGHTS)), np.int64)
+        self._weights = np.array(HIST_WEIGHTS, np.float64)
+        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._j = np.arange(HIST_WINDOW)
+        self._dj = self.d * self._j
+        self._last = None
+        if OnlineHistograms._lut is None:
+            OnlineHistograms._lut = _log_table()
+
+    def _log(self, v: np.ndarray) -> np.ndarray:
+        """1024 log2(v) for integers 1 <= v < 2**53 (float64), as int64 (frexp and the LUT are exact)."""
+        m, e = np.frexp(v)  # v = m 2**e, m in [1/2, 1)
+        i = np.floor((m - 0.5) * (2 << LOG_BITS)).astype(np.int64)
+        return (e.astype(np.int64) - 1) * (1 << LOG_BITS) + self._lut[i]
+
+    def _group_base(self, chan, md, idx):
+        """Index of residual index 0 (k = -255 D) in the counts of each symbol's group."""
+        return ((chan * self.n_scales + idx) * self.d + md % self.d) * self.n_k
+
+    def weight(self) -> np.ndarray:
+        """(n_coded,) the weight each channel uses this round."""
+        return self._weights[np.argmin(self.cost, axis=1)]  # ties: the smaller weight
+
+    def mix(self, freqs: np.ndarray, chan, md, idx) -> None:
+        """freqs (N, 256) float64 model rows for symbols with (chan, md, idx) -> add w x counts, in place.
+
+        Call :meth:`add` next with the same symbols (it reuses this call's window)."""
+        x0 = np.clip(md // self.d - (HIST_WINDOW // 2 - 1), 0, 256 - HIST_WINDOW)  # window x0 .. x0 + W - 1
+        base = self._group_base(chan, md, idx) + 255 * self.d - md
+        h = self.counts.take((base + self.d * x0)[:, None] + self._dj).astype(np.float64)  # (N, W)
+        w = self.weight()[chan]
+        n = freqs.shape[0]
+        if n and w.any():
+            flat = (np.arange(0, n * 256, 256) + x0)[:, None] + self._j  # (N, W) into freqs.ravel()
+            view = freqs.reshape(-1)
+            view[flat] += w[:, None] * h
+        self._last = (base, x0, h, w)
+
+    def add(self, chan, sym, freqs: np.ndarray) -> None:
+        """The symbols just coded under the tables :meth:`mix` made (``freqs``): counted at the next :meth:`update`."""
+        base, x0, h, w = self._last
+        sym = np.asarray(sym, np.int64)
+        n = sym.size
+        rel = sym - x0
+        inside = (rel >= 0) & (rel < HIST_WINDOW)
+        h_sym = np.where(inside, h[np.arange(n), np.clip(rel, 0, HIST_WINDOW - 1)], 0)
+        f_model = freqs[np.arange(n), sym] - w * h_sym  # the model's own frequency of the symbol
+        self._pending.append((base + self.d * sym, np.broadcast_to(chan, (n,)), h.sum(axis=1), h_sym, f_model))
+
+    def update(self) -> None:
+        """End of a round: count its symbols, and charge each weight what it would have cost."""
+        if not self._pending:
+            return
+        keys, chan, h_sum, h_sym, f_model = (np.concatenate(a) for a in zip(*self._pending))
+        self._pending = []
+        self.counts += np.bincount(keys, minlength=self.counts.size)
+        ws = self._weights[None, :]
+        bits = self._log(CDF_TOTAL + ws * h_sum[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
+        for k in range(len(HIST_WEIGHTS)):  # sums of integers below 2**53: exact in float64, in any order
+            self.cost[:, k] += np.bincount(chan, weights=bits[:, k], minlength=self.n_coded).astype(np.int64)
 
 
 def choose_remap(dist, symbols: np.ndarray, mean: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
