@@ -45,6 +45,7 @@ class CompressReport:
     n_subpixels: int | None  # images: width x height x channels
     seconds: float
     stats: dict[str, Any] = field(default_factory=dict)  # e.g. ideal_bits from a model
+    payload_bytes: int | None = None  # the codec's payload inside the frame (the rest is header and chunk framing)
 
     @property
     def n_bytes_out(self) -> int:
@@ -140,7 +141,7 @@ def compress_report(
     blob = container.pack(header, enc.payload)
     n_in = len(raw) if raw is not None else _raw_pixel_bytes(img)
     n_sub = imageio.n_subpixels(img) if header.kind == "image" else None
-    return CompressReport(blob, header, n_in, n_sub, time.perf_counter() - t0, dict(enc.stats))
+    return CompressReport(blob, header, n_in, n_sub, time.perf_counter() - t0, dict(enc.stats), len(enc.payload))
 
 
 def compress(data: Any, codec: str = "auto", *, name: str | None = None, as_image: bool | None = None, **params: Any) -> bytes:

@@ -237,7 +237,6 @@ def _load_original(path: Path):
 def measure(path: Path, finfo: dict[str, Any], codec: str, params: dict[str, Any], probe: PeakRSS,
             want_ms_ssim: bool = True, original: Any = None) -> dict[str, Any]:
     """One codec on one file: sizes, verified round trip, distortion (lossy), costs."""
-    from .. import container
     from ..api import compress_report, decompress
 
     kind = get_entry(codec).kind
@@ -270,14 +269,13 @@ def measure(path: Path, finfo: dict[str, Any], codec: str, params: dict[str, Any
         row.update(status="failed", reason=f"decode: {type(e).__name__}: {e}")
         return row
 
-    _, payload = container.unpack(rep.blob)
-    n_out = len(rep.blob)
+    n_out, n_payload = len(rep.blob), rep.payload_bytes
     row.update(
         status="ok",
         n_bytes_in=finfo["n_bytes"],
         n_bytes_out=n_out,
-        payload_bytes=len(payload),
-        header_bytes=n_out - len(payload),
+        payload_bytes=n_payload,
+        header_bytes=n_out - n_payload,
         bits_per_byte=metrics.bits_per_byte(n_out, finfo["n_bytes"]),
     )
     if finfo["kind"] == "image" and kind != "bytes":
@@ -291,7 +289,7 @@ def measure(path: Path, finfo: dict[str, Any], codec: str, params: dict[str, Any
     if ideal:
         row.update(
             ideal_bits=float(ideal),
-            coding_overhead_pct=metrics.overhead_pct(8 * len(payload), ideal),
+            coding_overhead_pct=metrics.overhead_pct(8 * n_payload, ideal),
             frame_overhead_pct=metrics.overhead_pct(8 * n_out, ideal),
         )
     extra = {k: v for k, v in rep.stats.items() if k != "ideal_bits" and isinstance(v, (int, float, str, bool))}
