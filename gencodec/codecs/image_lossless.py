@@ -281,10 +281,9 @@ class PixelCNNCodec(Codec):
                         idx = remap[0][c, idx]
                     freqs = m.dist.freqs(mean, idx)
                     if counts is not None:
-                        chan = np.full(ys.size, c)
-                        counts.mix(freqs, chan, mean, idx)
+                        counts.mix(freqs, c, mean, idx)
                         sym = dec.decode(freqs, validate=False)
-                        counts.add(chan, sym, freqs)
+                        counts.add(c, sym, freqs)
                     else:
                         sym = dec.decode(freqs, validate=False)
                     padded[c, ys + top, xs + left] = sym
@@ -309,6 +308,7 @@ HIST_ROUND = 8  # wavefronts per round: counts and costs are updated between rou
 HIST_WINDOW = 32  # symbols around the mean that get histogram counts
 HIST_WEIGHTS = (0, 32, 128, 512)  # candidate weights of a count (model rows sum to 2**16)
 LOG_BITS = 10  # integer code lengths in 1/1024 bit
+COST_EVERY = 4  # the weights are charged on every 4th symbol of a round (in coding order)
 
 
 def _log_table() -> np.ndarray:
@@ -342,12 +342,15 @@ class OnlineHistograms:
     def __init__(self, cfg, n_coded: int):
         self.d, self.n_scales, self.n_coded = cfg.mean_steps, cfg.n_scales, n_coded
         self.n_k = 510 * self.d + 1
-        self.counts = np.zeros(n_coded * self.n_scales * self.d * self.n_k, np.int64)
+        # float64 holding integers (exact below 2**53): gathered straight into the float64 tables
+        self.counts = np.zeros(n_coded * self.n_scales * self.d * self.n_k, np.float64)
         self.cost = np.zeros((n_coded, len(HIST_WEIGHTS)), np.int64)
         self._weights = np.array(HIST_WEIGHTS, np.float64)
-        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._w = np.zeros(n_coded)  # each channel's weight this round
+        self._pending: list[tuple] = []
         self._j = np.arange(HIST_WINDOW)
         self._dj = self.d * self._j
+        self._row0 = np.zeros(0, np.int64)  # 0, 256, 512, ...: row starts in a flattened table
         self._last = None
         if OnlineHistograms._lut is None:
             OnlineHistograms._lut = _log_table()
@@ -358,51 +361,59 @@ class OnlineHistograms:
         i = np.floor((m - 0.5) * (2 << LOG_BITS)).astype(np.int64)
         return (e.astype(np.int64) - 1) * (1 << LOG_BITS) + self._lut[i]
 
-    def _group_base(self, chan, md, idx):
-        """Index of residual index 0 (k = -255 D) in the counts of each symbol's group."""
-        return ((chan * self.n_scales + idx) * self.d + md % self.d) * self.n_k
-
     def weight(self) -> np.ndarray:
         """(n_coded,) the weight each channel uses this round."""
-        return self._weights[np.argmin(self.cost, axis=1)]  # ties: the smaller weight
+        return self._w.copy()
 
     def mix(self, freqs: np.ndarray, chan, md, idx) -> None:
-        """freqs (N, 256) float64 model rows for symbols with (chan, md, idx) -> add w x counts, in place.
+        """freqs (N, 256) float64 model rows of symbols with (chan, md, idx) -> add w x counts, in place.
 
-        Call :meth:`add` next with the same symbols (it reuses this call's window)."""
-        x0 = np.clip(md // self.d - (HIST_WINDOW // 2 - 1), 0, 256 - HIST_WINDOW)  # window x0 .. x0 + W - 1
-        base = self._group_base(chan, md, idx) + 255 * self.d - md
-        h = self.counts.take((base + self.d * x0)[:, None] + self._dj).astype(np.float64)  # (N, W)
-        w = self.weight()[chan]
-        n = freqs.shape[0]
-        if n and w.any():
-            flat = (np.arange(0, n * 256, 256) + x0)[:, None] + self._j  # (N, W) into freqs.ravel()
-            view = freqs.reshape(-1)
-            view[flat] += w[:, None] * h
-        self._last = (base, x0, h, w)
+        chan: one channel (int) or one per symbol. Call :meth:`add` next with the same symbols."""
+        d, n = self.d, freqs.shape[0]
+        md, idx = np.asarray(md, np.int64), np.asarray(idx, np.int64)  # int16 tables would overflow below
+        x0 = md // d - (HIST_WINDOW // 2 - 1)
+        np.clip(x0, 0, 256 - HIST_WINDOW, out=x0)  # the window: symbols x0 .. x0 + W - 1
+        # counts index of symbol x: group * n_k + d x - md + 255 d, group = (chan, idx, md mod d)
+        key0 = idx * (d * self.n_k) + (md % d) * self.n_k - md
+        key0 += chan * (self.n_scales * d * self.n_k) + 255 * d
+        w = self._w[chan]
+        if self._row0.size < n:
+            self._row0 = np.arange(0, 256 * max(n, 2 * self._row0.size), 256)
+        if n and np.any(w):
+            h = self.counts.take((key0 + d * x0)[:, None] + self._dj)  # (N, W)
+            flat = (self._row0[:n] + x0)[:, None] + self._j
+            freqs.reshape(-1)[flat] += (w[:, None] if np.ndim(w) else w) * h
+        self._last = (key0, x0, w)
 
     def add(self, chan, sym, freqs: np.ndarray) -> None:
-        """The symbols just coded under the tables :meth:`mix` made (``freqs``): counted at the next :meth:`update`."""
-        base, x0, h, w = self._last
+        """The symbols just coded under the tables :meth:`mix` made (``freqs``); counted, and charged to
+        each candidate weight, at the next :meth:`update` (the counts are still those of this round)."""
+        key0, x0, w = self._last
         sym = np.asarray(sym, np.int64)
-        n = sym.size
-        rel = sym - x0
-        inside = (rel >= 0) & (rel < HIST_WINDOW)
-        h_sym = np.where(inside, h[np.arange(n), np.clip(rel, 0, HIST_WINDOW - 1)], 0)
-        f_model = freqs[np.arange(n), sym] - w * h_sym  # the model's own frequency of the symbol
-        self._pending.append((base + self.d * sym, np.broadcast_to(chan, (n,)), h.sum(axis=1), h_sym, f_model))
+        f_sym = freqs.reshape(-1)[self._row0[: sym.size] + sym] if sym.size else np.zeros(0)
+        self._pending.append((key0, x0, sym, f_sym, np.broadcast_to(chan, sym.shape), np.broadcast_to(w, sym.shape)))
 
     def update(self) -> None:
-        """End of a round: count its symbols, and charge each weight what it would have cost."""
+        """End of a round: charge each weight what it would have cost on the round's symbols, then count them."""
         if not self._pending:
             return
-        keys, chan, h_sum, h_sym, f_model = (np.concatenate(a) for a in zip(*self._pending))
+        key0, x0, sym, f_sym, chan, w = (np.concatenate(a) for a in zip(*self._pending))
         self._pending = []
-        self.counts += np.bincount(keys, minlength=self.counts.size)
+        d = self.d
+        keys = key0 + d * sym
+        # charge the weights on every COST_EVERY-th symbol of the round (in coding order: the same on both sides)
+        key0, x0, sym, f_sym, chan, w = (a[::COST_EVERY] for a in (key0, x0, sym, f_sym, chan, w))
+        h = self.counts.take((key0 + d * x0)[:, None] + self._dj)  # (N, W): the counts the round used
+        rel = sym - x0
+        inside = (rel >= 0) & (rel < HIST_WINDOW)
+        h_sym = np.where(inside, h[np.arange(sym.size), np.clip(rel, 0, HIST_WINDOW - 1)], 0)
+        f_model = f_sym - w * h_sym  # the model's own frequency of each symbol
         ws = self._weights[None, :]
-        bits = self._log(CDF_TOTAL + ws * h_sum[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
+        bits = self._log(CDF_TOTAL + ws * h.sum(axis=1)[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
         for k in range(len(HIST_WEIGHTS)):  # sums of integers below 2**53: exact in float64, in any order
             self.cost[:, k] += np.bincount(chan, weights=bits[:, k], minlength=self.n_coded).astype(np.int64)
+        np.add.at(self.counts, keys, 1)
+        self._w = self._weights[np.argmin(self.cost, axis=1)]  # ties: the smaller weight
 
 
 def choose_remap(dist, symbols: np.ndarray, mean: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
