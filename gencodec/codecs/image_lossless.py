@@ -145,7 +145,7 @@ class PixelCNNCodec(Codec):
 
         m = self.model
         _, h, w = planes.shape
-        mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
+        mean, idx = m.tables_parallel(planes, n_coded, rows_per_chunk=8)  # (n_coded, H, W); cache-sized stripes
         packed = b""
         if adapt and h * w:
             remap, bias, gain_bits = choose_remap(m.dist, planes[:n_coded], mean, idx)
@@ -173,11 +173,12 @@ class PixelCNNCodec(Codec):
             flat = np.tile(pix, n_coded)[sub]
             md, s_idx, sym = mean[chan, flat], idx[chan, flat], sym_planes[chan, flat].astype(np.int64)
             freqs = m.dist.freqs(md, s_idx)
+            total = CDF_TOTAL
             if hist is not None:
-                hist.mix(freqs, chan, md, s_idx)
+                total = hist.mix(freqs, chan, md, s_idx, totals=True)
                 hist.add(chan, sym, freqs)
                 hist.update()
-            enc.encode(sym, freqs, validate=False, total=None if hist is not None else CDF_TOTAL)
+            enc.encode(sym, freqs, validate=False, total=total)
             start = stop
         return enc.finish(), enc.ideal_bits, packed
 
@@ -365,8 +366,9 @@ class OnlineHistograms:
         """(n_coded,) the weight each channel uses this round."""
         return self._w.copy()
 
-    def mix(self, freqs: np.ndarray, chan, md, idx) -> None:
-        """freqs (N, 256) float64 model rows of symbols with (chan, md, idx) -> add w x counts, in place.
+    def mix(self, freqs: np.ndarray, chan, md, idx, totals: bool = False) -> np.ndarray | None:
+        """freqs (N, 256) float64 model rows of symbols with (chan, md, idx) -> add w x counts, in place;
+        with ``totals``, returns the rows' sums (N,) float64.
 
         chan: one channel (int) or one per symbol. Call :meth:`add` next with the same symbols."""
         d, n = self.d, freqs.shape[0]
@@ -379,11 +381,15 @@ class OnlineHistograms:
         w = self._w[chan]
         if self._row0.size < n:
             self._row0 = np.arange(0, 256 * max(n, 2 * self._row0.size), 256)
-        if n and np.any(w):
+        total = np.full(n, float(CDF_TOTAL)) if totals else None
+        if n and (w.any() if np.ndim(w) else w):
             h = self.counts.take((key0 + d * x0)[:, None] + self._dj)  # (N, W)
             flat = (self._row0[:n] + x0)[:, None] + self._j
             freqs.reshape(-1)[flat] += (w[:, None] if np.ndim(w) else w) * h
+            if totals:
+                total += w * h.sum(axis=1)
         self._last = (key0, x0, w)
+        return total
 
     def add(self, chan, sym, freqs: np.ndarray) -> None:
         """The symbols just coded under the tables :meth:`mix` made (``freqs``); counted, and charged to
@@ -391,14 +397,18 @@ class OnlineHistograms:
         key0, x0, w = self._last
         sym = np.asarray(sym, np.int64)
         f_sym = freqs.reshape(-1)[self._row0[: sym.size] + sym] if sym.size else np.zeros(0)
-        self._pending.append((key0, x0, sym, f_sym, np.broadcast_to(chan, sym.shape), np.broadcast_to(w, sym.shape)))
+        self._pending.append((key0, x0, sym, f_sym, chan, w))
 
     def update(self) -> None:
         """End of a round: charge each weight what it would have cost on the round's symbols, then count them."""
         if not self._pending:
             return
-        key0, x0, sym, f_sym, chan, w = (np.concatenate(a) for a in zip(*self._pending))
+        parts = list(zip(*self._pending))
         self._pending = []
+        sizes = [a.size for a in parts[2]]
+        key0, x0, sym, f_sym = (np.concatenate(a) for a in parts[:4])
+        # per-call channel and weight: one number (decoder) or one per symbol (encoder)
+        chan, w = (np.concatenate([np.broadcast_to(v, (k,)) for v, k in zip(vals, sizes)]) for vals in parts[4:])
         d = self.d
         keys = key0 + d * sym
         # charge the weights on every COST_EVERY-th symbol of the round (in coding order: the same on both sides)

@@ -93,9 +93,12 @@ def ideal_bits(symbols: np.ndarray, freqs: np.ndarray) -> float:
     return _ideal_bits(sym, table) if sym.size else 0.0
 
 
-def _ideal_bits(sym: np.ndarray, table: np.ndarray, total: int | None = None) -> float:
-    """-sum log2 p for checked symbols (N,) under checked float64 tables (N, K) (rows summing to total)."""
+def _ideal_bits(sym: np.ndarray, table: np.ndarray, total: int | np.ndarray | None = None) -> float:
+    """-sum log2 p for checked symbols (N,) under checked float64 tables (N, K) (rows summing to
+    ``total``: one number for all rows, or one per row)."""
     chosen = table[np.arange(sym.size), sym]
+    if isinstance(total, np.ndarray):
+        return float(np.sum(np.log2(total)) - np.sum(np.log2(chosen)))
     if total is not None:
         return float(sym.size * np.log2(total) - np.sum(np.log2(chosen)))
     return float(np.sum(np.log2(table.sum(axis=1)) - np.log2(chosen)))
@@ -114,13 +117,14 @@ class RangeEncoder:
         self.n_symbols = 0
         self._finished = False
 
-    def encode(self, symbols: np.ndarray, freqs: np.ndarray, validate: bool = True, total: int | None = None) -> None:
+    def encode(self, symbols: np.ndarray, freqs: np.ndarray, validate: bool = True,
+               total: int | np.ndarray | None = None) -> None:
         """Encode ``symbols`` (N,) ints in [0, K), symbol i under table ``freqs[i]`` (N, K).
 
         validate=False skips the integer/positivity scan (about 0.7 µs per 256-entry row); use it
         only for float64 tables from gencodec.exact's builders, which hold integers >= 1 by
-        construction. ``total``: with validate=False, the sum every row is known to have (spares
-        summing the rows for ``ideal_bits``).
+        construction. ``total``: with validate=False, the sum every row is known to have, or an (N,)
+        array of each row's sum (spares summing the rows for ``ideal_bits``).
         """
         if self._finished:
             raise RuntimeError("encoder already finished")

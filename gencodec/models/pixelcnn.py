@@ -426,8 +426,7 @@ def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:
     """numpy twin of :func:`gencodec.exact.requantize` (round half to even, as torch.round)."""
     y = acc * np.float32(2.0**-shift)  # exact: a power of two
     np.rint(y, out=y)
-    np.maximum(y, fmt.lo, out=y)
-    return np.minimum(y, fmt.hi, out=y)
+    return np.clip(y, fmt.lo, fmt.hi, out=y)
 
 
 def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
