@@ -133,6 +133,10 @@ def test_ideal_bits_matches_definition():
     summed = RangeEncoder()
     summed.encode(s, g, validate=False)
     assert known.ideal_bits == pytest.approx(summed.ideal_bits) == pytest.approx(-np.log2(3 / 4) - np.log2(2 / 4) - np.log2(1 / 4))
+    per_row = RangeEncoder()  # one total per row (tables of different sums)
+    per_row.encode(s, f.astype(np.float64), validate=False, total=f.sum(axis=1).astype(np.float64))
+    assert per_row.ideal_bits == pytest.approx(expected)
+    assert per_row.finish() == enc.finish()
 
 
 @pytest.mark.parametrize(
