@@ -209,7 +209,7 @@ def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
     # header is a few bytes longer than a bytes header)
     if raw is not None:
         stored = Header(codec="stored", kind="bytes", checksum=container.checksum(raw), name=name, length=len(raw))
-        if len(container.pack(header, enc.payload)) >= len(container.pack(stored, raw)):
+        if container.frame_size(header, len(enc.payload)) >= container.frame_size(stored, len(raw)):
             return _auto_bytes(raw, name, params)
     return header, enc
 

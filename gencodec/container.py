@@ -118,6 +118,12 @@ def pack(header: Header, payload: bytes, chunk_size: int = CHUNK_SIZE) -> bytes:
     return b"".join(parts)
 
 
+def frame_size(header: Header, payload_len: int, chunk_size: int = CHUNK_SIZE) -> int:
+    """``len(pack(header, payload))`` for a payload of ``payload_len`` bytes, without building the frame."""
+    n_chunks = -(-payload_len // chunk_size)
+    return len(MAGIC) + struct.calcsize("<BI") + len(encode_header(header)) + 4 + 8 * n_chunks + payload_len + 4
+
+
 # ---------------------------------------------------------------------------------------------
 # reading
 

@@ -233,7 +233,9 @@ def test_malformed_headers_with_valid_crc(body, message):
 )
 def test_round_trip_property(payload, name, params, chunk_size):
     header = bytes_header(len(payload), name=name, params=params)
-    assert container.unpack(container.pack(header, payload, chunk_size=chunk_size)) == (header, payload)
+    blob = container.pack(header, payload, chunk_size=chunk_size)
+    assert container.unpack(blob) == (header, payload)
+    assert container.frame_size(header, len(payload), chunk_size=chunk_size) == len(blob)
 
 
 # ---------------------------------------------------------------------------------------------
