@@ -362,10 +362,6 @@ class OnlineHistograms:
         i = np.floor((m - 0.5) * (2 << LOG_BITS)).astype(np.int64)
         return (e.astype(np.int64) - 1) * (1 << LOG_BITS) + self._lut[i]
 
-    def weight(self) -> np.ndarray:
-        """(n_coded,) the weight each channel uses this round."""
-        return self._w.copy()
-
     def mix(self, freqs: np.ndarray, chan, md, idx, totals: bool = False) -> np.ndarray | None:
         """freqs (N, 256) float64 model rows of symbols with (chan, md, idx) -> add w x counts, in place;
         with ``totals``, returns the rows' sums (N,) float64.
