@@ -404,7 +404,10 @@ class OnlineHistograms:
         sizes = [a.size for a in parts[2]]
         key0, x0, sym, f_sym = (np.concatenate(a) for a in parts[:4])
         # per-call channel and weight: one number (decoder) or one per symbol (encoder)
-        chan, w = (np.concatenate([np.broadcast_to(v, (k,)) for v, k in zip(vals, sizes)]) for vals in parts[4:])
+        if all(np.ndim(v) == 0 for v in parts[4]):  # the decoder: one channel per call
+            chan, w = np.repeat(np.array(parts[4], np.int64), sizes), np.repeat(np.array(parts[5], np.float64), sizes)
+        else:
+            chan, w = (np.concatenate([np.broadcast_to(v, (k,)) for v, k in zip(vals, sizes)]) for vals in parts[4:])
         d = self.d
         keys = key0 + d * sym
         # charge the weights on every COST_EVERY-th symbol of the round (in coding order: the same on both sides)

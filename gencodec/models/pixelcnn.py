@@ -422,11 +422,17 @@ class PixelCNN(nn.Module):
             )
 
 
+try:  # the clip ufunc itself, without np.clip's Python wrapper (called ~20,000 times per decode)
+    from numpy._core.umath import clip as _clip  # numpy >= 2
+except ImportError:
+    from numpy.core.umath import clip as _clip  # numpy 1.x
+
+
 def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:
     """numpy twin of :func:`gencodec.exact.requantize` (round half to even, as torch.round)."""
     y = acc * np.float32(2.0**-shift)  # exact: a power of two
     np.rint(y, out=y)
-    return np.clip(y, fmt.lo, fmt.hi, out=y)
+    return _clip(y, fmt.lo, fmt.hi, out=y)
 
 
 def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
