@@ -113,11 +113,16 @@ def test_chroma_augmentation_changes_only_some_crops_and_stays_seeded(folder):
 
 @pytest.mark.parametrize("how", ["triangle", "nearest"])
 @pytest.mark.parametrize("size", [(33, 21), (8, 8), (1, 1), (2, 5)])
-def test_torch_chroma_round_trip_equals_numpy(how, size):
-    rgb = photo_like(3, size)
-    rgb[::3] = np.random.default_rng(0).integers(0, 256, rgb[::3].shape)  # sharp colour edges too
-    got = chroma_subsample_torch(torch.from_numpy(rgb).double()[None], how)[0].numpy()
-    assert np.array_equal(got, chroma_subsample(rgb, how))
+def test_chroma_round_trip_of_a_batch_is_that_of_each_picture(how, size):
+    """The GPU sampler puts whole batches through the round trip at once; each picture must come out
+    as it does alone (odd sides, 1x1 included)."""
+    pics = [photo_like(3 + k, size) for k in range(3)]
+    pics[1][::3] = np.random.default_rng(0).integers(0, 256, pics[1][::3].shape)  # sharp colour edges too
+    batch = chroma_subsample_torch(torch.from_numpy(np.stack(pics)).double(), how).numpy()
+    assert batch.dtype == np.uint8
+    for got, pic in zip(batch, pics):
+        assert np.array_equal(got, chroma_subsample(pic, how))
+    assert not np.array_equal(batch[1], pics[1]) or size == (1, 1)  # the round trip does change a colour picture
 
 
 def _is_window(crop: np.ndarray, images, n: int) -> bool:

@@ -43,7 +43,6 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "pixelcnn.s
 #: earlier shipped models, kept so that files they wrote still decode: pixelcnn-<model id>.safetensors
 ARCHIVE = DEFAULT_MODEL.parent / "archive"
 FALLBACK_MODES = {"1", "P", "I;16"}
-CDF_TOTAL = 1 << 16  # every model table sums to this (models.pixelcnn.CDF_TOTAL)
 
 
 def wavefront_order(h: int, w: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,10 +141,11 @@ class PixelCNNCodec(Codec):
         the decoder must be told the same (header param ``hist``).
         """
         from ..coding import RangeEncoder
+        from ..models.pixelcnn import CDF_TOTAL
 
         m = self.model
         _, h, w = planes.shape
-        mean, idx = m.tables_parallel(planes, n_coded, rows_per_chunk=8)  # (n_coded, H, W); cache-sized stripes
+        mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
         packed = b""
         if adapt and h * w:
             remap, bias, gain_bits = choose_remap(m.dist, planes[:n_coded], mean, idx)
@@ -341,6 +341,9 @@ class OnlineHistograms:
     _lut: np.ndarray | None = None
 
     def __init__(self, cfg, n_coded: int):
+        from ..models.pixelcnn import CDF_TOTAL  # loaded with the model already
+
+        self.row_total = float(CDF_TOTAL)  # what every model row sums to
         self.d, self.n_scales, self.n_coded = cfg.mean_steps, cfg.n_scales, n_coded
         self.n_k = 510 * self.d + 1
         # float64 holding integers (exact below 2**53): gathered straight into the float64 tables
@@ -377,7 +380,7 @@ class OnlineHistograms:
         w = self._w[chan]
         if self._row0.size < n:
             self._row0 = np.arange(0, 256 * max(n, 2 * self._row0.size), 256)
-        total = np.full(n, float(CDF_TOTAL)) if totals else None
+        total = np.full(n, self.row_total) if totals else None
         if n and (w.any() if np.ndim(w) else w):
             h = self.counts.take((key0 + d * x0)[:, None] + self._dj)  # (N, W)
             flat = (self._row0[:n] + x0)[:, None] + self._j
@@ -418,7 +421,7 @@ class OnlineHistograms:
         h_sym = np.where(inside, h[np.arange(sym.size), np.clip(rel, 0, HIST_WINDOW - 1)], 0)
         f_model = f_sym - w * h_sym  # the model's own frequency of each symbol
         ws = self._weights[None, :]
-        bits = self._log(CDF_TOTAL + ws * h.sum(axis=1)[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
+        bits = self._log(self.row_total + ws * h.sum(axis=1)[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
         for k in range(len(HIST_WEIGHTS)):  # sums of integers below 2**53: exact in float64, in any order
             self.cost[:, k] += np.bincount(chan, weights=bits[:, k], minlength=self.n_coded).astype(np.int64)
         np.add.at(self.counts, keys, 1)

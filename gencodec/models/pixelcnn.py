@@ -200,11 +200,11 @@ def phase_features(ys, xs):
     (JPEG, camera pipelines, Photo CD); where a pixel sits in its 2x2 block tells how its colour was
     interpolated. Counted from the image's own origin (a crop at an odd offset shifts the grid).
     """
-    if isinstance(ys, np.ndarray) or isinstance(xs, np.ndarray) or not hasattr(ys, "shape"):
-        ys, xs = np.broadcast_arrays(np.asarray(ys, np.int64), np.asarray(xs, np.int64))
-        return np.stack([ys % 2, xs % 2], axis=-1) * (2 * PHASE_AMP) - PHASE_AMP
-    ys, xs = torch.broadcast_tensors(ys, xs)
-    return torch.stack([ys % 2, xs % 2], dim=-1) * (2 * PHASE_AMP) - PHASE_AMP
+    if isinstance(ys, torch.Tensor):
+        ys, xs = torch.broadcast_tensors(ys, xs)
+        return torch.stack([ys % 2, xs % 2], dim=-1) * (2 * PHASE_AMP) - PHASE_AMP
+    ys, xs = np.broadcast_arrays(np.asarray(ys, np.int64), np.asarray(xs, np.int64))
+    return np.stack([ys % 2, xs % 2], axis=-1) * (2 * PHASE_AMP) - PHASE_AMP
 
 COLOUR_PAIRS = ((1, 0), (2, 0), (2, 1))  # (channel c, earlier channel k) of the colour predictions
 
@@ -505,11 +505,12 @@ class ExactPixelCNN:
         idx = np.minimum(np.maximum(o[:, 1], 0), self.cfg.n_scales - 1)
         return mean, idx
 
-    def tables_parallel(self, img: np.ndarray, n_coded: int = 3, rows_per_chunk: int = 64):
+    def tables_parallel(self, img: np.ndarray, n_coded: int = 3, rows_per_chunk: int = 8):
         """Encoder's one pass: img (3, H, W) uint8 -> mean, scale_idx (n_coded, H, W) int16.
 
         Uses the true pixels of earlier channels (they are known to the encoder), in stripes of
-        ``rows_per_chunk`` rows to bound memory.
+        ``rows_per_chunk`` rows: bounded memory, and activations that stay in cache (8 rows of a
+        768-wide image take about a quarter less time than 64).
         """
         cfg = self.cfg
         _, h, w = img.shape

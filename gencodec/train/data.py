@@ -112,6 +112,13 @@ def load_folder(root: str | Path, downscale: int = 2, val_glob: str | None = Non
     return out
 
 
+def pick_weights(images: list[TrainImage]) -> np.ndarray:
+    """Probability of drawing each image: its area, capped at 4x the median (one huge image must not dominate)."""
+    areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
+    areas = np.minimum(areas, 4 * np.median(areas))
+    return areas / areas.sum()
+
+
 class CropSampler:
     """Random crops, a pure function of (seed, step): resuming at step k gives the same batches.
 
@@ -126,9 +133,7 @@ class CropSampler:
         self.crop = crop
         self.seed = seed
         self.chroma420 = chroma420
-        areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
-        areas = np.minimum(areas, 4 * np.median(areas))  # one huge image must not dominate
-        self.p = areas / areas.sum()
+        self.p = pick_weights(images)
 
     def batch(self, step: int, batch_size: int) -> np.ndarray:
         """-> (B, 3, crop, crop) uint8."""
@@ -167,35 +172,9 @@ def chroma_subsample(rgb: np.ndarray, upsample: str = "triangle") -> np.ndarray:
     teaches the model the strong colour structure they leave (the RGB planes carry much less than
     three planes' worth of information).
     """
-    x = rgb.astype(np.float64)
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    y = np.clip(np.rint(0.299 * r + 0.587 * g + 0.114 * b), 0, 255)
-    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
-    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
-    h, w = y.shape
-    he, we = h + h % 2, w + w % 2
-    chroma = []
-    for c in (cb, cr):
-        c = np.pad(c, ((0, he - h), (0, we - w)), mode="edge")
-        small = np.clip(np.rint(c.reshape(he // 2, 2, we // 2, 2).mean(axis=(1, 3))), 0, 255)
-        chroma.append(_upsample2(small, upsample)[:h, :w])
-    cb, cr = chroma
-    out = np.stack([y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128),
-                    y + 1.772 * (cb - 128)], axis=-1)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    import torch
 
-
-def _upsample2(c: np.ndarray, how: str) -> np.ndarray:
-    if how == "nearest":
-        return np.repeat(np.repeat(c, 2, axis=0), 2, axis=1)
-    if how != "triangle":
-        raise ValueError(f"unknown upsampling {how!r}")
-    for axis in (0, 1):
-        prev = np.concatenate([np.take(c, [0], axis), np.take(c, np.arange(c.shape[axis] - 1), axis)], axis)
-        nxt = np.concatenate([np.take(c, np.arange(1, c.shape[axis]), axis), np.take(c, [-1], axis)], axis)
-        even, odd = 0.75 * c + 0.25 * prev, 0.75 * c + 0.25 * nxt
-        c = np.stack([even, odd], axis=axis + 1).reshape(*c.shape[:axis], 2 * c.shape[axis], *c.shape[axis + 1:])
-    return c
+    return chroma_subsample_torch(torch.from_numpy(np.asarray(rgb).astype(np.float64)), upsample).numpy()
 
 
 class TorchCropSampler:
@@ -219,9 +198,7 @@ class TorchCropSampler:
         self.offset = torch.tensor(np.cumsum([0] + sizes[:-1]), dtype=torch.int64, device=self.device)
         self.h = torch.tensor([i.pixels.shape[0] for i in images], dtype=torch.int64, device=self.device)
         self.w = torch.tensor([i.pixels.shape[1] for i in images], dtype=torch.int64, device=self.device)
-        areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
-        areas = np.minimum(areas, 4 * np.median(areas))
-        self.p = torch.tensor(areas / areas.sum(), device=self.device)
+        self.p = torch.tensor(pick_weights(images), device=self.device)
 
     def batch(self, step: int, batch_size: int):
         """-> (B, 3, crop, crop) uint8 tensor on the device."""
@@ -259,7 +236,8 @@ class TorchCropSampler:
 
 
 def chroma_subsample_torch(rgb, upsample: str = "triangle"):
-    """:func:`chroma_subsample` for a float64 tensor (..., H, W, 3) of pixel values -> uint8, same arithmetic."""
+    """:func:`chroma_subsample` on a float64 tensor (..., H, W, 3) of pixel values -> uint8 tensor, any
+    leading (batch) dimensions, on any device (the one implementation of the round trip)."""
     import torch
 
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
