@@ -1,0 +1,53 @@
+"""Encode/decode time of pixelcnn configurations on one image, with untrained weights (speed only).
+
+    OMP_NUM_THREADS=1 python benchmarks/decode_speed.py IMAGE [--hidden 160 224] [--size 768x512]
+
+Sizes a trunk before training it: the time depends on the architecture, not on the weights. The
+image is cropped to --size (top-left); each config is timed once after a warm-up on a small crop.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gencodec.codecs.image_lossless import DEFAULT_MODEL, MAX_BIAS, PixelCNNCodec, unpack_remap
+from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("image", type=Path)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[160])
+    ap.add_argument("--size", default="768x512")
+    args = ap.parse_args()
+    w, h = (int(v) for v in args.size.split("x"))
+    planes = np.ascontiguousarray(np.asarray(Image.open(args.image).convert("RGB"))[:h, :w].transpose(2, 0, 1))
+    _, h, w = planes.shape
+    base = ExactPixelCNN.load(DEFAULT_MODEL).cfg
+    with tempfile.TemporaryDirectory() as tmp:
+        for hidden in args.hidden:
+            torch.manual_seed(0)
+            path = Path(tmp) / f"h{hidden}.safetensors"
+            PixelCNN(replace(base, hidden=hidden)).export().save(path)
+            codec = PixelCNNCodec(model=path)
+            codec.encode_planes(planes[:, :16, :16], 3)  # warm-up
+            t0 = time.perf_counter()
+            stream, _, remap = codec.encode_planes(planes, 3)
+            t1 = time.perf_counter()
+            maps = unpack_remap(remap, 3, base.n_scales, MAX_BIAS * base.mean_steps) if remap else None
+            out = codec.decode_planes(stream, h, w, 3, remap=maps, hist=True)
+            t2 = time.perf_counter()
+            assert np.array_equal(out, planes)
+            print(f"hidden {hidden}: {w}x{h}, encode {t1 - t0:.2f} s, decode {t2 - t1:.2f} s, "
+                  f"torch threads {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
