@@ -7,6 +7,7 @@ imported inside the command, so ``gencodec --help`` stays fast.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -43,10 +44,11 @@ MODELS = ("pixelcnn",)
                    "finish a model trained in float elsewhere).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from a checkpoint (best.pt/last.pt of a run with the same config) or an exported model\n"
-                   "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors); --config may switch on\n"
-                   "colour_preds and mean_frac_bits, which are added to the starting model.")
+                   "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors), whose config --config then\n"
+                   "changes: it may switch on colour_preds, mean_frac_bits and phase_inputs, and refine the grids\n"
+                   "(act_frac_bits, w_frac_bits, w_max, out_w_frac_bits, mean_frac_bits, n_scales).")
 @click.option("--config", "config_json", default=None, metavar="JSON",
-              help='Model config fields to change, as a JSON object, e.g. \'{"hidden": 128, "rows_up": 3}\' '
+              help='Model config fields to change (from the defaults, or from --init-from\'s), as a JSON object, e.g. \'{"hidden": 128, "rows_up": 3}\' '
                    "(see PixelCNNConfig; saved in the model file, so the codec rebuilds it).")
 @click.option("--device", default="cpu", show_default=True,
               help="Where training runs (cpu, cuda, cuda:1); export is always on the CPU.")
@@ -55,7 +57,7 @@ def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, s
           qat_fraction, init_from, config_json, device, quiet):
     """Train MODEL on the images in --data and export the exact model to --out."""
     try:
-        from gencodec.train.pixelcnn import recipe_from_options, train_pixelcnn
+        from gencodec.train.pixelcnn import config_of, recipe_from_options, train_pixelcnn
     except ImportError as e:  # pragma: no cover - torch missing
         raise Failure(f"training needs torch: {e}") from None
     from gencodec.models.pixelcnn import PixelCNNConfig
@@ -64,7 +66,8 @@ def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, s
         overrides = json.loads(config_json) if config_json else {}
         if not isinstance(overrides, dict):
             raise ValueError("it must be a JSON object")
-        config = PixelCNNConfig.from_dict({**PixelCNNConfig().__dict__, **overrides})
+        base = (config_of(init_from) if init_from else None) or PixelCNNConfig()  # changes apply to the start
+        config = PixelCNNConfig.from_dict({**asdict(base), **overrides})
         config.validate()
     except (ValueError, TypeError, GencodecError) as e:
         raise click.BadParameter(str(e), param_hint="--config") from None

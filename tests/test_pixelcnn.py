@@ -360,21 +360,31 @@ def test_phase_inputs_feed_the_trunk(phase_codec):
     assert np.array_equal(inner[:, :, :2], inner[:, :, 2:])  # ... and nothing else does here
 
 
-def test_half_level_means_extend_the_whole_level_tables():
-    """With mean_frac_bits=1 the rows of even md (whole means) are exactly the D=1 rows, the odd ones
-    lie between, and every row is a valid table."""
+def _all_rows(dist):
+    s, md = np.meshgrid(np.arange(dist.cfg.n_scales), np.arange(dist.n_means), indexing="ij")
+    return dist.freqs(md.ravel(), s.ravel()).reshape(dist.cfg.n_scales, dist.n_means, 256)
+
+
+@pytest.mark.parametrize("coarse", [0, 1])
+def test_finer_means_extend_the_coarser_tables(coarse):
+    """With one more mean_frac_bit the tables of even md are exactly the coarser tables, the odd ones
+    lie between, and every table is valid (entries >= 1, sum 2**16); ``prob_freq`` reads the same
+    entries one symbol at a time."""
     from gencodec.models.pixelcnn import DiscretizedLogistic
 
-    whole = DiscretizedLogistic(PixelCNNConfig())
-    half = DiscretizedLogistic(PixelCNNConfig(mean_frac_bits=1))
-    assert half.cdf.shape == (64, 1023) and half.n_means == 511
-    assert np.array_equal(half.cdf[:, ::2], whole.cdf)  # the half-integer points
-    rows_w = whole.rows.reshape(64, 256, 256)
-    rows_h = half.rows.reshape(64, 511, 256)
+    whole = DiscretizedLogistic(PixelCNNConfig(mean_frac_bits=coarse))
+    half = DiscretizedLogistic(PixelCNNConfig(mean_frac_bits=coarse + 1))
+    d = 2 << coarse
+    assert half.cdf.shape == (64, 512 * d - d + 1) and half.n_means == 255 * d + 1
+    assert np.array_equal(half.cdf[:, ::2], whole.cdf)  # the coarser grid's points
+    rows_w, rows_h = _all_rows(whole), _all_rows(half)
     assert np.array_equal(rows_h[:, ::2], rows_w)
     assert (rows_h.sum(-1) == 2**16).all() and rows_h.min() >= 1
+    s, md, x = np.random.default_rng(coarse).integers([0, 0, 0], [64, half.n_means, 256], size=(500, 3)).T
+    x[:3] = [0, 255, 128]  # both tails
+    assert np.array_equal(half.prob_freq(x, md, s), rows_h[s, md, x])
     # mean 100.5 at a small scale: symbols 100 and 101 equally likely, and the most likely pair
-    row = half.freqs(np.array([201]), np.array([10]))[0]
+    row = half.freqs(np.array([201 * d // 2]), np.array([10]))[0]
     assert row[100] == row[101] and row[100] > row[99] and row[101] > row[102]
     # training's closed form agrees with the table
     p = torch.exp2(half.log2_prob(torch.tensor([100.0, 101.0, 104.0]), torch.tensor(100.5), torch.tensor(10.0)))
@@ -392,7 +402,7 @@ def test_a_cdf_that_could_give_an_invalid_table_is_refused(damage):
     else:
         cdf[5, -1] = 2**16 - 255  # would leave symbol 255 no count
     with pytest.raises(ExactnessError, match="monotone"):
-        DiscretizedLogistic(PixelCNNConfig(), cdf).rows
+        DiscretizedLogistic(PixelCNNConfig(), cdf).freqs([0], [0])
 
 
 def test_golden_file():

@@ -305,3 +305,32 @@ def test_shipped_model_converts_back_to_its_training_twin_losslessly():
 
     exact = ExactPixelCNN.load(DEFAULT_MODEL)
     assert PixelCNN.from_exact(exact).export().model_id == exact.model_id
+
+
+def test_a_run_may_refine_the_grids_of_the_model_it_starts_from(tmp_path):
+    """Finer activations and weights, quarter-level means and twice the scales over the same range: the grown model
+    computes the same scales (old index i is now 2 i) and the same means up to the finer rounding;
+    coarser grids, or another scale range, are refused."""
+    from dataclasses import replace
+
+    from gencodec.models.pixelcnn import PixelCNN
+    from gencodec.train.pixelcnn import config_of, start_from
+
+    torch.manual_seed(5)
+    base = replace(TINY, mean_frac_bits=1)
+    path = tmp_path / "base.safetensors"
+    plain = PixelCNN(base).export()
+    plain.save(path)
+    assert config_of(path) == base
+    fine_cfg = replace(base, act_frac_bits=6, w_frac_bits=9, w_max=4 * base.w_max, mean_frac_bits=2,
+                       n_scales=2 * base.n_scales - 1)
+    fine = start_from(path, fine_cfg).export()
+    planes = np.ascontiguousarray(photo_like(8, (20, 12)).transpose(2, 0, 1))
+    m0, i0 = plain.tables_parallel(planes)
+    m1, i1 = fine.tables_parallel(planes)
+    for old, new in ((i0, i1), (m0, m1)):
+        assert np.abs(2 * old.astype(int) - new).max() <= 1 and (2 * old.astype(int) == new).mean() > 0.5
+    assert abs(fine.ideal_bits(planes) / plain.ideal_bits(planes) - 1) < 0.01
+    for coarser in (dict(w_frac_bits=6), dict(act_frac_bits=3), dict(n_scales=base.n_scales + 5), dict(log_scale_max=5.0)):
+        with pytest.raises(ValueError, match="refined"):
+            start_from(path, replace(base, **coarser))

@@ -47,6 +47,7 @@ from ..errors import ExactnessError, GencodecError
 from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
 
 CDF_TOTAL = 1 << 16  # every frequency table sums to this
+RESID_FRAC_BITS = 4  # earlier channels' residuals enter the heads as resid / 16 (whatever act_frac_bits)
 N_SYMBOLS = 256
 
 
@@ -62,13 +63,13 @@ class PixelCNNConfig:
     n_scales: int = 64  # number of logistic scales (log-spaced); the scale index is 0..n_scales-1
     log_scale_min: float = math.log(0.1)  # log of the smallest logistic scale s (pixels)
     log_scale_max: float = math.log(80.0)  # log of the largest
-    act_frac_bits: int = 4  # hidden activations are q / 2**act_frac_bits, q in [0, 255]
+    act_frac_bits: int = 4  # hidden activations are q / 2**act_frac_bits in [0, 255 / 16] (>= 4)
     in_frac_bits: int = 4  # inputs (pixel differences, -255..255) are read as q / 2**in_frac_bits
     w_frac_bits: int = 7  # hidden-layer weights are q / 2**w_frac_bits, |q| <= w_max (|w| < 4)
     w_max: int = 511  # bound on |q| of every weight (int16 storage; keeps sums below 2**24)
     out_w_frac_bits: int = 4  # output-layer weights: q / 2**out_w_frac_bits (outputs are whole pixels)
     colour_preds: bool = False  # heads also see inter-channel predictions (see colour_bases)
-    mean_frac_bits: int = 0  # the mean is a multiple of 2**-mean_frac_bits (0: whole levels, 1: halves)
+    mean_frac_bits: int = 0  # the mean is a multiple of 2**-mean_frac_bits (0: whole levels, 1: halves, 2: quarters)
     phase_inputs: bool = False  # the trunk also sees the pixel's position mod 2 (see phase_features)
 
     @property
@@ -112,13 +113,14 @@ class PixelCNNConfig:
 
     @property
     def fmt_resid(self) -> QFormat:
-        """Head input: trunk output and earlier channels' residuals, q / 2**act_frac_bits."""
-        return QFormat(self.act_frac_bits, -255, 255)
+        """Head input: trunk output and earlier channels' residuals (as resid / 16), q / 2**act_frac_bits."""
+        hi = 255 << (self.act_frac_bits - RESID_FRAC_BITS)
+        return QFormat(self.act_frac_bits, -hi, hi)
 
     @property
     def fmt_h(self) -> QFormat:
         """Hidden (ReLU) activations, q in [0, 255]."""
-        return QFormat(self.act_frac_bits, 0, 255)
+        return QFormat(self.act_frac_bits, 0, 255 << (self.act_frac_bits - RESID_FRAC_BITS))
 
     @property
     def fmt_out(self) -> QFormat:
@@ -128,8 +130,10 @@ class PixelCNNConfig:
     def validate(self) -> None:
         if self.rows_up < 1 or self.reach_left < 1 or self.left_now < 1 or self.reach_right < 0:
             raise ValueError("the context must include W, N and NW (rows_up, reach_left, left_now >= 1)")
-        if self.mean_frac_bits not in (0, 1):
-            raise ValueError("mean_frac_bits must be 0 (whole levels) or 1 (half levels)")
+        if self.act_frac_bits < RESID_FRAC_BITS:
+            raise ValueError(f"act_frac_bits must be at least {RESID_FRAC_BITS}")
+        if self.mean_frac_bits not in (0, 1, 2):
+            raise ValueError("mean_frac_bits must be 0 (whole levels), 1 (halves) or 2 (quarters)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PixelCNNConfig":
@@ -270,7 +274,7 @@ class DiscretizedLogistic:
         self.cdf = self.make_cdf(cfg) if cdf is None else np.asarray(cdf, dtype=np.int64)
         if self.cdf.shape != (cfg.n_scales, self.n_points):
             raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, self.n_points)}")
-        self._rows: np.ndarray | None = None
+        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def make_cdf(cfg: PixelCNNConfig) -> np.ndarray:
@@ -301,34 +305,56 @@ class DiscretizedLogistic:
         return torch.log2(p)
 
     # -- coding ----------------------------------------------------------------------------------
-    @property
-    def rows(self) -> np.ndarray:
-        """(n_scales * n_means, 256) float64 frequency rows, row ``scale_idx * n_means + md``.
+    def _check_cdf(self) -> None:
+        """A cdf non-decreasing within [0, 2**16 - 256] gives every table entry >= 1 and rows summing
+        to 2**16 (they telescope), so that is what is checked."""
+        cdf = self.cdf
+        if cdf.min() < 0 or cdf.max() > CDF_TOTAL - N_SYMBOLS or np.any(np.diff(cdf, axis=1) < 0):
+            raise ExactnessError("PixelCNN cdf table is not monotone within [0, 2**16 - 256]")
 
-        Row entries: ``C[j_up] - C[j_up - D] + 1`` with ``j_up = D * x - md + (n_points - 1 + D) / 2``,
-        the first symbol taking the left tail and the last the right one. A cdf that is non-decreasing
-        within [0, 2**16 - 256] gives every entry >= 1 and rows summing to 2**16 (they telescope),
-        so that is what is checked.
-        """
-        if self._rows is None:
-            cdf, d_steps = self.cdf, self.steps
-            if cdf.min() < 0 or cdf.max() > CDF_TOTAL - N_SYMBOLS or np.any(np.diff(cdf, axis=1) < 0):
-                raise ExactnessError("PixelCNN cdf table is not monotone within [0, 2**16 - 256]")
-            m = np.arange(self.n_means)[:, None]
-            xs = np.arange(N_SYMBOLS)[None, :]
-            j_up = d_steps * xs - m + (self.n_points - 1 + d_steps) // 2  # (n_means, 256); D = 1: x - m + 256
-            c = cdf.astype(np.float64)
-            freqs = c[:, j_up]  # (S, n_means, 256)
-            freqs -= c[:, j_up - d_steps]
-            freqs += 1
-            freqs[:, :, 0] = c[:, j_up[:, 0]] + 1  # left tail
-            freqs[:, :, -1] = CDF_TOTAL - N_SYMBOLS + 1 - c[:, j_up[:, -1] - d_steps]  # right tail
-            self._rows = freqs.reshape(-1, N_SYMBOLS)
-        return self._rows
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat cdf, flat bin table, windows), float64. bin[s, j] = C[s, j] - C[s, j - D] + 1, stored
+        by phase: bins[s, r, k] = bin[s, D k + r]; windows is a read-only strided view of it whose row
+        i = (s D + r) 512 + k holds bins[s, r, k : k + 256], so the table of a mean md = D q - r
+        (0 <= r < D) is row (s D + r) 512 + 256 - q: one fancy-indexed row gather, cache-sized."""
+        if self._flat is None:
+            self._check_cdf()
+            d, s = self.steps, self.cfg.n_scales
+            c = self.cdf.astype(np.float64)
+            bins = np.ones((s, 512 * d))  # padded past the last point, never read as a symbol's entry
+            bins[:, d : self.n_points] += c[:, d:] - c[:, :-d]
+            phased = np.ascontiguousarray(bins.reshape(s, 512, d).transpose(0, 2, 1)).reshape(-1)
+            windows = np.lib.stride_tricks.as_strided(phased, shape=(phased.size - N_SYMBOLS + 1, N_SYMBOLS),
+                                                      strides=(8, 8), writeable=False)
+            self._flat = (c.reshape(-1), bins.reshape(-1), windows)
+        return self._flat
 
     def freqs(self, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
-        """Integer tables (N, 256) as float64 for means md (N,) in 0..255 * D and scale_idx (N,)."""
-        return self.rows[np.asarray(scale_idx, np.int64) * self.n_means + np.asarray(mean, np.int64)]
+        """Integer tables (N, 256) as float64 for means md (N,) in 0..255 * D and scale_idx (N,).
+
+        Entry x is ``C[j_up] - C[j_up - D] + 1`` with ``j_up = D * x - md + 256 D`` (the bin edge
+        above x, as an index into the cdf row of scale_idx), the first symbol taking the left tail
+        and the last the right one.
+        """
+        c, _, windows = self._tables()
+        d = self.steps
+        md, s = np.asarray(mean, np.int64), np.asarray(scale_idx, np.int64)
+        q = -(-md // d)
+        out = windows[((s * d + d * q - md) << 9) + (N_SYMBOLS - q)]
+        up0 = s * self.n_points + (N_SYMBOLS * d - md)  # flat index of j_up(0)
+        out[:, 0] = c.take(up0) + 1  # left tail: everything below the edge above 0
+        out[:, -1] = CDF_TOTAL - N_SYMBOLS + 1 - c.take(up0 + 254 * d)  # right tail
+        return out
+
+    def prob_freq(self, x: np.ndarray, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
+        """The table entry of symbol x alone (what :meth:`freqs` would hold at x), float64, any shape."""
+        c, bins, _ = self._tables()
+        d, x, s = self.steps, np.asarray(x, np.int64), np.asarray(scale_idx, np.int64)
+        j_up = d * (x + N_SYMBOLS) - np.asarray(mean, np.int64)
+        f = bins.take(s * (512 * d) + j_up)
+        up = s * self.n_points + j_up
+        f = np.where(x == 0, c.take(up) + 1, f)
+        return np.where(x == N_SYMBOLS - 1, CDF_TOTAL - N_SYMBOLS + 1 - c.take(up - d), f)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +415,7 @@ class PixelCNN(nn.Module):
         bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
         bits = []
         for c, head in enumerate(self.heads):
-            z = torch.cat([act, head_extra(c, resid, bases, cfg) * 2.0**-cfg.act_frac_bits], dim=-1)
+            z = torch.cat([act, head_extra(c, resid, bases, cfg) * 2.0**-RESID_FRAC_BITS], dim=-1)
             o = head(z) if quantized else _float_linear(head.out, _float_linear(head.fc, z, relu=True), relu=False)
             idx = torch.clamp(o[..., 1], 0, cfg.n_scales - 1)  # (B, H, W) scale index
             mean = torch.clamp(p[..., c] + o[..., 0] / cfg.mean_steps, 0, 255)  # (B, H, W)
@@ -473,7 +499,8 @@ class ExactPixelCNN:
         self._trunk = [(l.weight.numpy().T.copy(), l.bias.numpy().copy(), l.shift, l.out_fmt) for l in self.trunk]
         self._head_w = np.concatenate([fc.weight.numpy()[:, :hid] for fc, _ in self.heads], 0).T.copy()  # (hid, 3*hh)
         self._head_b = np.concatenate([fc.bias.numpy() for fc, _ in self.heads])  # (3*hh,)
-        self._head_r = [fc.weight.numpy()[:, hid:].T.copy() for fc, _ in self.heads]  # (c, hh)
+        up = 2.0 ** (self.cfg.act_frac_bits - RESID_FRAC_BITS)  # residuals as q on the activation grid
+        self._head_r = [fc.weight.numpy()[:, hid:].T * up for fc, _ in self.heads]  # (c, hh)
         self._head_fc = [(fc.shift, fc.out_fmt) for fc, _ in self.heads]
         self._head_out = [(o.weight.numpy().T.copy(), o.bias.numpy().copy(), o.shift, o.out_fmt) for _, o in self.heads]
 
@@ -546,8 +573,7 @@ class ExactPixelCNN:
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
         mean, idx = self.tables_parallel(img, n_coded)
-        row = idx.astype(np.int64) * self.dist.n_means + mean
-        chosen = self.dist.rows[row.reshape(-1), img[:n_coded].reshape(-1).astype(np.int64)]
+        chosen = self.dist.prob_freq(img[:n_coded], mean, idx)
         return float(np.sum(np.log2(CDF_TOTAL) - np.log2(chosen)))
 
     # -- identity and storage --------------------------------------------------------------------

@@ -174,6 +174,34 @@ def _machine(device: str, threads: int) -> str:
     return where + f", torch threads {threads}"
 
 
+#: grid fields a run may refine when it starts from a model (see start_from): finer or wider, never coarser
+REFINABLE_GRIDS = ("act_frac_bits", "w_frac_bits", "w_max", "out_w_frac_bits", "mean_frac_bits", "n_scales")
+
+
+def config_of(init_from: str | Path) -> PixelCNNConfig | None:
+    """The model config of an exported model file or of a checkpoint whose run folder has its
+    ``setup.json``; None for a checkpoint without one."""
+    init_from = Path(init_from)
+    if init_from.suffix == ".safetensors":
+        return ExactPixelCNN.load(init_from).cfg
+    setup = init_from.parent / "setup.json"
+    if setup.is_file():
+        saved = json.loads(setup.read_text())["config"]
+        return PixelCNNConfig.from_dict({**asdict(PixelCNNConfig()), **saved})
+    return None
+
+
+def _refines(old: PixelCNNConfig, new: PixelCNNConfig) -> bool:
+    """new's grids hold every number old's do: as many fraction bits or more, bounds as wide or
+    wider, scales over the same range (n_scales - 1 a multiple, so every old scale is a new one)."""
+    return (new.act_frac_bits >= old.act_frac_bits and new.w_frac_bits >= old.w_frac_bits and new.out_w_frac_bits >= old.out_w_frac_bits
+            and new.w_max * 2.0**-new.w_frac_bits >= old.w_max * 2.0**-old.w_frac_bits
+            and new.w_max * 2.0**-new.out_w_frac_bits >= old.w_max * 2.0**-old.out_w_frac_bits
+            and new.mean_frac_bits >= old.mean_frac_bits
+            and (new.n_scales - 1) % (old.n_scales - 1) == 0
+            and (new.log_scale_min, new.log_scale_max) == (old.log_scale_min, old.log_scale_max))
+
+
 def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     """The training model for ``config`` starting from ``init_from``: an exported model file
     (.safetensors, its config inside) or a checkpoint (.pt; its config is the ``setup.json`` of its
@@ -181,8 +209,10 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
 
     The starting point may lack features this config switches on (``OPTIONAL_FEATURES``); they are added
     without changing what the model computes: the heads' new colour inputs get zero weights, and for
-    half-level means the mean outputs' weights are doubled (the same mean in half levels, up to
-    rounding to the nearest half level rather than the nearest level).
+    finer means the mean outputs' weights are multiplied (the same mean in half or quarter levels, up
+    to rounding to the finer grid). The config may also refine the grids (``REFINABLE_GRIDS``: more
+    activation and weight fraction bits, wider weight bounds, more scales over the same range -- the scale outputs
+    are multiplied so that every old scale index maps to the same scale).
     """
     init_from = Path(init_from)
     if init_from.suffix == ".safetensors":  # an exported model file, e.g. the shipped one
@@ -190,19 +220,19 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
         old_cfg, state = exact.cfg, PixelCNN.from_exact(exact).state_dict()
     else:
         state = torch.load(init_from, map_location="cpu", weights_only=True)["model"]
-        setup = init_from.parent / "setup.json"
-        old_cfg = config
-        if setup.is_file():
-            saved = json.loads(setup.read_text())["config"]
-            old_cfg = PixelCNNConfig.from_dict({**asdict(PixelCNNConfig()), **saved})
+        old_cfg = config_of(init_from) or config
     differ = {f for f in asdict(config) if getattr(config, f) != getattr(old_cfg, f)}
     switched_on = {f for f in differ if f in OPTIONAL_FEATURES and getattr(old_cfg, f) == getattr(PixelCNNConfig, f)
                    and getattr(config, f) == OPTIONAL_FEATURES[f]}
-    if differ != switched_on:
-        raise ValueError(f"{init_from}: its config differs from this run's in {sorted(differ)} "
-                         f"(pass the same --config; only {sorted(OPTIONAL_FEATURES)} may be switched on)")
+    refined = {f for f in differ if f in REFINABLE_GRIDS} if _refines(old_cfg, config) else set()
+    if differ - switched_on - refined:
+        raise ValueError(f"{init_from}: its config differs from this run's in {sorted(differ)} (pass the same "
+                         f"--config; only {sorted(OPTIONAL_FEATURES)} may be switched on and "
+                         f"{list(REFINABLE_GRIDS)} refined)")
     model = PixelCNN(config)
     new = model.state_dict()
+    mean_factor = 2.0 ** (config.mean_frac_bits - old_cfg.mean_frac_bits)
+    scale_factor = (config.n_scales - 1) / (old_cfg.n_scales - 1)
     with torch.no_grad():
         for k, v in new.items():
             o = state[k].clone()
@@ -210,8 +240,9 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
                 grown = torch.zeros_like(v)
                 grown[:, : o.shape[1]] = o
                 o = grown
-            if "mean_frac_bits" in differ and ".out." in k:  # row 0 is the mean offset, now in half levels
-                o[0] *= 2
+            if ".out." in k:  # row 0: the mean offset in 1/D levels, row 1: the scale index
+                o[0] *= mean_factor
+                o[1] *= scale_factor
             new[k] = o
     model.load_state_dict(new)
     return model
