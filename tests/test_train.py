@@ -246,6 +246,14 @@ def test_train_command_config_builds_the_model_the_codec_rebuilds(folder, tmp_pa
     bad = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out),
                                    "--config", '{"hiddn": 8}'])
     assert bad.exit_code == 2 and "hiddn" in bad.output
+    # from a model file, --config changes that model's config: only the field named differs
+    finer = tmp_path / "finer.safetensors"
+    res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(finer), "--steps", "1",
+                                   "--crop", "16", "--batch", "2", "--val-glob", "val/*", "-q", "--init-from", str(out),
+                                   "--config", '{"mean_frac_bits": 2}'])
+    assert res.exit_code == 0, res.output
+    grown = json.loads(finer.with_suffix(".json").read_text())["config"]
+    assert grown == {**card["config"], "mean_frac_bits": 2}
 
 
 def test_training_continues_from_an_exported_model_file(folder, tmp_path):

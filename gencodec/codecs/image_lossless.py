@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .._numpy import clip as _clip
 from ..codec import Codec, Encoded
 from ..errors import CorruptFileError, GencodecError, ModelMismatchError
 
@@ -278,7 +279,7 @@ class PixelCNNCodec(Codec):
                         record[0, c, ys, xs] = mean
                         record[1, c, ys, xs] = idx
                     if remap is not None:
-                        mean = np.clip(mean + remap[1][c, idx], 0, 255 * cfg.mean_steps)
+                        mean = _clip(mean + remap[1][c, idx], 0, 255 * cfg.mean_steps)
                         idx = remap[0][c, idx]
                     freqs = m.dist.freqs(mean, idx)
                     if counts is not None:
@@ -373,7 +374,7 @@ class OnlineHistograms:
         d, n = self.d, freqs.shape[0]
         md, idx = np.asarray(md, np.int64), np.asarray(idx, np.int64)  # int16 tables would overflow below
         x0 = md // d - (HIST_WINDOW // 2 - 1)
-        np.clip(x0, 0, 256 - HIST_WINDOW, out=x0)  # the window: symbols x0 .. x0 + W - 1
+        _clip(x0, 0, 256 - HIST_WINDOW, out=x0)  # the window: symbols x0 .. x0 + W - 1
         # counts index of symbol x: group * n_k + d x - md + 255 d, group = (chan, idx, md mod d)
         key0 = idx * (d * self.n_k) + (md % d) * self.n_k - md
         key0 += chan * (self.n_scales * d * self.n_k) + 255 * d

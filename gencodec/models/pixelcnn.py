@@ -46,6 +46,8 @@ from torch import nn
 from ..errors import ExactnessError, GencodecError
 from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
 
+from .._numpy import clip as _clip
+
 CDF_TOTAL = 1 << 16  # every frequency table sums to this
 RESID_FRAC_BITS = 4  # earlier channels' residuals enter the heads as resid / 16 (whatever act_frac_bits)
 N_SYMBOLS = 256
@@ -249,7 +251,7 @@ def head_extra(c: int, resid, bases, cfg: PixelCNNConfig):
         parts.append(bases[..., cols] + resid[..., ks])
     if isinstance(resid, np.ndarray):
         out = np.concatenate(parts, axis=-1)
-        return np.clip(out, -255, 255, out=out)
+        return _clip(out, -255, 255, out=out)
     return torch.clamp(torch.cat(parts, dim=-1), -255, 255)
 
 
@@ -447,11 +449,6 @@ class PixelCNN(nn.Module):
                 self.dist.cdf,
             )
 
-
-try:  # the clip ufunc itself, without np.clip's Python wrapper (called ~20,000 times per decode)
-    from numpy._core.umath import clip as _clip  # numpy >= 2
-except ImportError:
-    from numpy.core.umath import clip as _clip  # numpy 1.x
 
 
 def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:
