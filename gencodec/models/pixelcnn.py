@@ -43,10 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._numpy import clip as _clip
 from ..errors import ExactnessError, GencodecError
 from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
-
-from .._numpy import clip as _clip
 
 CDF_TOTAL = 1 << 16  # every frequency table sums to this
 RESID_FRAC_BITS = 4  # earlier channels' residuals enter the heads as resid / 16 (whatever act_frac_bits)
@@ -121,7 +120,7 @@ class PixelCNNConfig:
 
     @property
     def fmt_h(self) -> QFormat:
-        """Hidden (ReLU) activations, q in [0, 255]."""
+        """Hidden (ReLU) activations, q in [0, 255 * 2**(act_frac_bits - 4)]: real values in [0, 16)."""
         return QFormat(self.act_frac_bits, 0, 255 << (self.act_frac_bits - RESID_FRAC_BITS))
 
     @property
@@ -323,9 +322,9 @@ class DiscretizedLogistic:
             self._check_cdf()
             d, s = self.steps, self.cfg.n_scales
             c = self.cdf.astype(np.float64)
-            bins = np.ones((s, 512 * d))  # padded past the last point, never read as a symbol's entry
+            bins = np.ones((s, 2 * N_SYMBOLS * d))  # padded past the last point, never read as a symbol's entry
             bins[:, d : self.n_points] += c[:, d:] - c[:, :-d]
-            phased = np.ascontiguousarray(bins.reshape(s, 512, d).transpose(0, 2, 1)).reshape(-1)
+            phased = np.ascontiguousarray(bins.reshape(s, 2 * N_SYMBOLS, d).transpose(0, 2, 1)).reshape(-1)
             windows = np.lib.stride_tricks.as_strided(phased, shape=(phased.size - N_SYMBOLS + 1, N_SYMBOLS),
                                                       strides=(8, 8), writeable=False)
             self._flat = (c.reshape(-1), bins.reshape(-1), windows)
@@ -342,7 +341,7 @@ class DiscretizedLogistic:
         d = self.steps
         md, s = np.asarray(mean, np.int64), np.asarray(scale_idx, np.int64)
         q = -(-md // d)
-        out = windows[((s * d + d * q - md) << 9) + (N_SYMBOLS - q)]
+        out = windows[(s * d + d * q - md) * (2 * N_SYMBOLS) + (N_SYMBOLS - q)]
         up0 = s * self.n_points + (N_SYMBOLS * d - md)  # flat index of j_up(0)
         out[:, 0] = c.take(up0) + 1  # left tail: everything below the edge above 0
         out[:, -1] = CDF_TOTAL - N_SYMBOLS + 1 - c.take(up0 + 254 * d)  # right tail
@@ -353,7 +352,7 @@ class DiscretizedLogistic:
         c, bins, _ = self._tables()
         d, x, s = self.steps, np.asarray(x, np.int64), np.asarray(scale_idx, np.int64)
         j_up = d * (x + N_SYMBOLS) - np.asarray(mean, np.int64)
-        f = bins.take(s * (512 * d) + j_up)
+        f = bins.take(s * (2 * N_SYMBOLS * d) + j_up)
         up = s * self.n_points + j_up
         f = np.where(x == 0, c.take(up) + 1, f)
         return np.where(x == N_SYMBOLS - 1, CDF_TOTAL - N_SYMBOLS + 1 - c.take(up - d), f)
@@ -448,7 +447,6 @@ class PixelCNN(nn.Module):
                 [(hd.fc.export(), hd.out.export()) for hd in self.heads],
                 self.dist.cdf,
             )
-
 
 
 def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:

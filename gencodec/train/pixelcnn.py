@@ -194,10 +194,10 @@ def config_of(init_from: str | Path) -> PixelCNNConfig | None:
 def _refines(old: PixelCNNConfig, new: PixelCNNConfig) -> bool:
     """new's grids hold every number old's do: as many fraction bits or more, bounds as wide or
     wider, scales over the same range (n_scales - 1 a multiple, so every old scale is a new one)."""
-    return (new.act_frac_bits >= old.act_frac_bits and new.w_frac_bits >= old.w_frac_bits and new.out_w_frac_bits >= old.out_w_frac_bits
+    return (new.act_frac_bits >= old.act_frac_bits and new.mean_frac_bits >= old.mean_frac_bits
+            and new.w_frac_bits >= old.w_frac_bits and new.out_w_frac_bits >= old.out_w_frac_bits
             and new.w_max * 2.0**-new.w_frac_bits >= old.w_max * 2.0**-old.w_frac_bits
             and new.w_max * 2.0**-new.out_w_frac_bits >= old.w_max * 2.0**-old.out_w_frac_bits
-            and new.mean_frac_bits >= old.mean_frac_bits
             and (new.n_scales - 1) % (old.n_scales - 1) == 0
             and (new.log_scale_min, new.log_scale_max) == (old.log_scale_min, old.log_scale_max))
 
@@ -211,8 +211,8 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     without changing what the model computes: the heads' new colour inputs get zero weights, and for
     finer means the mean outputs' weights are multiplied (the same mean in half or quarter levels, up
     to rounding to the finer grid). The config may also refine the grids (``REFINABLE_GRIDS``: more
-    activation and weight fraction bits, wider weight bounds, more scales over the same range -- the scale outputs
-    are multiplied so that every old scale index maps to the same scale).
+    activation and weight fraction bits, wider weight bounds, more scales over the same range -- the
+    scale outputs are multiplied so that every old scale index maps to the same scale).
     """
     init_from = Path(init_from)
     if init_from.suffix == ".safetensors":  # an exported model file, e.g. the shipped one
