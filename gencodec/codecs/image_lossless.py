@@ -353,8 +353,11 @@ class OnlineHistograms:
         self._weights = np.array(HIST_WEIGHTS, np.float64)
         self._w = np.zeros(n_coded)  # each channel's weight this round
         self._pending: list[tuple] = []
-        self._j = np.arange(HIST_WINDOW)
-        self._dj = self.d * self._j
+        # windows[i] = counts[i + d j], j < HIST_WINDOW: a group's counts of the symbols x0 .. x0 + W - 1
+        # (read-only strided view: one row gather per symbol instead of an (N, W) index array)
+        self._windows = np.lib.stride_tricks.as_strided(
+            self.counts, shape=(self.counts.size - self.d * (HIST_WINDOW - 1), HIST_WINDOW),
+            strides=(8, 8 * self.d), writeable=False)
         self._row0 = np.zeros(0, np.int64)  # 0, 256, 512, ...: row starts in a flattened table
         self._last = None
         if OnlineHistograms._lut is None:
@@ -383,9 +386,12 @@ class OnlineHistograms:
             self._row0 = np.arange(0, 256 * max(n, 2 * self._row0.size), 256)
         total = np.full(n, self.row_total) if totals else None
         if n and (w.any() if np.ndim(w) else w):
-            h = self.counts.take((key0 + d * x0)[:, None] + self._dj)  # (N, W)
-            flat = (self._row0[:n] + x0)[:, None] + self._j
-            freqs.reshape(-1)[flat] += (w[:, None] if np.ndim(w) else w) * h
+            h = self._windows[key0 + d * x0]  # (N, W)
+            if not freqs.flags.c_contiguous:  # pragma: no cover - freqs() returns fresh rows
+                raise ValueError("OnlineHistograms.mix needs C-contiguous tables")
+            # rows i * 256 + x0_i of this view are the windows of the tables: add w x counts there
+            view = np.lib.stride_tricks.as_strided(freqs, shape=(256 * n - HIST_WINDOW + 1, HIST_WINDOW), strides=(8, 8))
+            view[self._row0[:n] + x0] += (w[:, None] if np.ndim(w) else w) * h
             if totals:
                 total += w * h.sum(axis=1)
         self._last = (key0, x0, w)
@@ -416,7 +422,7 @@ class OnlineHistograms:
         keys = key0 + d * sym
         # charge the weights on every COST_EVERY-th symbol of the round (in coding order: the same on both sides)
         key0, x0, sym, f_sym, chan, w = (a[::COST_EVERY] for a in (key0, x0, sym, f_sym, chan, w))
-        h = self.counts.take((key0 + d * x0)[:, None] + self._dj)  # (N, W): the counts the round used
+        h = self._windows[key0 + d * x0]  # (N, W): the counts the round used
         rel = sym - x0
         inside = (rel >= 0) & (rel < HIST_WINDOW)
         h_sym = np.where(inside, h[np.arange(sym.size), np.clip(rel, 0, HIST_WINDOW - 1)], 0)
