@@ -40,10 +40,10 @@ def codec() -> PixelCNNCodec:
     return PixelCNNCodec()
 
 
-@pytest.fixture(scope="module", params=["shipped", "colour", "half", "phase"])
+@pytest.fixture(scope="module", params=["shipped", "colour", "half", "phase", "fine"])
 def any_codec(request) -> PixelCNNCodec:
     """The shipped codec, one whose heads also see the inter-channel (colour) predictions, one
-    with half-level means, and one whose trunk also sees the position mod 2."""
+    with half-level means, one whose trunk also sees the position mod 2, and one on finer grids."""
     if request.param == "shipped":
         return PixelCNNCodec()
     return request.getfixturevalue(f"{request.param}_codec")
@@ -70,6 +70,20 @@ def phase_codec(tmp_path_factory) -> PixelCNNCodec:
     with torch.no_grad():  # make the phase inputs matter: large weights on them
         model.trunk[0].weight[:, -2:] = torch.linspace(-3, 3, 8)[:, None]
     return PixelCNNCodec(model=_saved(tmp_path_factory, "phase", model))
+
+
+@pytest.fixture(scope="module")
+def fine_codec(tmp_path_factory) -> PixelCNNCodec:
+    """Quarter-level means, activations on 1/64, weights on 1/512, twice the scales (residual inputs
+    weighted heavily, so their rescaling onto the activation grid matters)."""
+    torch.manual_seed(5)
+    model = PixelCNN(PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=6, colour_preds=True, mean_frac_bits=2,
+                                    act_frac_bits=6, w_frac_bits=9, w_max=1500, n_scales=127, phase_inputs=True))
+    with torch.no_grad():
+        for c, head in enumerate(model.heads):
+            if c:
+                head.fc.weight[:, 8:] = 1.5
+    return PixelCNNCodec(model=_saved(tmp_path_factory, "fine", model))
 
 
 @pytest.fixture(scope="module")
@@ -492,3 +506,14 @@ def test_model_whose_sums_could_leave_float32_exactness_is_refused():
     first.weight.fill_(2000.0)  # 42 inputs x 255 x 2000 > 2**24: sums could round in float32
     with pytest.raises(ExactnessError):
         ExactPixelCNN(exact.cfg, exact.trunk, exact.heads, exact.dist.cdf)
+
+
+@pytest.mark.parametrize("name", ["half_codec", "fine_codec"])
+def test_exact_model_codes_what_its_fake_quantized_twin_computes(name, request, kodak_crop):
+    """The training twin's bits (closed-form logistic on the fake-quantized outputs) and the exact
+    model's ideal bits (integer tables) agree up to table rounding, on every grid."""
+    exact = request.getfixturevalue(name).model
+    planes = np.ascontiguousarray(np.asarray(kodak_crop(box=(0, 0, 32, 24))).transpose(2, 0, 1))
+    with torch.no_grad():
+        twin = PixelCNN.from_exact(exact)(torch.from_numpy(planes).float()[None], quantized=True)
+    assert abs(float(twin.sum()) / exact.ideal_bits(planes) - 1) < 2e-3

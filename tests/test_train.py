@@ -159,10 +159,13 @@ def test_torch_sampler_gives_seeded_windows_of_the_images():
 # ---------------------------------------------------------------------------------------------
 # recipe and loop
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("colour, half", [(False, 0), (True, 0), (True, 1)])
-def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path, colour, half):
+FINE_GRIDS = dict(mean_frac_bits=2, act_frac_bits=6, w_frac_bits=9, w_max=1500)
+
+
+@pytest.mark.parametrize("colour, grids", [(False, {}), (True, {}), (True, dict(mean_frac_bits=1)), (True, FINE_GRIDS)])
+def test_recipe_trains_exports_and_the_model_codes(folder, tmp_path, colour, grids):
     out = tmp_path / "m.safetensors"
-    config = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4, colour_preds=colour, mean_frac_bits=half)
+    config = PixelCNNConfig(hidden=8, trunk_layers=1, head_hidden=4, colour_preds=colour, **grids)
     card = train_pixelcnn(folder, out, steps=4, workdir=tmp_path / "run", config=config, recipe=RECIPE, progress=False)
     assert out.is_file() and out.with_suffix(".json").is_file()
     assert json.loads(out.with_suffix(".json").read_text())["model_id"] == card["model_id"]
