@@ -251,8 +251,11 @@ class PixelCNNCodec(Codec):
         top, left, _ = cfg.pad
         step = cfg.reach_right + 1
         padded = np.full((3, h + top, w + left + cfg.reach_right), 128, dtype=np.int32)
-        dy = np.array([o[0] for o in cfg.offsets]) + top
-        dx = np.array([o[1] for o in cfg.offsets]) + left
+        hp, wp = padded.shape[1:]
+        # flat index of every context pixel of (y, x) = y * wp + x + offs: (3, K), channel-major
+        offs = np.array([(dy + top) * wp + dx + left for dy, dx in cfg.offsets])
+        offs = np.arange(3)[:, None] * (hp * wp) + offs[None, :]
+        flat = padded.reshape(-1)
         dec = RangeDecoder(stream)
         counts = OnlineHistograms(cfg, n_coded) if hist else None
         n_steps = step * (h - 1) + w if h and w else 0
@@ -265,8 +268,7 @@ class PixelCNNCodec(Codec):
                 xs = t - step * ys
                 if ys.size == 0:  # a tall narrow image leaves some wavefronts empty
                     continue
-                nb = padded[:, ys[:, None] + dy[None, :], xs[:, None] + dx[None, :]]  # (3, n, K)
-                nb = nb.transpose(1, 0, 2)  # (n, 3, K)
+                nb = flat.take((ys * wp + xs)[:, None, None] + offs)  # (n, 3, K)
                 p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
                 if cfg.phase_inputs:
                     feats = np.concatenate([feats, phase_features(ys, xs)], axis=1)
@@ -390,7 +392,7 @@ class OnlineHistograms:
             if not freqs.flags.c_contiguous:  # pragma: no cover - freqs() returns fresh rows
                 raise ValueError("OnlineHistograms.mix needs C-contiguous tables")
             # rows i * 256 + x0_i of this view are the windows of the tables: add w x counts there
-            view = np.lib.stride_tricks.as_strided(freqs, shape=(256 * n - HIST_WINDOW + 1, HIST_WINDOW), strides=(8, 8))
+            view = np.ndarray((256 * n - HIST_WINDOW + 1, HIST_WINDOW), np.float64, freqs, 0, (8, 8))
             view[self._row0[:n] + x0] += (w[:, None] if np.ndim(w) else w) * h
             if totals:
                 total += w * h.sum(axis=1)
