@@ -268,6 +268,7 @@ class PixelCNNCodec(Codec):
                 xs = t - step * ys
                 if ys.size == 0:  # a tall narrow image leaves some wavefronts empty
                     continue
+                pos = (ys + top) * wp + xs + left  # where the wavefront's pixels go in each padded plane
                 nb = flat.take((ys * wp + xs)[:, None, None] + offs)  # (n, 3, K)
                 p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
                 if cfg.phase_inputs:
@@ -290,17 +291,15 @@ class PixelCNNCodec(Codec):
                         counts.add(c, sym, freqs)
                     else:
                         sym = dec.decode(freqs, validate=False)
-                    padded[c, ys + top, xs + left] = sym
+                    flat[pos + c * (hp * wp)] = sym
                     resid[:, c] = sym - p[:, c]
                 if n_coded == 1:
-                    padded[1:, ys + top, xs + left] = padded[0, ys + top, xs + left]
-                first = (xs == 0) & (ys + 1 < h)  # left padding of the next row
-                if first.any():
-                    y0 = ys[first][0]
+                    flat[pos + hp * wp] = flat[pos + 2 * hp * wp] = sym
+                if xs[-1] == 0 and ys[-1] + 1 < h:  # left padding of the next row
+                    y0 = ys[-1]
                     padded[:, y0 + 1 + top, :left] = padded[:, y0 + top, left : left + 1]
-                last = xs == w - 1  # right padding of this row
-                if last.any():
-                    y1 = ys[last][0]
+                if xs[0] == w - 1:  # right padding of this row
+                    y1 = ys[0]
                     padded[:, y1 + top, left + w :] = padded[:, y1 + top, left + w - 1 : left + w]
         return padded[:, top:, left : left + w].astype(np.uint8)
 

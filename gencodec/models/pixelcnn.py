@@ -523,8 +523,8 @@ class ExactPixelCNN:
         w, b, shift, fmt = self._head_out[c]
         o = _requantize(a @ w + b, shift, fmt).astype(np.int64)  # (N, 2)
         d_steps = self.cfg.mean_steps
-        mean = np.minimum(np.maximum(d_steps * p_c + o[:, 0], 0), 255 * d_steps)
-        idx = np.minimum(np.maximum(o[:, 1], 0), self.cfg.n_scales - 1)
+        mean = _clip(d_steps * p_c + o[:, 0], 0, 255 * d_steps)
+        idx = _clip(o[:, 1], 0, self.cfg.n_scales - 1)
         return mean, idx
 
     def tables_parallel(self, img: np.ndarray, n_coded: int = 3, rows_per_chunk: int = 8):
