@@ -519,3 +519,16 @@ def test_exact_model_codes_what_its_fake_quantized_twin_computes(name, request, 
     mean, idx = exact.tables_parallel(planes)
     bits = 16 - np.log2(exact.dist.prob_freq(planes, mean, idx))  # (3, H, W)
     assert np.abs(twin.transpose(2, 0, 1) - bits).max() < 0.05  # subpixel by subpixel
+
+
+def test_row_windows_reads_and_updates_strided_windows():
+    from gencodec._numpy import row_windows
+
+    a = np.arange(20.0)
+    v = row_windows(a, 3, step=2)
+    assert v.shape == (16, 3) and v[5].tolist() == [5.0, 7.0, 9.0] and not v.flags.writeable
+    w = row_windows(a, 4, writeable=True)
+    w[np.array([0, 10])] += 100.0  # non-overlapping windows: each updated once
+    assert a[:4].tolist() == [100.0, 101.0, 102.0, 103.0] and a[10:14].tolist() == [110.0, 111.0, 112.0, 113.0]
+    with pytest.raises(ValueError, match="contiguous"):
+        row_windows(np.zeros((4, 4))[:, ::2], 2)

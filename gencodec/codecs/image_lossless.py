@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._numpy import clip as _clip
+from .._numpy import clip as _clip, row_windows
 from ..codec import Codec, Encoded
 from ..errors import CorruptFileError, GencodecError, ModelMismatchError
 
@@ -356,9 +356,7 @@ class OnlineHistograms:
         self._pending: list[tuple] = []
         # windows[i] = counts[i + d j], j < HIST_WINDOW: a group's counts of the symbols x0 .. x0 + W - 1
         # (read-only strided view: one row gather per symbol instead of an (N, W) index array)
-        self._windows = np.lib.stride_tricks.as_strided(
-            self.counts, shape=(self.counts.size - self.d * (HIST_WINDOW - 1), HIST_WINDOW),
-            strides=(8, 8 * self.d), writeable=False)
+        self._windows = row_windows(self.counts, HIST_WINDOW, self.d)
         self._row0 = np.zeros(0, np.int64)  # 0, 256, 512, ...: row starts in a flattened table
         self._last = None
         if OnlineHistograms._lut is None:
@@ -388,10 +386,8 @@ class OnlineHistograms:
         total = np.full(n, self.row_total) if totals else None
         if n and (w.any() if np.ndim(w) else w):
             h = self._windows[key0 + d * x0]  # (N, W)
-            if not freqs.flags.c_contiguous:  # pragma: no cover - freqs() returns fresh rows
-                raise ValueError("OnlineHistograms.mix needs C-contiguous tables")
             # rows i * 256 + x0_i of this view are the windows of the tables: add w x counts there
-            view = np.ndarray((256 * n - HIST_WINDOW + 1, HIST_WINDOW), np.float64, freqs, 0, (8, 8))
+            view = row_windows(freqs, HIST_WINDOW, writeable=True)
             view[self._row0[:n] + x0] += (w[:, None] if np.ndim(w) else w) * h
             if totals:
                 total += w * h.sum(axis=1)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._numpy import clip as _clip
+from .._numpy import clip as _clip, row_windows
 from ..errors import ExactnessError, GencodecError
 from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
 
@@ -325,8 +325,7 @@ class DiscretizedLogistic:
             bins = np.ones((s, 2 * N_SYMBOLS * d))  # padded past the last point, never read as a symbol's entry
             bins[:, d : self.n_points] += c[:, d:] - c[:, :-d]
             phased = np.ascontiguousarray(bins.reshape(s, 2 * N_SYMBOLS, d).transpose(0, 2, 1)).reshape(-1)
-            windows = np.lib.stride_tricks.as_strided(phased, shape=(phased.size - N_SYMBOLS + 1, N_SYMBOLS),
-                                                      strides=(8, 8), writeable=False)
+            windows = row_windows(phased, N_SYMBOLS)
             self._flat = (c.reshape(-1), bins.reshape(-1), windows)
         return self._flat
 
