@@ -45,8 +45,9 @@ MODELS = ("pixelcnn",)
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from a checkpoint (best.pt/last.pt of a run with the same config) or an exported model\n"
                    "(.safetensors, e.g. the shipped gencodec/weights/pixelcnn.safetensors), whose config --config then\n"
-                   "changes: it may switch on colour_preds, mean_frac_bits and phase_inputs, and refine the grids\n"
-                   "(act_frac_bits, w_frac_bits, w_max, out_w_frac_bits, mean_frac_bits, n_scales).")
+                   "changes: it may switch on colour_preds, mean_frac_bits and phase_inputs, refine the grids\n"
+                   "(act_frac_bits, w_frac_bits, w_max, out_w_frac_bits, mean_frac_bits, n_scales) and widen\n"
+                   "hidden and head_hidden.")
 @click.option("--config", "config_json", default=None, metavar="JSON",
               help='Model config fields to change (from the defaults, or from --init-from\'s), as a JSON object, e.g. \'{"hidden": 128, "rows_up": 3}\' '
                    "(see PixelCNNConfig; saved in the model file, so the codec rebuilds it).")

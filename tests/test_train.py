@@ -303,8 +303,8 @@ def test_a_run_may_switch_on_colour_predictions_and_half_means_without_changing_
     m3, i3 = phase.tables_parallel(planes)
     assert np.array_equal(m3, m0) and np.array_equal(i3, i0)  # zero-weight phase inputs too
     assert phase.model_id != colour_only.model_id
-    with pytest.raises(ValueError, match="hidden"):
-        start_from(path, replace(grown_cfg, hidden=12))
+    with pytest.raises(ValueError, match="rows_up"):  # another context: not a growth of this model
+        start_from(path, replace(grown_cfg, rows_up=3))
     grown.save(tmp_path / "grown.safetensors")
     with pytest.raises(ValueError, match="colour_preds"):  # features are only switched on, not off
         start_from(tmp_path / "grown.safetensors", TINY)
@@ -345,3 +345,31 @@ def test_a_run_may_refine_the_grids_of_the_model_it_starts_from(tmp_path):
     for coarser in (dict(w_frac_bits=6), dict(act_frac_bits=3), dict(n_scales=base.n_scales + 5), dict(log_scale_max=5.0)):
         with pytest.raises(ValueError, match="refined"):
             start_from(path, replace(base, **coarser))
+
+
+def test_a_run_may_widen_the_model_it_starts_from(tmp_path):
+    """Wider trunk and heads (with colour and phase inputs switched on at the same time): the grown
+    model computes exactly the same tables -- new units feed nothing yet -- and narrowing is refused."""
+    from dataclasses import replace
+
+    from gencodec.models.pixelcnn import PixelCNN
+    from gencodec.train.pixelcnn import start_from
+
+    torch.manual_seed(6)
+    base = replace(TINY, trunk_layers=2, mean_frac_bits=1)
+    path = tmp_path / "narrow.safetensors"
+    narrow_model = PixelCNN(base)
+    with torch.no_grad():  # outputs that vary with the inputs (a fresh tiny model's hardly do)
+        for head in narrow_model.heads:
+            head.out.weight.mul_(16)
+    narrow = narrow_model.export()
+    narrow.save(path)
+    wide_cfg = replace(base, hidden=13, head_hidden=7, colour_preds=True, phase_inputs=True)
+    wide_model = start_from(path, wide_cfg)
+    assert wide_model.trunk[1].weight[base.hidden :].abs().sum() > 0  # new units can learn ...
+    wide = wide_model.export()
+    planes = np.ascontiguousarray(photo_like(9, (20, 12)).transpose(2, 0, 1))
+    for a, b in zip(narrow.tables_parallel(planes), wide.tables_parallel(planes)):
+        assert np.unique(a).size > 5 and np.array_equal(a, b)  # ... but feed nothing yet
+    with pytest.raises(ValueError, match="increased"):
+        start_from(tmp_path / "narrow.safetensors", replace(base, hidden=6))

@@ -176,6 +176,8 @@ def _machine(device: str, threads: int) -> str:
 
 #: grid fields a run may refine when it starts from a model (see start_from): finer or wider, never coarser
 REFINABLE_GRIDS = ("act_frac_bits", "w_frac_bits", "w_max", "out_w_frac_bits", "mean_frac_bits", "n_scales")
+#: layer widths a run may increase when it starts from a model (see start_from)
+WIDENABLE = ("hidden", "head_hidden")
 
 
 def config_of(init_from: str | Path) -> PixelCNNConfig | None:
@@ -212,7 +214,8 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     finer means the mean outputs' weights are multiplied (the same mean in half or quarter levels, up
     to rounding to the finer grid). The config may also refine the grids (``REFINABLE_GRIDS``: more
     activation and weight fraction bits, wider weight bounds, more scales over the same range -- the
-    scale outputs are multiplied so that every old scale index maps to the same scale).
+    scale outputs are multiplied so that every old scale index maps to the same scale), and widen the
+    trunk or the heads (``WIDENABLE``: new units start with zero weight on everything downstream).
     """
     init_from = Path(init_from)
     if init_from.suffix == ".safetensors":  # an exported model file, e.g. the shipped one
@@ -225,10 +228,11 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     switched_on = {f for f in differ if f in OPTIONAL_FEATURES and getattr(old_cfg, f) == getattr(PixelCNNConfig, f)
                    and getattr(config, f) == OPTIONAL_FEATURES[f]}
     refined = {f for f in differ if f in REFINABLE_GRIDS} if _refines(old_cfg, config) else set()
-    if differ - switched_on - refined:
+    widened = {f for f in differ if f in WIDENABLE and getattr(config, f) > getattr(old_cfg, f)}
+    if differ - switched_on - refined - widened:
         raise ValueError(f"{init_from}: its config differs from this run's in {sorted(differ)} (pass the same "
-                         f"--config; only {sorted(OPTIONAL_FEATURES)} may be switched on and "
-                         f"{list(REFINABLE_GRIDS)} refined)")
+                         f"--config; only {sorted(OPTIONAL_FEATURES)} may be switched on, "
+                         f"{list(REFINABLE_GRIDS)} refined and {list(WIDENABLE)} increased)")
     model = PixelCNN(config)
     new = model.state_dict()
     mean_factor = 2.0 ** (config.mean_frac_bits - old_cfg.mean_frac_bits)
@@ -236,16 +240,33 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     with torch.no_grad():
         for k, v in new.items():
             o = state[k].clone()
-            if o.shape != v.shape:  # a head's first layer with new colour inputs: zero columns
-                grown = torch.zeros_like(v)
-                grown[:, : o.shape[1]] = o
-                o = grown
+            if o.shape != v.shape:
+                o = _grown(k, o, v, old_cfg.hidden, config.hidden)
             if ".out." in k:  # row 0: the mean offset in 1/D levels, row 1: the scale index
                 o[0] *= mean_factor
                 o[1] *= scale_factor
             new[k] = o
     model.load_state_dict(new)
     return model
+
+
+def _grown(name: str, old: torch.Tensor, init: torch.Tensor, old_hidden: int, hidden: int) -> torch.Tensor:
+    """A parameter grown to the new shape without changing what the network computes: the old
+    values in place, every input that is new (colour or phase inputs, the outputs of new units)
+    with zero weight, new units keeping their fresh initialisation (``init``) so that they can learn.
+    The heads' first layers read [trunk output, extra inputs]: their extra columns move behind the
+    wider trunk output."""
+    if old.dim() == 1:  # a bias: new units keep their initial bias
+        grown = init.clone()
+        grown[: old.shape[0]] = old
+        return grown
+    cols = torch.arange(old.shape[1])
+    if name.startswith("heads.") and ".fc." in name:
+        cols = torch.where(cols < old_hidden, cols, cols + (hidden - old_hidden))
+    grown = init.clone()
+    grown[: old.shape[0]] = 0  # old units: no weight on new inputs
+    grown[: old.shape[0], cols] = old
+    return grown
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
