@@ -342,8 +342,7 @@ class DiscretizedLogistic:
         q = -(-md // d)
         out = windows[(s * d + d * q - md) * (2 * N_SYMBOLS) + (N_SYMBOLS - q)]
         up0 = s * self.n_points + (N_SYMBOLS * d - md)  # flat index of j_up(0)
-        out[:, 0] = c.take(up0) + 1  # left tail: everything below the edge above 0
-        out[:, -1] = CDF_TOTAL - N_SYMBOLS + 1 - c.take(up0 + 254 * d)  # right tail
+        out[:, 0], out[:, -1] = _tails(c, up0, up0 + 254 * d)
         return out
 
     def prob_freq(self, x: np.ndarray, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
@@ -353,8 +352,14 @@ class DiscretizedLogistic:
         j_up = d * (x + N_SYMBOLS) - np.asarray(mean, np.int64)
         f = bins.take(s * (2 * N_SYMBOLS * d) + j_up)
         up = s * self.n_points + j_up
-        f = np.where(x == 0, c.take(up) + 1, f)
-        return np.where(x == N_SYMBOLS - 1, CDF_TOTAL - N_SYMBOLS + 1 - c.take(up - d), f)
+        left, right = _tails(c, up, up - d)
+        return np.where(x == 0, left, np.where(x == N_SYMBOLS - 1, right, f))
+
+
+def _tails(cdf_flat: np.ndarray, up_first: np.ndarray, low_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Table entries of the edge symbols, from flat cdf indices: symbol 0 takes everything below its
+    upper edge ``up_first``, symbol 255 everything above its lower edge ``low_last`` (+1 each, the floor)."""
+    return cdf_flat.take(up_first) + 1, CDF_TOTAL - N_SYMBOLS + 1 - cdf_flat.take(low_last)
 
 
 # ---------------------------------------------------------------------------------------------
