@@ -453,11 +453,17 @@ class PixelCNN(nn.Module):
             )
 
 
-def _requantize(acc: np.ndarray, shift: int, fmt: QFormat) -> np.ndarray:
-    """numpy twin of :func:`gencodec.exact.requantize` (round half to even, as torch.round)."""
-    y = acc * np.float32(2.0**-shift)  # exact: a power of two
+def _round_clip(y: np.ndarray, fmt: QFormat) -> np.ndarray:
+    """The rest of :func:`gencodec.exact.requantize` on an accumulator already scaled by 2**-shift
+    (round half to even, as torch.round), in place."""
     np.rint(y, out=y)
     return _clip(y, fmt.lo, fmt.hi, out=y)
+
+
+def _scaled(a: np.ndarray, shift: int) -> np.ndarray:
+    """a * 2**-shift as float32: exact (a power of two), and so is every partial sum of a matmul
+    with such weights, since each is an integer partial sum (below 2**24) times 2**-shift."""
+    return (np.asarray(a, np.float64) * 2.0**-shift).astype(np.float32)
 
 
 def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
@@ -495,24 +501,32 @@ class ExactPixelCNN:
         a separate integer partial sum -- exact, since every partial sum is an integer bounded by
         the (checked) accumulator bound."""
         hid = self.cfg.hidden
-        self._trunk = [(l.weight.numpy().T.copy(), l.bias.numpy().copy(), l.shift, l.out_fmt) for l in self.trunk]
-        self._head_w = np.concatenate([fc.weight.numpy()[:, :hid] for fc, _ in self.heads], 0).T.copy()  # (hid, 3*hh)
-        self._head_b = np.concatenate([fc.bias.numpy() for fc, _ in self.heads])  # (3*hh,)
-        up = 2.0 ** (self.cfg.act_frac_bits - RESID_FRAC_BITS)  # residuals as q on the activation grid
-        self._head_r = [fc.weight.numpy()[:, hid:].T * up for fc, _ in self.heads]  # (c, hh)
-        self._head_fc = [(fc.shift, fc.out_fmt) for fc, _ in self.heads]
-        self._head_out = [(o.weight.numpy().T.copy(), o.bias.numpy().copy(), o.shift, o.out_fmt) for _, o in self.heads]
+        # every layer's weights and bias come pre-multiplied by 2**-shift (exact, see _scaled), so a
+        # requantization is only a rounding and a clip
+        self._trunk = [(_scaled(l.weight.numpy().T, l.shift), _scaled(l.bias.numpy(), l.shift), l.out_fmt)
+                       for l in self.trunk]
+        self._head_w = np.concatenate([_scaled(fc.weight.numpy()[:, :hid], fc.shift) for fc, _ in self.heads]).T.copy()
+        self._head_b = np.concatenate([_scaled(fc.bias.numpy(), fc.shift) for fc, _ in self.heads])  # (3*hh,)
+        up = self.cfg.act_frac_bits - RESID_FRAC_BITS  # residuals as q on the activation grid
+        self._head_r = [_scaled(fc.weight.numpy()[:, hid:].T, fc.shift - up) for fc, _ in self.heads]  # (c, hh)
+        self._head_fmt = [fc.out_fmt for fc, _ in self.heads]
+        self._head_out = [(_scaled(o.weight.numpy().T, o.shift), _scaled(o.bias.numpy(), o.shift), o.out_fmt)
+                          for _, o in self.heads]
 
     def trunk_forward(self, feats: np.ndarray) -> np.ndarray:
         """feats (N, 3K+3) integers in [-255, 255] -> hidden (N, hidden) integer activations (float32)."""
         act = np.ascontiguousarray(feats, dtype=np.float32)
-        for w, b, shift, fmt in self._trunk:
-            act = _requantize(act @ w + b, shift, fmt)
+        for w, b, fmt in self._trunk:
+            act = act @ w
+            act += b
+            _round_clip(act, fmt)
         return act
 
     def heads_pre(self, hidden: np.ndarray) -> np.ndarray:
         """The trunk's share of all three heads' first layers: (N, hidden) -> (N, 3 * head_hidden) accumulators."""
-        return hidden @ self._head_w + self._head_b
+        pre = hidden @ self._head_w
+        pre += self._head_b
+        return pre
 
     def head_forward(self, c: int, pre: np.ndarray, extra: np.ndarray, p_c: np.ndarray):
         """Channel c: pre (N, 3*hh) from :meth:`heads_pre`, extra (N, cfg.head_inputs(c)) from
@@ -521,11 +535,15 @@ class ExactPixelCNN:
         hh = self.cfg.head_hidden
         acc = pre[:, c * hh : (c + 1) * hh]
         if c:
-            acc = acc + np.ascontiguousarray(extra, dtype=np.float32) @ self._head_r[c]
-        shift, fmt = self._head_fc[c]
-        a = _requantize(acc, shift, fmt)
-        w, b, shift, fmt = self._head_out[c]
-        o = _requantize(a @ w + b, shift, fmt).astype(np.int64)  # (N, 2)
+            a = np.ascontiguousarray(extra, dtype=np.float32) @ self._head_r[c]
+            a += acc
+        else:
+            a = acc.copy()  # pre stays as it was
+        _round_clip(a, self._head_fmt[c])
+        w, b, fmt = self._head_out[c]
+        o = a @ w
+        o += b
+        o = _round_clip(o, fmt).astype(np.int64)  # (N, 2)
         d_steps = self.cfg.mean_steps
         mean = _clip(d_steps * p_c + o[:, 0], 0, 255 * d_steps)
         idx = _clip(o[:, 1], 0, self.cfg.n_scales - 1)
