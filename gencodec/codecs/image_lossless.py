@@ -244,7 +244,7 @@ class PixelCNNCodec(Codec):
         """
         from ..coding import RangeDecoder
         from ..exact import exact_mode
-        from ..models.pixelcnn import colour_bases, head_extra, med_and_features, phase_features
+        from ..models.pixelcnn import colour_bases, head_extra, med_and_features
 
         m = self.model
         cfg = m.cfg
@@ -271,10 +271,8 @@ class PixelCNNCodec(Codec):
                 pos = (ys + top) * wp + xs + left  # where the wavefront's pixels go in each padded plane
                 nb = flat.take((ys * wp + xs)[:, None, None] + offs)  # (n, 3, K)
                 p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
-                if cfg.phase_inputs:
-                    feats = np.concatenate([feats, phase_features(ys, xs)], axis=1)
                 bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
-                pre = m.heads_pre(m.trunk_forward(feats))
+                pre = m.heads_pre(m.trunk_forward(feats, 2 * (ys % 2) + xs % 2))
                 resid = np.zeros((ys.size, 3), np.int64)
                 for c in range(n_coded):
                     mean, idx = m.head_forward(c, pre, head_extra(c, resid, bases, cfg), p[:, c])

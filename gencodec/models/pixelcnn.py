@@ -505,6 +505,12 @@ class ExactPixelCNN:
         # requantization is only a rounding and a clip
         self._trunk = [(_scaled(l.weight.numpy().T, l.shift), _scaled(l.bias.numpy(), l.shift), l.out_fmt)
                        for l in self.trunk]
+        if self.cfg.phase_inputs:  # the phase inputs' share of the first layer, folded into 4 biases
+            first = self.trunk[0]
+            w_ph = first.weight.numpy()[:, -2:].astype(np.float64)  # (hidden, 2): the y and x inputs
+            ph = phase_features(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])).astype(np.float64)  # (4, 2)
+            self._trunk[0] = (self._trunk[0][0][:-2].copy(),
+                              _scaled(first.bias.numpy() + ph @ w_ph.T, first.shift), first.out_fmt)
         self._head_w = np.concatenate([_scaled(fc.weight.numpy()[:, :hid], fc.shift) for fc, _ in self.heads]).T.copy()
         self._head_b = np.concatenate([_scaled(fc.bias.numpy(), fc.shift) for fc, _ in self.heads])  # (3*hh,)
         up = self.cfg.act_frac_bits - RESID_FRAC_BITS  # residuals as q on the activation grid
@@ -513,12 +519,15 @@ class ExactPixelCNN:
         self._head_out = [(_scaled(o.weight.numpy().T, o.shift), _scaled(o.bias.numpy(), o.shift), o.out_fmt)
                           for _, o in self.heads]
 
-    def trunk_forward(self, feats: np.ndarray) -> np.ndarray:
-        """feats (N, 3K+3) integers in [-255, 255] -> hidden (N, hidden) integer activations (float32)."""
+    def trunk_forward(self, feats: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
+        """feats (N, 3K+3) integers in [-255, 255] -> hidden (N, hidden) integer activations (float32).
+
+        phase (N,): 2 (y mod 2) + x mod 2 of each pixel, when cfg.phase_inputs (the inputs of
+        :func:`phase_features`, whose share of the first layer is one of four biases)."""
         act = np.ascontiguousarray(feats, dtype=np.float32)
-        for w, b, fmt in self._trunk:
+        for i, (w, b, fmt) in enumerate(self._trunk):
             act = act @ w
-            act += b
+            act += b[phase] if i == 0 and self.cfg.phase_inputs else b
             _round_clip(act, fmt)
         return act
 
@@ -575,11 +584,9 @@ class ExactPixelCNN:
             nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
             nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
             p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
-            if cfg.phase_inputs:
-                ph = phase_features(np.arange(y0, y1)[:, None], np.arange(w)[None, :]).reshape(-1, 2)
-                feats = np.concatenate([feats, ph], axis=1)
+            phase = (2 * (np.arange(y0, y1)[:, None] % 2) + np.arange(w) % 2).reshape(-1)
             bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
-            pre = self.heads_pre(self.trunk_forward(feats))
+            pre = self.heads_pre(self.trunk_forward(feats, phase))
             pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)
             resid = pix - p
             for c in range(n_coded):
