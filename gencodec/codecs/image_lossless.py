@@ -356,6 +356,10 @@ class OnlineHistograms:
         # (read-only strided view: one row gather per symbol instead of an (N, W) index array)
         self._windows = row_windows(self.counts, HIST_WINDOW, self.d)
         self._row0 = np.zeros(0, np.int64)  # 0, 256, 512, ...: row starts in a flattened table
+        # by mean md: the first symbol x0 of the window, and md's share of a counts index (see mix)
+        md = np.arange(255 * self.d + 1)
+        self._x0 = _clip(md // self.d - (HIST_WINDOW // 2 - 1), 0, 256 - HIST_WINDOW)
+        self._key_md = (md % self.d) * self.n_k - md + 255 * self.d
         self._last = None
         if OnlineHistograms._lut is None:
             OnlineHistograms._lut = _log_table()
@@ -373,11 +377,10 @@ class OnlineHistograms:
         chan: one channel (int) or one per symbol. Call :meth:`add` next with the same symbols."""
         d, n = self.d, freqs.shape[0]
         md, idx = np.asarray(md, np.int64), np.asarray(idx, np.int64)  # int16 tables would overflow below
-        x0 = md // d - (HIST_WINDOW // 2 - 1)
-        _clip(x0, 0, 256 - HIST_WINDOW, out=x0)  # the window: symbols x0 .. x0 + W - 1
+        x0 = self._x0[md]  # the window: symbols x0 .. x0 + W - 1
         # counts index of symbol x: group * n_k + d x - md + 255 d, group = (chan, idx, md mod d)
-        key0 = idx * (d * self.n_k) + (md % d) * self.n_k - md
-        key0 += chan * (self.n_scales * d * self.n_k) + 255 * d
+        key0 = idx * (d * self.n_k) + self._key_md[md]
+        key0 += chan * (self.n_scales * d * self.n_k)
         w = self._w[chan]
         if self._row0.size < n:
             self._row0 = np.arange(0, 256 * max(n, 2 * self._row0.size), 256)
@@ -426,7 +429,8 @@ class OnlineHistograms:
         bits = self._log(self.row_total + ws * h.sum(axis=1)[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
         for k in range(len(HIST_WEIGHTS)):  # sums of integers below 2**53: exact in float64, in any order
             self.cost[:, k] += np.bincount(chan, weights=bits[:, k], minlength=self.n_coded).astype(np.int64)
-        np.add.at(self.counts, keys, 1)
+        seen, times = np.unique(keys, return_counts=True)  # (faster than np.add.at)
+        self.counts[seen] += times
         self._w = self._weights[np.argmin(self.cost, axis=1)]  # ties: the smaller weight
 
 

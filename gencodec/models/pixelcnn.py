@@ -229,11 +229,12 @@ def colour_bases(nb, p, cfg: PixelCNNConfig):
     most photos (and nearly flat after 4:2:0 chroma subsampling).
     """
     offs = cfg.offsets
-    i_w, i_n, i_nw = offs.index((0, -1)), offs.index((-1, 0)), offs.index((-1, -1))
+    near = [offs.index((0, -1)), offs.index((-1, 0)), offs.index((-1, -1))]  # W, N, NW
+    nb = nb[..., near]  # (..., 3, 3): only these enter MED
     out = []
     for c, k in COLOUR_PAIRS:
         d = nb[..., c, :] - nb[..., k, :]
-        out.append(_med3(d[..., i_w], d[..., i_n], d[..., i_nw]) + p[..., k] - p[..., c])
+        out.append(_med3(d[..., 0], d[..., 1], d[..., 2]) + p[..., k] - p[..., c])
     return np.stack(out, axis=-1) if isinstance(nb, np.ndarray) else torch.stack(out, dim=-1)
 
 
@@ -275,7 +276,7 @@ class DiscretizedLogistic:
         self.cdf = self.make_cdf(cfg) if cdf is None else np.asarray(cdf, dtype=np.int64)
         if self.cdf.shape != (cfg.n_scales, self.n_points):
             raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, self.n_points)}")
-        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def make_cdf(cfg: PixelCNNConfig) -> np.ndarray:
@@ -313,11 +314,12 @@ class DiscretizedLogistic:
         if cdf.min() < 0 or cdf.max() > CDF_TOTAL - N_SYMBOLS or np.any(np.diff(cdf, axis=1) < 0):
             raise ExactnessError("PixelCNN cdf table is not monotone within [0, 2**16 - 256]")
 
-    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(flat cdf, flat bin table, windows), float64. bin[s, j] = C[s, j] - C[s, j - D] + 1, stored
-        by phase: bins[s, r, k] = bin[s, D k + r]; windows is a read-only strided view of it whose row
-        i = (s D + r) 512 + k holds bins[s, r, k : k + 256], so the table of a mean md = D q - r
-        (0 <= r < D) is row (s D + r) 512 + 256 - q: one fancy-indexed row gather, cache-sized."""
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(flat cdf, flat bin table, windows, tails), float64. bin[s, j] = C[s, j] - C[s, j - D] + 1,
+        stored by phase: bins[s, r, k] = bin[s, D k + r]; windows is a read-only strided view of it
+        whose row i = (s D + r) 512 + k holds bins[s, r, k : k + 256], so the table of a mean
+        md = D q - r (0 <= r < D) is row (s D + r) 512 + 256 - q: one fancy-indexed row gather,
+        cache-sized. tails[s (255 D + 1) + md] = the entries of symbols 0 and 255 (:func:`_tails`)."""
         if self._flat is None:
             self._check_cdf()
             d, s = self.steps, self.cfg.n_scales
@@ -326,7 +328,10 @@ class DiscretizedLogistic:
             bins[:, d : self.n_points] += c[:, d:] - c[:, :-d]
             phased = np.ascontiguousarray(bins.reshape(s, 2 * N_SYMBOLS, d).transpose(0, 2, 1)).reshape(-1)
             windows = row_windows(phased, N_SYMBOLS)
-            self._flat = (c.reshape(-1), bins.reshape(-1), windows)
+            md = np.arange(255 * d + 1)
+            up0 = (np.arange(s)[:, None] * self.n_points + (N_SYMBOLS * d - md)).reshape(-1)  # j_up(0) of (s, md)
+            tails = np.stack(_tails(c.reshape(-1), up0, up0 + 254 * d), axis=1)  # (s (255 D + 1), 2)
+            self._flat = (c.reshape(-1), bins.reshape(-1), windows, tails)
         return self._flat
 
     def freqs(self, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
@@ -336,18 +341,18 @@ class DiscretizedLogistic:
         above x, as an index into the cdf row of scale_idx), the first symbol taking the left tail
         and the last the right one.
         """
-        c, _, windows = self._tables()
+        _, _, windows, tails = self._tables()
         d = self.steps
         md, s = np.asarray(mean, np.int64), np.asarray(scale_idx, np.int64)
         q = -(-md // d)
         out = windows[(s * d + d * q - md) * (2 * N_SYMBOLS) + (N_SYMBOLS - q)]
-        up0 = s * self.n_points + (N_SYMBOLS * d - md)  # flat index of j_up(0)
-        out[:, 0], out[:, -1] = _tails(c, up0, up0 + 254 * d)
+        edge = tails[s * (255 * d + 1) + md]
+        out[:, 0], out[:, -1] = edge[:, 0], edge[:, 1]
         return out
 
     def prob_freq(self, x: np.ndarray, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
         """The table entry of symbol x alone (what :meth:`freqs` would hold at x), float64, any shape."""
-        c, bins, _ = self._tables()
+        c, bins, _, _ = self._tables()
         d, x, s = self.steps, np.asarray(x, np.int64), np.asarray(scale_idx, np.int64)
         j_up = d * (x + N_SYMBOLS) - np.asarray(mean, np.int64)
         f = bins.take(s * (2 * N_SYMBOLS * d) + j_up)
