@@ -18,6 +18,7 @@ from gencodec.codecs.image_lossless import PixelCNNCodec  # noqa: E402
 from gencodec.models.pixelcnn import PixelCNNConfig  # noqa: E402
 from gencodec.train.data import (  # noqa: E402
     CropSampler, TorchCropSampler, TrainImage, area_downscale, chroma_subsample, chroma_subsample_torch, load_folder,
+    save_pixels,
 )
 from gencodec.train.pixelcnn import PixelCNNRecipe, train_pixelcnn  # noqa: E402
 
@@ -66,6 +67,17 @@ def test_load_folder_splits_and_downscales_by_manifest(folder):
     assert by_name["train/0.png"].pixels.shape == (48, 64, 3) and by_name["train/0.png"].downscaled == 1
     assert by_name["train/1.png"].pixels.shape == (24, 32, 3) and by_name["train/1.png"].downscaled == 2
     assert len(by_name["train/1.png"].sha256) == 64
+
+
+def test_saved_pixels_load_as_the_same_training_pixels(folder, tmp_path):
+    images = load_folder(folder, downscale=2, val_glob="val/*", min_side=8)
+    desc = save_pixels(images, tmp_path / "pixels")
+    again = load_folder(tmp_path / "pixels", downscale=2, val_glob="val/*", min_side=8)
+    for a, b in zip(images.train + images.val, again.train + again.val, strict=True):
+        assert a.name == b.name and b.downscaled == 1  # marked lossless: not downscaled a second time
+        assert np.array_equal(a.pixels, b.pixels)
+    assert {i.name for i in images.train if i.downscaled == 2} == {"train/1.png", "train/2.png"}
+    assert json.loads((tmp_path / "pixels" / "describe.json").read_text()) == desc == images.describe()
 
 
 def test_default_split_holds_out_something(folder):

@@ -112,6 +112,28 @@ def load_folder(root: str | Path, downscale: int = 2, val_glob: str | None = Non
     return out
 
 
+def save_pixels(folder: ImageFolder, out: str | Path) -> dict:
+    """Write every image of ``folder`` (train and validation, after downscaling) as a PNG under
+    ``out`` (same relative path, suffix .png) with a manifest.json marking each lossless, so that
+    ``load_folder(out)`` reads exactly these pixels with no further downscaling: the training data of
+    a machine that receives only the repository (see docs/MODELS.md, "Training"). Also writes
+    describe.json (the originals' names and hashes, for the model card). Returns folder.describe()."""
+    from PIL import Image
+
+    out = Path(out)
+    entries = []
+    for item in folder.train + folder.val:
+        rel = str(Path(item.name).with_suffix(".png"))
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(item.pixels).save(out / rel)
+        entries.append(dict(file=rel, lossless_source=True))
+    note = f"pixels of {folder.root} after gencodec's load_folder (downscaled where not lossless)"
+    (out / "manifest.json").write_text(json.dumps(dict(note=note, files=entries), indent=1))
+    desc = folder.describe()
+    (out / "describe.json").write_text(json.dumps(desc, indent=1))
+    return desc
+
+
 def pick_weights(images: list[TrainImage]) -> np.ndarray:
     """Probability of drawing each image: its area, capped at 4x the median (one huge image must not dominate)."""
     areas = np.array([i.pixels.shape[0] * i.pixels.shape[1] for i in images], dtype=np.float64)
