@@ -7,7 +7,6 @@ imported inside the command, so ``gencodec --help`` stays fast.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -58,18 +57,15 @@ def train(model, data, out, steps, resume, workdir, val_glob, crop, batch, lr, s
           qat_fraction, init_from, config_json, device, quiet):
     """Train MODEL on the images in --data and export the exact model to --out."""
     try:
-        from gencodec.train.pixelcnn import config_of, recipe_from_options, train_pixelcnn
+        from gencodec.train.pixelcnn import recipe_from_options, run_config, train_pixelcnn
     except ImportError as e:  # pragma: no cover - torch missing
         raise Failure(f"training needs torch: {e}") from None
-    from gencodec.models.pixelcnn import PixelCNNConfig
 
     try:
         overrides = json.loads(config_json) if config_json else {}
         if not isinstance(overrides, dict):
             raise ValueError("it must be a JSON object")
-        base = (config_of(init_from) if init_from else None) or PixelCNNConfig()  # changes apply to the start
-        config = PixelCNNConfig.from_dict({**asdict(base), **overrides})
-        config.validate()
+        config = run_config(init_from, overrides)  # changes apply to the starting model's config
     except (ValueError, TypeError, GencodecError) as e:
         raise click.BadParameter(str(e), param_hint="--config") from None
     recipe = recipe_from_options(val_glob=val_glob, crop=crop, batch=batch, lr=lr, seed=seed,

@@ -41,13 +41,10 @@ def main() -> None:
 
     import torch
 
-    from dataclasses import asdict
-
-    from gencodec.models.pixelcnn import PixelCNNConfig
     from gencodec.train.data import TorchCropSampler, load_folder
-    from gencodec.train.pixelcnn import config_of, recipe_from_options, start_from, train_pixelcnn
+    from gencodec.train.pixelcnn import recipe_from_options, run_config, start_from, train_pixelcnn
 
-    cfg = PixelCNNConfig.from_dict({**asdict(config_of(args.init_from)), **json.loads(args.config)})  # as the CLI does
+    cfg = run_config(args.init_from, json.loads(args.config))
     images = load_folder(args.data, downscale=2, val_glob=args.val_glob)
     sampler = TorchCropSampler(images.train, 64, 0, chroma420=float(args.chroma420), device=args.device)
     model = start_from(args.init_from, cfg).to(args.device)
@@ -68,7 +65,6 @@ def main() -> None:
         t = time.time()
         steps(20, q)
         per[q] = (time.time() - t) / 20
-    del model, opt
     left = args.budget - (time.time() - T0) - 15  # validations, checkpoints, the run's start-up
     per_step = (1 - args.qat_fraction) * per[False] + args.qat_fraction * per[True]
     n = min(args.max_steps, max(200, int(left / (args.safety * per_step))))

@@ -244,7 +244,7 @@ class PixelCNNCodec(Codec):
         """
         from ..coding import RangeDecoder
         from ..exact import exact_mode
-        from ..models.pixelcnn import colour_bases, head_extra, med_and_features
+        from ..models.pixelcnn import colour_bases, head_extra, med_and_features, phase_index
 
         m = self.model
         cfg = m.cfg
@@ -272,7 +272,7 @@ class PixelCNNCodec(Codec):
                 nb = flat.take((ys * wp + xs)[:, None, None] + offs)  # (n, 3, K)
                 p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
                 bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
-                pre = m.heads_pre(m.trunk_forward(feats, 2 * (ys % 2) + xs % 2))
+                pre = m.heads_pre(m.trunk_forward(feats, phase_index(ys, xs)))
                 resid = np.zeros((ys.size, 3), np.int64)
                 for c in range(n_coded):
                     mean, idx = m.head_forward(c, pre, head_extra(c, resid, bases, cfg), p[:, c])

@@ -211,6 +211,12 @@ def phase_features(ys, xs):
     ys, xs = np.broadcast_arrays(np.asarray(ys, np.int64), np.asarray(xs, np.int64))
     return np.stack([ys % 2, xs % 2], axis=-1) * (2 * PHASE_AMP) - PHASE_AMP
 
+def phase_index(ys, xs):
+    """2 (y mod 2) + x mod 2: which of the four :func:`phase_features` rows a pixel has (the exact
+    path folds the phase inputs into four first-layer biases, one per index)."""
+    return 2 * (ys % 2) + xs % 2
+
+
 COLOUR_PAIRS = ((1, 0), (2, 0), (2, 1))  # (channel c, earlier channel k) of the colour predictions
 
 
@@ -513,7 +519,7 @@ class ExactPixelCNN:
         if self.cfg.phase_inputs:  # the phase inputs' share of the first layer, folded into 4 biases
             first = self.trunk[0]
             w_ph = first.weight.numpy()[:, -2:].astype(np.float64)  # (hidden, 2): the y and x inputs
-            ph = phase_features(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])).astype(np.float64)  # (4, 2)
+            ph = phase_features(*np.divmod(np.arange(4), 2)).astype(np.float64)  # (4, 2): row i has phase_index i
             self._trunk[0] = (self._trunk[0][0][:-2].copy(),
                               _scaled(first.bias.numpy() + ph @ w_ph.T, first.shift), first.out_fmt)
         self._head_w = np.concatenate([_scaled(fc.weight.numpy()[:, :hid], fc.shift) for fc, _ in self.heads]).T.copy()
@@ -527,8 +533,7 @@ class ExactPixelCNN:
     def trunk_forward(self, feats: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """feats (N, 3K+3) integers in [-255, 255] -> hidden (N, hidden) integer activations (float32).
 
-        phase (N,): 2 (y mod 2) + x mod 2 of each pixel, when cfg.phase_inputs (the inputs of
-        :func:`phase_features`, whose share of the first layer is one of four biases)."""
+        phase (N,): :func:`phase_index` of each pixel, when cfg.phase_inputs."""
         act = np.ascontiguousarray(feats, dtype=np.float32)
         for i, (w, b, fmt) in enumerate(self._trunk):
             act = act @ w
@@ -589,7 +594,7 @@ class ExactPixelCNN:
             nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
             nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
             p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
-            phase = (2 * (np.arange(y0, y1)[:, None] % 2) + np.arange(w) % 2).reshape(-1)
+            phase = phase_index(np.arange(y0, y1)[:, None], np.arange(w)).reshape(-1)
             bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
             pre = self.heads_pre(self.trunk_forward(feats, phase))
             pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)

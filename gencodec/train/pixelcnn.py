@@ -193,6 +193,15 @@ def config_of(init_from: str | Path) -> PixelCNNConfig | None:
     return None
 
 
+def run_config(init_from: str | Path | None, changes: dict[str, Any]) -> PixelCNNConfig:
+    """The config a run trains: ``init_from``'s (or the defaults) with ``changes`` applied, validated
+    (what ``gencodec train --init-from M --config JSON`` means)."""
+    base = (config_of(init_from) if init_from else None) or PixelCNNConfig()
+    config = PixelCNNConfig.from_dict({**asdict(base), **changes})
+    config.validate()
+    return config
+
+
 def _refines(old: PixelCNNConfig, new: PixelCNNConfig) -> bool:
     """new's grids hold every number old's do: as many fraction bits or more, bounds as wide or
     wider, scales over the same range (n_scales - 1 a multiple, so every old scale is a new one)."""
