@@ -15,7 +15,7 @@ import click
 from gencodec.errors import GencodecError
 
 from . import io
-from .common import Failure, number
+from .common import Failure, key_value, number
 
 
 def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
@@ -25,6 +25,18 @@ def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
         codec, sep, levels = v.rpartition("=")
         key = codec if sep else "*"
         out.setdefault(key, []).extend(number(q) for q in levels.split(",") if q.strip())
+    return out
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, list[dict]]:
+    """``("jpeg-xl-lossless:effort=9",)`` -> ``{"jpeg-xl-lossless": [{"effort": 9}]}``: one extra job
+    per option (VALUE parsed as JSON if it can be, as in ``compress -p``)."""
+    out: dict[str, list[dict]] = {}
+    for v in values:
+        codec, sep, kv = v.partition(":")
+        if not sep or not codec:
+            raise click.BadParameter(f"{v!r} is not CODEC:KEY=VALUE", param_hint="--param")
+        out.setdefault(codec, []).append(dict([key_value(kv, "--param")]))
     return out
 
 
@@ -52,6 +64,9 @@ def _refuse_overwriting_inputs(outputs: list[str | None], inputs: list[Path]) ->
 @click.option("--lossy", is_flag=True, help="Benchmark lossy image codecs over a quality sweep (rate-distortion).")
 @click.option("--quality", "qualities", multiple=True, metavar="[CODEC=]Q,Q,...",
               help="Quality levels to sweep (all lossy codecs, or one with CODEC=); default: each codec's own sweep.")
+@click.option("--param", "params", multiple=True, metavar="CODEC:KEY=VALUE",
+              help="Also run a lossless CODEC with this parameter (repeatable: one more job each), e.g. "
+                   "jpeg-xl-lossless:effort=9.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the full result document as JSON ('-' for stdout).")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one CSV line per file x codec x quality, then the totals.")
 @click.option("--markdown", "md_path", metavar="FILE", help="Write the tables as Markdown.")
@@ -64,7 +79,7 @@ def _refuse_overwriting_inputs(outputs: list[str | None], inputs: list[Path]) ->
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (lossy), which needs torch.")
 @click.option("--title", default=None, help="Heading of the Markdown report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stdout.")
-def bench(paths, codecs, lossy, qualities, json_path, csv_path, md_path, plot_path, references, workers, threads,
+def bench(paths, codecs, lossy, qualities, params, json_path, csv_path, md_path, plot_path, references, workers, threads,
           no_ms_ssim, title, quiet):
     """Benchmark codecs on files and folders (a folder expands to its files).
 
@@ -81,7 +96,8 @@ def bench(paths, codecs, lossy, qualities, json_path, csv_path, md_path, plot_pa
         _refuse_overwriting_inputs([json_path, csv_path, md_path, plot_path], runner.expand_paths(paths))
         refs = [c for r in references for c in report.load_reference(r)]
         doc = runner.run_bench(
-            paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), workers=workers,
+            paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), params=parse_params(params),
+            workers=workers,
             threads=threads, references=refs, ms_ssim=not no_ms_ssim, progress=False if quiet else None,
         )
     except GencodecError as e:

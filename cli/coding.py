@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
 
 import click
 
@@ -15,19 +14,9 @@ from gencodec.errors import GencodecError
 from gencodec.registry import get_entry
 
 from . import io
-from .common import Failure, Message, for_each_file, number
+from .common import Failure, Message, for_each_file, key_value, number
 from .io import FileError, display
 from .report import compress_fields, compress_line, decompress_line
-
-
-def _param(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint="-p/--param")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def _check_sources(files: tuple[str, ...], output: str | None, to_stdout: bool) -> None:
@@ -73,7 +62,7 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
     A file that already ends in .gcx is refused unless -f is given.
     """
     _check_sources(files, output, to_stdout)
-    codec_params = dict(_param(p) for p in params)
+    codec_params = dict(key_value(p) for p in params)
     if quality is not None:
         codec_params["quality"] = quality
     if codec == "auto" and (codec_params or model):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import click
 
@@ -34,6 +36,17 @@ def number(text: str, hint: str = "--quality") -> int | float:
             return float(text)
         except ValueError:
             raise click.BadParameter(f"{text!r} is not a number", param_hint=hint) from None
+
+
+def key_value(text: str, hint: str = "-p/--param") -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, VALUE parsed as JSON if it can be, else the text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", param_hint=hint)
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def error_line(source: str, exc: BaseException) -> str:

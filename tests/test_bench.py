@@ -302,6 +302,36 @@ def test_bench_command_writes_json_csv_markdown(small_files, tmp_path):
     assert res.exit_code == 0 and "--workers" in res.output
 
 
+def test_bench_param_adds_a_job_per_parameter_set(small_files, tmp_path):
+    from gencodec_cli.bench import bench, parse_params
+
+    assert parse_params(("jpeg-xl-lossless:effort=9", "jpeg-xl-lossless:effort=1")) == {
+        "jpeg-xl-lossless": [{"effort": 9}, {"effort": 1}]}
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "md")}
+    crops = [str(f) for f in small_files if f.suffix == ".png"]
+    res = CliRunner().invoke(bench, [*crops, "--codec", "jpeg-xl-lossless", "--param", "jpeg-xl-lossless:effort=1",
+                                     "-q", "--json", str(out["json"]), "--csv", str(out["csv"]), "--markdown", str(out["md"])])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out["json"].read_text())
+    assert [j["params"] for j in doc["settings"]["jobs"]] == [{}, {"effort": 1}]
+    default, fast = doc["totals"]
+    assert default["params"] == {} and fast["params"] == {"effort": 1} and fast["n_files"] == 2
+    assert fast["n_bytes_out"] != default["n_bytes_out"]  # effort 1 really ran
+    md = out["md"].read_text()
+    assert "`jpeg-xl-lossless`" in md and "`jpeg-xl-lossless (effort=1)`" in md
+    lines = list(csv.DictReader(io.StringIO(out["csv"].read_text())))
+    assert [json.loads(x["params"]) if x["params"] else {} for x in lines[:2]] == [{}, {"effort": 1}]
+
+    res = CliRunner().invoke(bench, [*crops, "--codec", "png", "--param", "jpeg-xl-lossless:effort=1"])
+    assert res.exit_code == 1 and "not in this run: jpeg-xl-lossless" in res.output
+    res = CliRunner().invoke(bench, [*crops, "--codec", "png", "--param", "png:effort=1"])  # png takes no parameters
+    assert res.exit_code == 1 and "takes no parameters" in res.output
+    res = CliRunner().invoke(bench, [*crops, "--param", "effort=1"])
+    assert res.exit_code == 2 and "CODEC:KEY=VALUE" in res.output
+    res = CliRunner().invoke(bench, [*crops, "--param", "no-such-codec:effort=1"])
+    assert res.exit_code == 1 and "unknown codec" in res.output
+
+
 def test_load_reference_formats(tmp_path):
     from gencodec.errors import UnsupportedInputError
 

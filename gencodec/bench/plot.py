@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from . import metrics
+from . import metrics, report
 
 
 def _figure(width: float, height: float):
@@ -66,7 +66,7 @@ def plot_lossless(doc: dict[str, Any]):
     images = bool(tots) and all("bits_per_subpixel" in t for t in tots)
     key, label = ("bits_per_subpixel", "bits per subpixel") if images else ("bits_per_byte", "bits per byte")
     tots.sort(key=lambda t: t[key])
-    names = [t["codec"] for t in tots]
+    names = [report.job_label(t) for t in tots]
     fig = _figure(max(8, 1.2 * len(names) + 4), 4.5)
     ax = fig.add_subplot(1, 2, 1)
     bars = ax.bar(names, [t[key] for t in tots], color="tab:blue")

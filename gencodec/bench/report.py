@@ -150,6 +150,18 @@ def environment(codecs: Sequence[str] = (), memory_method: str = "", started: st
 # totals and RD
 
 
+def _extra_params(t: dict[str, Any]) -> dict[str, Any]:
+    """A row's or total's parameters besides a lossy quality (which reports show on their own)."""
+    return {k: v for k, v in t.get("params", {}).items() if k != "quality"}
+
+
+def job_label(t: dict[str, Any]) -> str:
+    """How a report names the job of a row or total: its codec, with any parameters besides a
+    lossy quality (e.g. ``jpeg-xl-lossless (effort=9)``)."""
+    extra = _extra_params(t)
+    return f"{t['codec']} ({', '.join(f'{k}={v}' for k, v in extra.items())})" if extra else t["codec"]
+
+
 def totals(rows: Sequence[dict[str, Any]], jobs: Sequence[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """One total per (codec, params) job, in job order, over the rows with status "ok"."""
     out = []
@@ -296,7 +308,7 @@ def to_json(doc: dict[str, Any]) -> str:
 
 
 CSV_FIELDS = [
-    "file", "codec", "quality", "status", "n_bytes_in", "n_bytes_out", "payload_bytes", "header_bytes",
+    "file", "codec", "quality", "params", "status", "n_bytes_in", "n_bytes_out", "payload_bytes", "header_bytes",
     "bits_per_byte", "bits_per_subpixel", "bits_per_pixel", "ideal_bits", "coding_overhead_pct",
     "psnr", "ms_ssim", "verified", *COST_KEYS, "peak_rss_mib", "rss_growth_mib", "reason",
 ]
@@ -307,10 +319,13 @@ def to_csv(doc: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
+    def params(t):
+        return json.dumps(_extra_params(t)) if _extra_params(t) else ""
+
     for r in doc["rows"]:
-        w.writerow({**r, **r.get("cost", {})})
+        w.writerow({**r, **r.get("cost", {}), "params": params(r)})
     for t in doc["totals"]:
-        w.writerow({**t, **t.get("cost", {}), "file": "TOTAL", "status": f"{t['n_files']} files",
+        w.writerow({**t, **t.get("cost", {}), "params": params(t), "file": "TOTAL", "status": f"{t['n_files']} files",
                     "psnr": t.get("mean_psnr"), "ms_ssim": t.get("mean_ms_ssim")})
     return buf.getvalue()
 
@@ -351,7 +366,7 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
     body = []
     for t in sorted(tots, key=lambda t: t[rate_key]):
         c = t["cost"]
-        line = [f"`{t['codec']}`", str(t["n_files"]), _size(t["n_bytes_in"]), _size(t["n_bytes_out"]), _f(t[rate_key])]
+        line = [f"`{job_label(t)}`", str(t["n_files"]), _size(t["n_bytes_in"]), _size(t["n_bytes_out"]), _f(t[rate_key])]
         line += [_f(t["bits_per_pixel"])] if images else [_f(t["mean_bits_per_byte"])]
         if with_ideal:
             ideal = t.get("ideal_bits_per_subpixel") if images else (t["ideal_bits"] / t["n_bytes_in"] if "ideal_bits" in t else None)
@@ -363,10 +378,10 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
     parts = [_table(head, body)]
     bad = [t for t in doc["totals"] if t.get("n_skipped") or t.get("n_failed")]
     if bad:
-        parts.append("\n".join(f"- `{t['codec']}`: {t['n_skipped']} file(s) skipped, {t['n_failed']} failed" for t in bad))
-    codecs = [t["codec"] for t in sorted(tots, key=lambda t: t[rate_key])]
+        parts.append("\n".join(f"- `{job_label(t)}`: {t['n_skipped']} file(s) skipped, {t['n_failed']} failed" for t in bad))
+    codecs = [job_label(t) for t in sorted(tots, key=lambda t: t[rate_key])]
     files = list(dict.fromkeys(r["file"] for r in doc["rows"]))
-    per = {(r["file"], r["codec"]): r for r in doc["rows"]}
+    per = {(r["file"], job_label(r)): r for r in doc["rows"]}
     body = []
     for f in files:
         line = [Path(f).name]

@@ -128,17 +128,26 @@ def quality_levels(codec: str, qualities: dict[str, Sequence[Any]] | None) -> li
     raise UnsupportedInputError(f"no default quality levels for codec {codec!r}: give --quality {codec}=Q1,Q2,...")
 
 
-def plan_jobs(codecs: Sequence[str], lossy: bool, qualities: dict[str, Sequence[Any]] | None) -> list[tuple[str, dict[str, Any]]]:
-    """(codec, params) pairs in report order."""
+def plan_jobs(codecs: Sequence[str], lossy: bool, qualities: dict[str, Sequence[Any]] | None,
+              params: dict[str, Sequence[dict[str, Any]]] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(codec, params) pairs in report order. ``params``: extra parameter sets of lossless codecs,
+    each one more job beside the codec's defaults (e.g. ``{"jpeg-xl-lossless": [{"effort": 9}]}``)."""
+    params = params or {}
+    unused = set(params) - set(codecs)
+    if unused:
+        raise UnsupportedInputError(f"parameters given for codec(s) not in this run: {', '.join(sorted(unused))}")
     jobs: list[tuple[str, dict[str, Any]]] = []
     for c in codecs:
         kind = get_entry(c).kind
         if lossy and kind == "lossy-image":
+            if c in params:
+                raise UnsupportedInputError(f"codec {c!r}: lossy codecs sweep --quality; other parameters are not benchmarked")
             jobs.extend((c, {"quality": q}) for q in quality_levels(c, qualities))
         elif kind == "lossy-image":
             raise UnsupportedInputError(f"codec {c!r} is lossy: add --lossy")
         else:
             jobs.append((c, {}))
+            jobs.extend((c, dict(p)) for p in params.get(c, ()) if p)
     return jobs
 
 
@@ -213,20 +222,33 @@ class PeakRSS:
 # measurement
 
 
+def _tiny(kind: str) -> Any:
+    """A tiny input every codec of this kind takes."""
+    if kind == "bytes":
+        return b"gencodec warm-up " * 8
+    from PIL import Image
+
+    return Image.new("RGB", (16, 16), (90, 120, 150))
+
+
 def _warm_up(codec: str, params: dict[str, Any], kind: str) -> None:
     """Encode and decode a tiny input once so that imports and model loading are not timed."""
     from ..api import compress, decompress
 
     try:
-        if kind == "bytes":
-            data: Any = b"gencodec warm-up " * 8
-        else:
-            from PIL import Image
-
-            data = Image.new("RGB", (16, 16), (90, 120, 150))
-        decompress(compress(data, codec, **params))
+        decompress(compress(_tiny(kind), codec, **params))
     except Exception:  # noqa: BLE001 - a warm-up failure shows up again, and is reported, on the real file
         pass
+
+
+def check_params(codec: str, params: dict[str, Any]) -> None:
+    """Refuse, before any file runs, a parameter set the codec rejects (rather than skipping every file)."""
+    from ..api import compress
+
+    try:
+        compress(_tiny(get_entry(codec).kind), codec, **params)
+    except UnsupportedInputError as e:
+        raise UnsupportedInputError(f"{codec} with {params}: {e}") from None
 
 
 def _load_original(path: Path):
@@ -370,6 +392,7 @@ def run_bench(
     *,
     lossy: bool = False,
     qualities: dict[str, Sequence[Any]] | None = None,
+    params: dict[str, Sequence[dict[str, Any]]] | None = None,
     workers: int = 1,
     threads: int | None = None,
     references: Sequence[dict[str, Any]] = (),
@@ -379,7 +402,7 @@ def run_bench(
     """Benchmark ``codecs`` (default: every available codec of the relevant kind) on the files.
 
     qualities: lossy quality levels, per codec name or ``"*"`` for all (default: the codec's own
-    sweep). workers: parallel processes over files, in a fresh pool per codec (0: run in this
+    sweep). params: extra parameter sets of lossless codecs, one job each (:func:`plan_jobs`). workers: parallel processes over files, in a fresh pool per codec (0: run in this
     process). threads: OMP/MKL threads per worker process (default: cores // workers when
     workers > 1, else the process's own setting). references:
     published RD curves (see :func:`gencodec.bench.report.load_reference`). progress: a tqdm bar
@@ -409,7 +432,17 @@ def run_bench(
                 codec_list.remove(c)
     if not codec_list:
         raise UnknownCodecError("no available codec of the kind these files call for")
-    jobs = plan_jobs(codec_list, lossy, qualities)
+    params = dict(params or {})
+    for c in params:
+        get_entry(c)  # a misspelt name fails here, not as "not in this run"
+    if not codecs:  # a default codec left out here takes its extra jobs with it
+        for c in set(params) - set(codec_list):
+            left_out.setdefault(c, "not among the codecs available for these files")
+            del params[c]
+    jobs = plan_jobs(codec_list, lossy, qualities, params)
+    for c, p in params.items():
+        for one in p:
+            check_params(c, one)
     if workers > 1 and threads is None:
         threads = max(1, (os.cpu_count() or 1) // workers)
     settings = dict(
