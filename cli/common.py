@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
 
+import gencodec
 from gencodec.errors import GencodecError
 
 from .io import FileError, display, reason
@@ -72,15 +75,20 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
         from tqdm import tqdm
 
         bar = tqdm(total=len(sources), unit="file", leave=False, dynamic_ncols=True)
+    within = WorkBar() if len(sources) == 1 and not quiet and sys.stderr.isatty() else None
     status = 0
     for source in sources:
         if bar is not None:
             bar.set_postfix_str(display(source))
         try:
-            message = work(source)
+            with gencodec.progress.reporting(within) if within else contextlib.nullcontext():
+                message = work(source)
         except (GencodecError, FileError, OSError) as exc:
             status = 1
             message = (f"gencodec: error: {error_line(source, exc)}", True)
+        finally:
+            if within is not None:
+                within.close()  # cleared before anything is printed
         if message is not None:
             if bar is not None:
                 with bar.external_write_mode():
@@ -92,3 +100,28 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
     if bar is not None:
         bar.close()
     return status
+
+
+class WorkBar:
+    """A tqdm bar (stderr, gone when done) fed by a codec's own progress (:mod:`gencodec.progress`),
+    shown only once the work has taken ``DELAY`` seconds: a slow neural codec on one big file."""
+
+    DELAY = 1.0
+    MININTERVAL = 0.2  # seconds between redraws
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None or self._bar.total != total:
+            from tqdm import tqdm
+
+            self.close()
+            self._bar = tqdm(total=total, leave=False, dynamic_ncols=True, delay=self.DELAY, mininterval=self.MININTERVAL,
+                             bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

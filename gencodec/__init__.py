@@ -6,8 +6,10 @@ Public API::
     data = gencodec.decompress(blob)               # bytes or PIL image, checksum verified
     gencodec.info(blob)                            # the header as a dict
     gencodec.get_codec("xz"); gencodec.list_codecs()
+    with gencodec.progress.reporting(callback): ...   # callback(done, total) from slow codecs
 """
 
+from . import progress
 from .api import compress, compress_report, decompress, info
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
@@ -15,4 +17,5 @@ from .registry import get_codec, list_codecs
 
 __version__ = "0.1.0"
 
-__all__ = ["compress", "compress_report", "decompress", "info", "get_codec", "list_codecs", "__version__", *_errors_all]
+__all__ = ["compress", "compress_report", "decompress", "info", "get_codec", "list_codecs", "progress", "__version__",
+           *_errors_all]

@@ -92,6 +92,23 @@ def test_every_registered_subcommand_has_help():
         assert "Usage: " in result.stdout
 
 
+def test_work_bar_draws_a_codecs_progress_and_restarts_for_new_work(capsys, monkeypatch):
+    from gencodec_cli.common import WorkBar
+
+    monkeypatch.setattr(WorkBar, "DELAY", 0)
+    monkeypatch.setattr(WorkBar, "MININTERVAL", 0)
+    bar = WorkBar()
+    with gencodec.progress.reporting(bar):
+        for done in (0, 500, 1000):
+            gencodec.progress.report(done, 1000)
+        assert bar._bar.n == 1000
+        gencodec.progress.report(3, 10)  # another piece of work: a new bar
+        assert (bar._bar.n, bar._bar.total) == (3, 10)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "100%" in err and "30%" in err
+
+
 def test_version():
     result = run("--version")
     assert result.exit_code == 0

@@ -425,6 +425,24 @@ def test_golden_file():
     assert gencodec.compress(golden_image(), codec="pixelcnn") == blob
 
 
+def test_progress_reaches_the_total_and_never_goes_back():
+    img = golden_image().resize((40, 24))
+
+    def reports(work):
+        seen = []
+        with gencodec.progress.reporting(lambda done, total: seen.append((done, total))):
+            out = work()
+        return out, seen
+
+    blob, enc = reports(lambda: gencodec.compress(img, codec="pixelcnn"))
+    restored, dec = reports(lambda: gencodec.decompress(blob))
+    assert same_image(restored, img)
+    for seen in (enc, dec):
+        (total,) = {t for _, t in seen}  # one total per piece of work
+        done = [d for d, _ in seen]
+        assert len(done) >= 3 and done == sorted(done) and done[0] < done[-1] == total, seen
+
+
 def test_decoding_finds_an_archived_shipped_model_by_id(kodak_crop, other_model, tmp_path, monkeypatch):
     import shutil
 

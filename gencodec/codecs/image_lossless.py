@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import progress
 from .._numpy import clip as _clip, row_windows
 from ..codec import Codec, Encoded
 from ..errors import CorruptFileError, GencodecError, ModelMismatchError
@@ -146,7 +147,8 @@ class PixelCNNCodec(Codec):
 
         m = self.model
         _, h, w = planes.shape
-        mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
+        with progress.part(0, 2):  # the parallel pass is the first half of an encode's progress
+            mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
         packed = b""
         if adapt and h * w:
             remap, bias, gain_bits = choose_remap(m.dist, planes[:n_coded], mean, idx)
@@ -181,6 +183,8 @@ class PixelCNNCodec(Codec):
                 hist.update()
             enc.encode(sym, freqs, validate=False, total=total)
             start = stop
+            with progress.part(1, 2):  # the coding rounds are the second half
+                progress.report(stop, order.size)
         return enc.finish(), enc.ideal_bits, packed
 
     # -- decode ---------------------------------------------------------------------------------
@@ -263,6 +267,8 @@ class PixelCNNCodec(Codec):
             for t in range(n_steps):
                 if counts is not None and t % HIST_ROUND == 0:  # a new round: count the last one
                     counts.update()
+                if t % PROGRESS_EVERY == 0:
+                    progress.report(t, n_steps)
                 y_lo = max(0, -(-(t - w + 1) // step))
                 ys = np.arange(y_lo, min(h - 1, t // step) + 1)
                 xs = t - step * ys
@@ -299,8 +305,11 @@ class PixelCNNCodec(Codec):
                 if xs[0] == w - 1:  # right padding of this row
                     y1 = ys[0]
                     padded[:, y1 + top, left + w :] = padded[:, y1 + top, left + w - 1 : left + w]
+        progress.report(n_steps, n_steps)
         return padded[:, top:, left : left + w].astype(np.uint8)
 
+
+PROGRESS_EVERY = 64  # wavefronts between two progress reports of the decoder
 
 MAX_BIAS = 3  # the per-image adaptation may move a group's means by up to this many levels
 

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import progress
 from .._numpy import clip as _clip, row_windows
 from ..errors import ExactnessError, GencodecError
 from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
@@ -603,6 +604,7 @@ class ExactPixelCNN:
                 m, s = self.head_forward(c, pre, head_extra(c, resid, bases, cfg), p[:, c])
                 mean[c, y0:y1] = m.reshape(y1 - y0, w)
                 idx[c, y0:y1] = s.reshape(y1 - y0, w)
+            progress.report(y1, h)
 
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
