@@ -97,8 +97,8 @@ def bench(paths, codecs, lossy, qualities, params, json_path, csv_path, md_path,
         refs = [c for r in references for c in report.load_reference(r)]
         doc = runner.run_bench(
             paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), params=parse_params(params),
-            workers=workers,
-            threads=threads, references=refs, ms_ssim=not no_ms_ssim, progress=False if quiet else None,
+            workers=workers, threads=threads, references=refs, ms_ssim=not no_ms_ssim,
+            progress=False if quiet else None,
         )
     except GencodecError as e:
         raise Failure(str(e)) from None

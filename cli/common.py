@@ -66,8 +66,9 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
 
     ``work`` returns ``(text, to_stderr)`` to print, or None. Failures do not stop the loop.
 
-    Returns the exit status: 0 when every file succeeded, 1 otherwise. A progress bar (tqdm, on
-    stderr) is shown for several files on a terminal unless ``quiet``.
+    Returns the exit status: 0 when every file succeeded, 1 otherwise. On a terminal, unless
+    ``quiet``, a progress bar (tqdm, on stderr) counts several files; for one file, a :class:`WorkBar`
+    shows the codec's own progress if the work takes more than a second.
     """
     sources = list(sources)
     bar = None
