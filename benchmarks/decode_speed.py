@@ -39,7 +39,9 @@ def main() -> None:
             torch.manual_seed(0)
             models[f"hidden {hidden} (untrained)"] = path = Path(tmp) / f"h{hidden}.safetensors"
             PixelCNN(replace(base, hidden=hidden)).export().save(path)
-        models.update({str(m): m for m in args.model} or ({} if models else {"shipped": DEFAULT_MODEL}))
+        models.update({str(m): m for m in args.model})
+        if not models:
+            models["shipped"] = DEFAULT_MODEL
         for name, path in models.items():
             cfg = ExactPixelCNN.load(path).cfg
             codec = PixelCNNCodec(model=path)

@@ -45,8 +45,10 @@ def main() -> None:
     from gencodec.train.pixelcnn import recipe_from_options, run_config, start_from, train_pixelcnn
 
     cfg = run_config(args.init_from, json.loads(args.config))
-    images = load_folder(args.data, downscale=2, val_glob=args.val_glob)
-    sampler = TorchCropSampler(images.train, 64, 0, chroma420=float(args.chroma420), device=args.device)
+    recipe = recipe_from_options(val_glob=args.val_glob, batch=args.batch, lr=float(args.lr), seed=int(args.seed),
+                                 chroma420=float(args.chroma420), qat_fraction=args.qat_fraction)
+    images = load_folder(args.data, downscale=recipe.downscale, val_glob=recipe.val_glob)
+    sampler = TorchCropSampler(images.train, recipe.crop, recipe.seed, chroma420=recipe.chroma420, device=args.device)
     model = start_from(args.init_from, cfg).to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)  # a throwaway copy: only timed
 
@@ -74,8 +76,6 @@ def main() -> None:
           f"--batch {args.batch} --lr {args.lr} --seed {args.seed} --qat-fraction {args.qat_fraction} "
           f"--chroma420 {args.chroma420} --val-glob '{args.val_glob}' --init-from {args.init_from} "
           f"--config '{args.config}' --device {args.device}", flush=True)
-    recipe = recipe_from_options(val_glob=args.val_glob, batch=args.batch, lr=float(args.lr), seed=int(args.seed),
-                                 chroma420=float(args.chroma420), qat_fraction=args.qat_fraction)
     card = train_pixelcnn(args.data, args.out, steps=n, workdir=workdir, recipe=recipe, progress=False,
                           init_from=args.init_from, device=args.device, config=cfg)
     print(f"{args.out}: model {card['model_id']}; validation {json.dumps(card['validation'])}", flush=True)

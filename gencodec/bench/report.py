@@ -319,8 +319,9 @@ def to_csv(doc: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
+
     def params(t):
-        return json.dumps(_extra_params(t)) if _extra_params(t) else ""
+        return json.dumps(extra) if (extra := _extra_params(t)) else ""
 
     for r in doc["rows"]:
         w.writerow({**r, **r.get("cost", {}), "params": params(r)})

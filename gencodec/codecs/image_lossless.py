@@ -166,24 +166,24 @@ class PixelCNNCodec(Codec):
         sym_planes = planes[:n_coded].reshape(n_coded, -1)
         mean, idx = mean.reshape(n_coded, -1), idx.reshape(n_coded, -1)
         start = 0
-        while start < order.size:  # one chunk per round of wavefronts (the histograms' update period)
-            stop = int(np.searchsorted(t_of, (t_of[start] // HIST_ROUND + 1) * HIST_ROUND, side="left"))
-            pix, tt = order[start:stop], t_of[start:stop]
-            # (t, c, y) order: key t * n_coded + c, stable over the row order inside a wavefront
-            keys = (tt[None, :] * n_coded + np.arange(n_coded)[:, None]).ravel()  # (n_coded * P,)
-            sub = np.argsort(keys, kind="stable")
-            chan = np.repeat(np.arange(n_coded), pix.size)[sub]
-            flat = np.tile(pix, n_coded)[sub]
-            md, s_idx, sym = mean[chan, flat], idx[chan, flat], sym_planes[chan, flat].astype(np.int64)
-            freqs = m.dist.freqs(md, s_idx)
-            total = CDF_TOTAL
-            if hist is not None:
-                total = hist.mix(freqs, chan, md, s_idx, totals=True)
-                hist.add(chan, sym, freqs)
-                hist.update()
-            enc.encode(sym, freqs, validate=False, total=total)
-            start = stop
-            with progress.part(1, 2):  # the coding rounds are the second half
+        with progress.part(1, 2):  # the coding rounds are the second half of an encode's progress
+            while start < order.size:  # one chunk per round of wavefronts (the histograms' update period)
+                stop = int(np.searchsorted(t_of, (t_of[start] // HIST_ROUND + 1) * HIST_ROUND, side="left"))
+                pix, tt = order[start:stop], t_of[start:stop]
+                # (t, c, y) order: key t * n_coded + c, stable over the row order inside a wavefront
+                keys = (tt[None, :] * n_coded + np.arange(n_coded)[:, None]).ravel()  # (n_coded * P,)
+                sub = np.argsort(keys, kind="stable")
+                chan = np.repeat(np.arange(n_coded), pix.size)[sub]
+                flat = np.tile(pix, n_coded)[sub]
+                md, s_idx, sym = mean[chan, flat], idx[chan, flat], sym_planes[chan, flat].astype(np.int64)
+                freqs = m.dist.freqs(md, s_idx)
+                total = CDF_TOTAL
+                if hist is not None:
+                    total = hist.mix(freqs, chan, md, s_idx, totals=True)
+                    hist.add(chan, sym, freqs)
+                    hist.update()
+                enc.encode(sym, freqs, validate=False, total=total)
+                start = stop
                 progress.report(stop, order.size)
         return enc.finish(), enc.ideal_bits, packed
 
