@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from gencodec.codecs import headfit
 from gencodec.codecs.image_lossless import DEFAULT_MODEL, MAX_BIAS, PixelCNNCodec, unpack_remap
 from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
 
@@ -47,10 +48,11 @@ def main() -> None:
             codec = PixelCNNCodec(model=path)
             codec.encode_planes(planes[:, :16, :16], 3)  # warm-up
             t0 = time.perf_counter()
-            stream, _, remap = codec.encode_planes(planes, 3)
+            stream, _, remap, fit = codec.encode_planes(planes, 3)
             t1 = time.perf_counter()
             maps = unpack_remap(remap, 3, cfg.n_scales, MAX_BIAS * cfg.mean_steps) if remap else None
-            out = codec.decode_planes(stream, h, w, 3, remap=maps, hist=True)
+            model = headfit.fitted_model(codec.model, headfit.unpack_fit(fit, codec.model, 3)) if fit else None
+            out = codec.decode_planes(stream, h, w, 3, remap=maps, hist=True, model=model)
             t2 = time.perf_counter()
             assert np.array_equal(out, planes)
             print(f"{name} (hidden {cfg.hidden}, heads {cfg.head_hidden}): {w}x{h}, encode {t1 - t0:.2f} s, "

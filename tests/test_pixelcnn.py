@@ -19,6 +19,7 @@ from gencodec.errors import ModelMismatchError
 
 torch = pytest.importorskip("torch")
 
+from gencodec.codecs import headfit  # noqa: E402
 from gencodec.codecs.image_lossless import (  # noqa: E402
     DEFAULT_MODEL, MAX_BIAS, PixelCNNCodec, _planes, choose_remap, unpack_remap, wavefront_order)
 from gencodec.models.pixelcnn import (  # noqa: E402
@@ -167,8 +168,8 @@ def test_per_image_scale_remap_pays_on_a_constant_image(codec):
     rep = compress_report(img, codec="pixelcnn")
     assert same_image(gencodec.decompress(rep.blob), img)
     planes = _planes(img)[0]
-    _, fixed_bits, none = codec.encode_planes(planes, 3, adapt=False)
-    assert none == b""
+    _, fixed_bits, none, no_fit = codec.encode_planes(planes, 3, adapt=False)
+    assert none == no_fit == b""
     assert rep.stats["model_ideal_bits"] < 0.5 * fixed_bits  # the remap adapts the scales to the image
     assert rep.stats["model_ideal_bpsp"] < 1.0
 
@@ -279,7 +280,8 @@ def test_parallel_tables_equal_wavefront_tables(any_codec, shape):
         planes[1:] = planes[0]
     mean, idx = codec.model.tables_parallel(planes, n_coded)
     mean_rows, idx_rows = codec.model.tables_parallel(planes, n_coded, rows_per_chunk=1)  # another batch split
-    stream, _, remap = codec.encode_planes(planes, n_coded, adapt=False)
+    stream, _, remap, fit = codec.encode_planes(planes, n_coded, adapt=False)
+    assert remap == fit == b""
     assert remap == b""
     record = np.zeros((2, n_coded, h, w), np.int64)
     out = codec.decode_planes(stream, h, w, n_coded, record=record)
@@ -294,13 +296,14 @@ def test_online_histograms_pay_on_a_chroma_subsampled_photo(codec, kodak_crop):
 
     rgb = chroma_subsample(np.asarray(kodak_crop("kodim23", (200, 150, 328, 246))), "nearest")  # 128 x 96
     planes = np.ascontiguousarray(rgb.transpose(2, 0, 1))
-    stream, with_hist, remap = codec.encode_planes(planes, 3, hist=True)
-    _, without, _ = codec.encode_planes(planes, 3, hist=False)
+    stream, with_hist, remap, fit = codec.encode_planes(planes, 3, hist=True)
+    _, without, _, _ = codec.encode_planes(planes, 3, hist=False)
     assert with_hist < 0.995 * without
     noise = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)  # nothing to learn:
     assert codec.encode_planes(noise, 3, hist=True)[1] <= 1.002 * codec.encode_planes(noise, 3, hist=False)[1]
     unpacked = unpack_remap(remap, 3, codec.model.cfg.n_scales, MAX_BIAS * codec.model.cfg.mean_steps) if remap else None
-    assert np.array_equal(codec.decode_planes(stream, 96, 128, 3, remap=unpacked, hist=True), planes)
+    model = headfit.fitted_model(codec.model, headfit.unpack_fit(fit, codec.model, 3)) if fit else None
+    assert np.array_equal(codec.decode_planes(stream, 96, 128, 3, remap=unpacked, hist=True, model=model), planes)
 
 
 def test_integer_log_table_is_pinned():

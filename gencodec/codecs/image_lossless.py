@@ -117,9 +117,14 @@ class PixelCNNCodec(Codec):
             return Encoded(enc.payload, {"coding": "png", **({"png": enc.params} if enc.params else {})}, {},
                            uses_model=False)
         planes, n_coded, alpha = _planes(img)
-        stream, ideal, remap = self.encode_planes(planes, n_coded)
+        stream, ideal, remap, fit = self.encode_planes(planes, n_coded)
         payload = struct.pack("<I", len(stream)) + stream + struct.pack("<H", len(remap)) + remap
         out_params: dict[str, Any] = {"coding": "model", "hist": HIST_VERSION}
+        if fit:
+            from .headfit import FIT_VERSION
+
+            payload += struct.pack("<H", len(fit)) + fit
+            out_params["fit"] = FIT_VERSION
         if alpha is not None:
             from PIL import Image
 
@@ -134,10 +139,12 @@ class PixelCNNCodec(Codec):
         return Encoded(payload, out_params, stats)
 
     def encode_planes(self, planes: np.ndarray, n_coded: int, adapt: bool = True,
-                      hist: bool | None = None) -> tuple[bytes, float, bytes]:
-        """planes (3, H, W) uint8 -> (range-coded stream, ideal bits, packed scale remap or b"").
+                      hist: bool | None = None) -> tuple[bytes, float, bytes, bytes]:
+        """planes (3, H, W) uint8 -> (range-coded stream, ideal bits, packed scale remap or b"",
+        packed per-image output layers or b"").
 
-        Channels >= n_coded are not coded. With ``adapt`` the per-image scale remap
+        Channels >= n_coded are not coded. With ``adapt`` the output layers are refitted to the image
+        (:meth:`_tables`, kept where they pay) and the per-image scale remap
         (:func:`choose_remap`) is applied when it saves more than it costs to store. ``hist``
         (default: ``adapt``) mixes the online histograms (:class:`OnlineHistograms`) into the tables;
         the decoder must be told the same (header param ``hist``).
@@ -148,7 +155,7 @@ class PixelCNNCodec(Codec):
         m = self.model
         _, h, w = planes.shape
         with progress.part(0, 2):  # the parallel pass is the first half of an encode's progress
-            mean, idx = m.tables_parallel(planes, n_coded)  # (n_coded, H, W) each
+            mean, idx, fit = self._tables(planes, n_coded, fit=adapt)  # (n_coded, H, W) each
         packed = b""
         if adapt and h * w:
             remap, bias, gain_bits = choose_remap(m.dist, planes[:n_coded], mean, idx)
@@ -185,7 +192,42 @@ class PixelCNNCodec(Codec):
                 enc.encode(sym, freqs, validate=False, total=total)
                 start = stop
                 progress.report(stop, order.size)
-        return enc.finish(), enc.ideal_bits, packed
+        return enc.finish(), enc.ideal_bits, packed, fit
+
+    def _tables(self, planes: np.ndarray, n_coded: int, fit: bool):
+        """The parallel pass -> (mean, scale index (n_coded, H, W), packed per-image output layers or b"").
+
+        With ``fit``, each channel's output layer is first refitted to a sample of rows
+        (:mod:`.headfit`); the pass then evaluates both output layers at once, and a channel keeps
+        its refit only where, over the whole image, it saves more than its integers cost to store."""
+        from . import headfit
+
+        m = self.model
+        _, h, w = planes.shape
+        if not fit or h * w < headfit.MIN_PIXELS:
+            mean, idx = m.tables_parallel(planes, n_coded)
+            return mean, idx, b""
+        tables = headfit.CostTables(m.dist)
+        samples = m.head_samples(planes, headfit.sample_rows(h, w), n_coded)
+        outs = {}
+        for c, (a, p, x) in enumerate(samples):
+            wb = headfit.fit_output_layer(a, p, x, m.heads[c][1], m.cfg, tables)
+            if not all(np.array_equal(v, u.numpy()) for v, u in zip(wb, (m.heads[c][1].weight, m.heads[c][1].bias))):
+                outs[c] = wb
+        if not outs:
+            mean, idx = m.tables_parallel(planes, n_coded)
+            return mean, idx, b""
+        means, idxs = m.tables_parallel_multi(planes, [m, m.with_outputs(outs)], n_coded)
+        d = m.cfg.mean_steps
+        keep = {}
+        for c in outs:  # whole-image integer costs (1/1024 bit), against the stored integers' cost
+            k = [d * planes[c].astype(np.int64) - mi[c] + 255 * d for mi in means]
+            saved = tables.cost[idxs[0][c], k[0]].sum() - tables.cost[idxs[1][c], k[1]].sum()
+            if saved > 8 * 1024 * len(headfit.pack_fit({c: outs[c]}, m)):
+                keep[c] = outs[c]
+        for c in keep:
+            means[0][c], idxs[0][c] = means[1][c], idxs[1][c]
+        return means[0], idxs[0], headfit.pack_fit(keep, m) if keep else b""
 
     # -- decode ---------------------------------------------------------------------------------
     def decode(self, payload: bytes, header: Any):
@@ -216,6 +258,8 @@ class PixelCNNCodec(Codec):
             raise CorruptFileError("pixelcnn payload is truncated")
         (n_remap,) = struct.unpack_from("<H", rest)
         packed, rest = rest[2 : 2 + n_remap], rest[2 + n_remap :]
+        if len(packed) != n_remap:
+            raise CorruptFileError("pixelcnn payload is truncated")
         mode, h, w = header.mode, header.height, header.width
         n_coded = 1 if mode in ("L", "LA") else 3
         cfg = self.model.cfg
@@ -223,7 +267,21 @@ class PixelCNNCodec(Codec):
         hist = header.params.get("hist")
         if hist not in (None, HIST_VERSION):
             raise CorruptFileError(f"pixelcnn: unknown adaptation hist={hist!r} (written by a newer gencodec?)")
-        planes = self.decode_planes(stream, h, w, n_coded, remap=remap, hist=hist is not None)
+        model = self.model
+        fit = header.params.get("fit")
+        if fit is not None:
+            from . import headfit
+
+            if fit != headfit.FIT_VERSION:
+                raise CorruptFileError(f"pixelcnn: unknown adaptation fit={fit!r} (written by a newer gencodec?)")
+            if len(rest) < 2:
+                raise CorruptFileError("pixelcnn payload is truncated")
+            (n_fit,) = struct.unpack_from("<H", rest)
+            blob, rest = rest[2 : 2 + n_fit], rest[2 + n_fit :]
+            if len(blob) != n_fit:
+                raise CorruptFileError("pixelcnn payload is truncated")
+            model = headfit.fitted_model(model, headfit.unpack_fit(blob, model, n_coded))
+        planes = self.decode_planes(stream, h, w, n_coded, remap=remap, hist=hist is not None, model=model)
         colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
         if mode in ("LA", "RGBA"):
             if header.params.get("alpha") != "png":
@@ -238,19 +296,21 @@ class PixelCNNCodec(Codec):
 
     def decode_planes(self, stream: bytes, h: int, w: int, n_coded: int,
                       remap: tuple[np.ndarray, np.ndarray] | None = None, hist: bool = False,
-                      record: np.ndarray | None = None) -> np.ndarray:
+                      record: np.ndarray | None = None, model=None) -> np.ndarray:
         """Wavefront decoder: stream -> planes (3, H, W) uint8 (channels >= n_coded copy channel 0).
 
         remap: (scale remap, mean offsets), each (n_coded, n_scales), written by the encoder, or None.
         hist: mix the online histograms into the tables (as the encoder did with ``adapt``).
         record: optional int64 array (2, n_coded, H, W) that receives the (mean, scale index) used
         for every subpixel (for tests comparing against the encoder's parallel tables).
+        model: the model to decode with (default: this codec's; a file's refitted output layers
+        give another, :meth:`ExactPixelCNN.with_outputs`).
         """
         from ..coding import RangeDecoder
         from ..exact import exact_mode
         from ..models.pixelcnn import colour_bases, head_extra, med_and_features, phase_index
 
-        m = self.model
+        m = self.model if model is None else model
         cfg = m.cfg
         top, left, _ = cfg.pad
         step = cfg.reach_right + 1
@@ -333,6 +393,20 @@ def _log_table() -> np.ndarray:
                                   for k in idx])
 
 
+_LUT: np.ndarray | None = None
+
+
+def ilog2(v: np.ndarray) -> np.ndarray:
+    """1024 log2(v) for integers 1 <= v < 2**53 (float64), as int64, rounded down to the table's
+    1/1024 bit: frexp and the pinned table are exact, so the same integers on every machine."""
+    global _LUT
+    if _LUT is None:
+        _LUT = _log_table()
+    m, e = np.frexp(v)  # v = m 2**e, m in [1/2, 1)
+    i = np.floor((m - 0.5) * (2 << LOG_BITS)).astype(np.int64)
+    return (e.astype(np.int64) - 1) * (1 << LOG_BITS) + _LUT[i]
+
+
 class OnlineHistograms:
     """Per-image residual histograms mixed into the model's tables, identically on both sides.
 
@@ -342,12 +416,10 @@ class OnlineHistograms:
     statistics take over where it has many -- e.g. the spiky colour residuals of 4:2:0 photos, which a
     logistic fits poorly. The weight w is chosen per channel among HIST_WEIGHTS (0: the model alone)
     as the one that would have coded that channel's symbols so far in the fewest bits, counted with
-    an integer log2 (``_log_table``). Counts and costs are integers, updated only between rounds of
+    an integer log2 (:func:`ilog2`). Counts and costs are integers, updated only between rounds of
     HIST_ROUND wavefronts with every symbol of the round, so the encoder (chunk by round) and the
     decoder (wavefront by wavefront) see the same numbers; table entries stay far below 2**53.
     """
-
-    _lut: np.ndarray | None = None
 
     def __init__(self, cfg, n_coded: int):
         from ..models.pixelcnn import CDF_TOTAL  # loaded with the model already
@@ -370,14 +442,6 @@ class OnlineHistograms:
         self._x0 = _clip(md // self.d - (HIST_WINDOW // 2 - 1), 0, 256 - HIST_WINDOW)
         self._key_md = (md % self.d) * self.n_k - md + 255 * self.d
         self._last = None
-        if OnlineHistograms._lut is None:
-            OnlineHistograms._lut = _log_table()
-
-    def _log(self, v: np.ndarray) -> np.ndarray:
-        """1024 log2(v) for integers 1 <= v < 2**53 (float64), as int64 (frexp and the LUT are exact)."""
-        m, e = np.frexp(v)  # v = m 2**e, m in [1/2, 1)
-        i = np.floor((m - 0.5) * (2 << LOG_BITS)).astype(np.int64)
-        return (e.astype(np.int64) - 1) * (1 << LOG_BITS) + self._lut[i]
 
     def mix(self, freqs: np.ndarray, chan, md, idx, totals: bool = False) -> np.ndarray | None:
         """freqs (N, 256) float64 model rows of symbols with (chan, md, idx) -> add w x counts, in place;
@@ -435,7 +499,7 @@ class OnlineHistograms:
         h_sym = np.where(inside, h[np.arange(sym.size), np.clip(rel, 0, HIST_WINDOW - 1)], 0)
         f_model = f_sym - w * h_sym  # the model's own frequency of each symbol
         ws = self._weights[None, :]
-        bits = self._log(self.row_total + ws * h.sum(axis=1)[:, None]) - self._log(f_model[:, None] + ws * h_sym[:, None])
+        bits = ilog2(self.row_total + ws * h.sum(axis=1)[:, None]) - ilog2(f_model[:, None] + ws * h_sym[:, None])
         for k in range(len(HIST_WEIGHTS)):  # sums of integers below 2**53: exact in float64, in any order
             self.cost[:, k] += np.bincount(chan, weights=bits[:, k], minlength=self.n_coded).astype(np.int64)
         seen, times = np.unique(keys, return_counts=True)  # (faster than np.add.at)

@@ -548,10 +548,10 @@ class ExactPixelCNN:
         pre += self._head_b
         return pre
 
-    def head_forward(self, c: int, pre: np.ndarray, extra: np.ndarray, p_c: np.ndarray):
-        """Channel c: pre (N, 3*hh) from :meth:`heads_pre`, extra (N, cfg.head_inputs(c)) from
-        :func:`head_extra`, p_c (N,) MED prediction -> (md, scale index), int64 (N,) each; the
-        mean is md / cfg.mean_steps."""
+    def head_hidden(self, c: int, pre: np.ndarray, extra: np.ndarray) -> np.ndarray:
+        """Channel c's hidden activations: pre (N, 3*hh) from :meth:`heads_pre`, extra (N,
+        cfg.head_inputs(c)) from :func:`head_extra` -> (N, hh) integers (float32), the inputs of its
+        output layer."""
         hh = self.cfg.head_hidden
         acc = pre[:, c * hh : (c + 1) * hh]
         if c:
@@ -559,7 +559,11 @@ class ExactPixelCNN:
             a += acc
         else:
             a = acc.copy()  # pre stays as it was
-        _round_clip(a, self._head_fmt[c])
+        return _round_clip(a, self._head_fmt[c])
+
+    def head_out(self, c: int, a: np.ndarray, p_c: np.ndarray):
+        """Channel c's output layer: a (N, hh) from :meth:`head_hidden`, p_c (N,) MED prediction ->
+        (md, scale index), int64 (N,) each; the mean is md / cfg.mean_steps."""
         w, b, fmt = self._head_out[c]
         o = a @ w
         o += b
@@ -569,6 +573,30 @@ class ExactPixelCNN:
         idx = _clip(o[:, 1], 0, self.cfg.n_scales - 1)
         return mean, idx
 
+    def head_forward(self, c: int, pre: np.ndarray, extra: np.ndarray, p_c: np.ndarray):
+        """Channel c's head: :meth:`head_hidden` then :meth:`head_out` -> (md, scale index)."""
+        return self.head_out(c, self.head_hidden(c, pre, extra), p_c)
+
+    def with_outputs(self, outs: dict[int, tuple[np.ndarray, np.ndarray]]) -> "ExactPixelCNN":
+        """This model with the output layers of some heads replaced: outs {channel: (weight (2, hh),
+        bias (2,)) integers} (a per-image fit, :mod:`gencodec.codecs.headfit`). Same trunk, shifts and
+        tables; the accumulator bound is checked again (ExactnessError if it could leave float32
+        exactness). The model id stays the base model's: the file records the fit itself."""
+        heads = list(self.heads)
+        for c, (w, b) in outs.items():
+            old = heads[c][1]
+            heads[c] = (heads[c][0], ExactLinear(torch.as_tensor(np.asarray(w, np.float64), dtype=torch.float32),
+                                                 torch.as_tensor(np.asarray(b, np.float64), dtype=torch.float32),
+                                                 old.shift, old.in_fmt, old.out_fmt))
+        new = ExactPixelCNN.__new__(ExactPixelCNN)
+        new.cfg, new.trunk, new.heads, new.dist, new.model_id = self.cfg, self.trunk, heads, self.dist, self.model_id
+        for c in outs:
+            bound = heads[c][1].max_abs_accumulator()
+            if bound >= EXACT_LIMIT[torch.float32]:
+                raise ExactnessError(f"PixelCNN output layer accumulator bound {bound} is not below 2**24")
+        new._prepare()
+        return new
+
     def tables_parallel(self, img: np.ndarray, n_coded: int = 3, rows_per_chunk: int = 8):
         """Encoder's one pass: img (3, H, W) uint8 -> mean, scale_idx (n_coded, H, W) int16.
 
@@ -576,35 +604,61 @@ class ExactPixelCNN:
         ``rows_per_chunk`` rows: bounded memory, and activations that stay in cache (8 rows of a
         768-wide image take about a quarter less time than 64).
         """
-        cfg = self.cfg
+        mean, idx = self.tables_parallel_multi(img, [self], n_coded, rows_per_chunk)
+        return mean[0], idx[0]
+
+    def tables_parallel_multi(self, img: np.ndarray, models: list["ExactPixelCNN"], n_coded: int = 3,
+                              rows_per_chunk: int = 8):
+        """:meth:`tables_parallel` under several output layers at once: models are this model or
+        :meth:`with_outputs` of it (same trunk and hidden layers, evaluated once) -> mean, scale_idx
+        (len(models), n_coded, H, W) int16."""
         _, h, w = img.shape
-        padded = causal_pad(img.astype(np.int32), cfg)  # (3, H+top, W+l+r)
-        mean = np.zeros((n_coded, h, w), np.int16)
-        idx = np.zeros((n_coded, h, w), np.int16)
+        padded = causal_pad(img.astype(np.int32), self.cfg)  # (3, H+top, W+l+r)
+        mean = np.zeros((len(models), n_coded, h, w), np.int16)
+        idx = np.zeros((len(models), n_coded, h, w), np.int16)
         with exact_mode():
-            self._tables_rows(img, padded, mean, idx, n_coded, rows_per_chunk)
+            for y0 in range(0, h, rows_per_chunk):
+                y1 = min(h, y0 + rows_per_chunk)
+                for c, a, p_c in self._hidden_rows(img, padded, range(y0, y1), n_coded):
+                    for i, m in enumerate(models):
+                        md, s = m.head_out(c, a, p_c)
+                        mean[i, c, y0:y1] = md.reshape(y1 - y0, w)
+                        idx[i, c, y0:y1] = s.reshape(y1 - y0, w)
+                progress.report(y1, h)
         return mean, idx
 
-    def _tables_rows(self, img, padded, mean, idx, n_coded, rows_per_chunk):
+    def head_samples(self, img: np.ndarray, rows, n_coded: int = 3):
+        """The output layers' inputs on some rows (a per-image fit's sample): img (3, H, W) uint8 ->
+        [(a (N, hh) float32 integers, MED prediction (N,) int64, symbols (N,) int64) per channel]."""
+        padded = causal_pad(img.astype(np.int32), self.cfg)
+        rows = list(rows)
+        out: list[tuple[list, list]] = [([], []) for _ in range(n_coded)]
+        with exact_mode():
+            for i in range(0, len(rows), 8):  # 8 rows at a time, as the parallel pass (cache-sized)
+                for c, a, p_c in self._hidden_rows(img, padded, rows[i : i + 8], n_coded):
+                    out[c][0].append(a)
+                    out[c][1].append(p_c)
+        return [(np.concatenate(a), np.concatenate(p_c), img[c, rows].reshape(-1).astype(np.int64))
+                for c, (a, p_c) in enumerate(out)]
+
+    def _hidden_rows(self, img, padded, rows, n_coded: int):
+        """Yields (c, a, p_c) for the pixels of some rows (a range, or any sequence of rows): channel
+        c's hidden activations (:meth:`head_hidden`) and MED prediction, row-major."""
         cfg = self.cfg
-        _, h, w = img.shape
-        top = cfg.pad[0]
-        for y0 in range(0, h, rows_per_chunk):
-            y1 = min(h, y0 + rows_per_chunk)
-            part = padded[:, y0 : y1 + top]  # rows y0-top .. y1-1 of the padded image
-            nb = neighbours(part, cfg, y1 - y0, w)  # (3, hh, W, K)
-            nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))  # (N, 3, K)
-            p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
-            phase = phase_index(np.arange(y0, y1)[:, None], np.arange(w)).reshape(-1)
-            bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
-            pre = self.heads_pre(self.trunk_forward(feats, phase))
-            pix = img[:, y0:y1].reshape(3, -1).T.astype(np.int64)  # (N, 3)
-            resid = pix - p
-            for c in range(n_coded):
-                m, s = self.head_forward(c, pre, head_extra(c, resid, bases, cfg), p[:, c])
-                mean[c, y0:y1] = m.reshape(y1 - y0, w)
-                idx[c, y0:y1] = s.reshape(y1 - y0, w)
-            progress.report(y1, h)
+        w, top, k = img.shape[2], cfg.pad[0], len(cfg.offsets)
+        if isinstance(rows, range) and rows.step == 1:  # a stripe: its context in one piece
+            nb = neighbours(padded[:, rows.start : rows.stop + top], cfg, len(rows), w)  # (3, n_rows, W, K)
+        else:
+            nb = np.concatenate([neighbours(padded[:, y : y + 1 + top], cfg, 1, w) for y in rows], axis=1)
+        nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, k)  # (N, 3, K)
+        p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
+        phase = phase_index(np.asarray(rows)[:, None], np.arange(w)).reshape(-1)
+        bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
+        pre = self.heads_pre(self.trunk_forward(feats, phase))
+        pix = img[:, rows].reshape(3, -1).T.astype(np.int64)  # (N, 3)
+        resid = pix - p
+        for c in range(n_coded):
+            yield c, self.head_hidden(c, pre, head_extra(c, resid, bases, cfg)), p[:, c]
 
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
