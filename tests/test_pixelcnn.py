@@ -327,6 +327,62 @@ def test_unknown_adaptation_is_refused(kodak_crop):
     forged = container.pack(dataclasses.replace(header, params={**header.params, "hist": 2}), payload)
     with pytest.raises(CorruptFileError, match="hist=2"):
         gencodec.decompress(forged)
+    forged = container.pack(dataclasses.replace(header, params={**header.params, "fit": 2}), payload)
+    with pytest.raises(CorruptFileError, match="fit=2"):
+        gencodec.decompress(forged)
+    forged = container.pack(dataclasses.replace(header, params={**header.params, "fit": 1}), payload)
+    with pytest.raises(CorruptFileError, match="truncated"):  # the params promise output layers it lacks
+        gencodec.decompress(forged)
+
+
+def test_refitted_output_layers_pay_on_a_photo_and_decode(codec, kodak_crop):
+    """The encoder refits each head's output layer to the image (headfit); the file stores the
+    changed integers and decodes to the same pixels; without the fit the same image costs more."""
+    img = kodak_crop("kodim05", (200, 150, 456, 342))  # 256 x 192
+    rep = compress_report(img, codec="pixelcnn")
+    assert gencodec.info(rep.blob)["params"]["fit"] == headfit.FIT_VERSION
+    assert same_image(gencodec.decompress(rep.blob), img)
+    planes = _planes(img)[0]
+    stream, bits, remap, fit = codec.encode_planes(planes, 3)
+    _, bits_without, _, no_fit = codec.encode_planes(planes, 3, fit=False)
+    assert fit and no_fit == b""
+    assert 8 * len(fit) < bits_without - bits  # it paid for its own storage
+    outs = headfit.unpack_fit(fit, codec.model, 3)
+    assert outs and all(w.shape == (2, codec.model.cfg.head_hidden) and b.shape == (2,) for w, b in outs.values())
+    unpacked = unpack_remap(remap, 3, codec.model.cfg.n_scales, MAX_BIAS * codec.model.cfg.mean_steps) if remap else None
+    model = headfit.fitted_model(codec.model, outs)
+    assert np.array_equal(codec.decode_planes(stream, 192, 256, 3, remap=unpacked, hist=True, model=model), planes)
+    assert model.model_id == codec.model.model_id  # the file names the base model; the fit travels in it
+
+
+def test_fit_arithmetic_is_exact_or_elementwise():
+    """The fit's linear solve uses elementwise operations only, and agrees with LAPACK."""
+    rng = np.random.default_rng(3)
+    m = rng.integers(-50, 50, (57, 57)).astype(np.float64)
+    a = m @ m.T + 57 * np.eye(57)
+    b = rng.integers(-1000, 1000, 57).astype(np.float64)
+    x = headfit.solve_spd(a, b)
+    assert np.allclose(x, np.linalg.solve(a, b), rtol=1e-9, atol=1e-12)
+    assert np.array_equal(x, headfit.solve_spd(a.copy(), b.copy())) and np.array_equal(a @ np.zeros(57), np.zeros(57))
+
+
+@pytest.mark.parametrize("damage", ["zlib", "mask", "length", "range"])
+def test_damaged_output_layers_are_refused(codec, damage):
+    import struct
+    import zlib
+
+    from gencodec.errors import CorruptFileError
+
+    hh = codec.model.cfg.head_hidden
+    deltas = np.zeros((1, 2 * hh + 2), "<i4")
+    blob = {"zlib": b"not zlib",
+            "mask": zlib.compress(struct.pack("<B", 0b1000) + deltas.tobytes()),
+            "length": zlib.compress(struct.pack("<B", 0b1) + deltas.tobytes()[:-4]),
+            "range": zlib.compress(struct.pack("<B", 0b1) + np.full((1, 2 * hh + 2), 1 << 20, "<i4").tobytes())}[damage]
+    with pytest.raises(CorruptFileError, match="output layers"):
+        headfit.unpack_fit(blob, codec.model, 3)
+    good = zlib.compress(struct.pack("<B", 0b1) + deltas.tobytes())
+    assert headfit.fitted_model(codec.model, headfit.unpack_fit(good, codec.model, 3)).model_id == codec.model.model_id
 
 
 def test_causal_pad_rule():
@@ -489,8 +545,9 @@ import hashlib, sys, numpy as np, torch
 torch.set_num_threads(int(sys.argv[1]))
 from PIL import Image
 import gencodec
-img = Image.open(sys.argv[2]).crop((200, 150, 264, 198))
+img = Image.open(sys.argv[2]).crop((200, 150, 456, 342))
 blob = gencodec.compress(img, codec="pixelcnn")
+assert gencodec.info(blob)["params"].get("fit"), "the crop should get refitted output layers"
 open(sys.argv[3], "wb").write(blob)
 other = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else blob
 assert gencodec.decompress(other).tobytes() == img.tobytes()

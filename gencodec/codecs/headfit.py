@@ -32,20 +32,25 @@ import numpy as np
 from ..errors import CorruptFileError, ExactnessError
 
 FIT_VERSION = 1  # header param "fit": per-image output layers stored in the payload (this module)
-ROW_STEP = 8  # the sample: rows ROW_STEP // 2, + ROW_STEP, ... (all columns)
-MAX_SAMPLES = 1 << 17  # at most this many pixels per channel (keeps every integer sum below 2**53)
+ROW_STEP = 9  # the sample: rows ROW_STEP // 2, + ROW_STEP, ... (all columns; an odd step)
+MAX_SAMPLES = 1 << 17  # the sample's size on large images (per channel); one over 4x this is thinned, so
+# every integer sum of the fit stays below 2**53 (n < 2**20 pixels x activations x curvatures < 2**33)
 MIN_PIXELS = 48 * 48  # smaller images are not fitted (too few pixels to pay for the stored integers)
 ITERATIONS = 6  # Newton steps (the curvature of the first is reused)
-CURV_STEP = 2  # the curvature is summed over every CURV_STEP-th pixel of the sample
-STOP_GAIN = 2000  # the fit stops after a step that saves less than 1/STOP_GAIN of the sample's cost
+CURV_STEP = 3  # the curvature is summed over every CURV_STEP-th pixel of the sample (odd: both column parities)
+STOP_GAIN = 20000  # the fit stops after a step that saves less than 1/STOP_GAIN of the sample's cost
 HALVINGS = 3  # a step that does not lower the cost is halved this often before the fit stops
+MARGIN = 2  # a channel keeps its refit where the whole-image gain before the remap and the histograms is
+# more than MARGIN times what its integers cost to store (about half that gain survives them; chosen on
+# held-out photos: 128 to 512 pixel crops of the training folder's held-out split, plain and 4:2:0)
 W_LIMIT = (1 << 15) - 1  # stored weights fit int16 ...
 B_LIMIT = 1 << 23  # ... and biases stay exact in float32
 
 
 def sample_rows(h: int, w: int) -> range:
-    """Rows of the fit's sample: every ROW_STEP-th, fewer on large images (at most MAX_SAMPLES pixels)."""
-    step = max(ROW_STEP, -(-h * w // MAX_SAMPLES))
+    """Rows of the fit's sample: every ROW_STEP-th, fewer on large images (about MAX_SAMPLES pixels;
+    :func:`fit_output_layer` thins a sample that is still larger)."""
+    step = max(ROW_STEP, -(-h * w // MAX_SAMPLES)) | 1  # odd: rows of both parities (the phase inputs)
     return range(min(step // 2, h - 1), h, step)
 
 
@@ -100,6 +105,9 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
     d_steps, n_scales = cfg.mean_steps, cfg.n_scales
     lo, hi = layer.out_fmt.lo, layer.out_fmt.hi
     scale = float(2**layer.shift)
+    if a.shape[0] > 4 * MAX_SAMPLES:  # a very wide image: every step-th pixel (odd: both column parities)
+        step = -(-a.shape[0] // MAX_SAMPLES) | 1
+        a, p, x = a[::step], p[::step], x[::step]
     n, hh = a.shape
     a1 = np.empty((n, hh + 1), np.float32)  # activations and a 1 for the bias: integers, exact in float32
     a1[:, :hh] = a
@@ -131,8 +139,9 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
             a_c, s_c, k_c = a64[::CURV_STEP], s[::CURV_STEP], k[::CURV_STEP]
             for j, h_t in enumerate((tables.h_mean, tables.h_scale)):
                 h = np.where(live[j][::CURV_STEP], h_t[s_c, k_c], 0.0)
-                c_j = a_c.T @ (a_c * h[:, None])  # integers below 2**53
-                curv.append(CURV_STEP * c_j + np.eye(hh + 1) * (np.trace(c_j) * CURV_STEP * 1e-3 / (hh + 1) + 1.0))
+                c_j = CURV_STEP * (a_c.T @ (a_c * h[:, None]))  # integers below 2**53
+                trace = float(sum(int(v) for v in np.diagonal(c_j)))  # summed exactly, then rounded once
+                curv.append(c_j + np.eye(hh + 1) * (trace * 1e-3 / (hh + 1) + 1.0))
         # d cost / d theta = a1' g / (2 scale), curvature a1' h a1 / scale**2 (plus a little damping)
         new = np.rint(cur - np.stack([solve_spd(curv[j], grad[:, j]) for j in range(2)]) * (scale / 2))
         for _ in range(HALVINGS + 1):

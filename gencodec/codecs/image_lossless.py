@@ -139,7 +139,7 @@ class PixelCNNCodec(Codec):
         return Encoded(payload, out_params, stats)
 
     def encode_planes(self, planes: np.ndarray, n_coded: int, adapt: bool = True,
-                      hist: bool | None = None) -> tuple[bytes, float, bytes, bytes]:
+                      hist: bool | None = None, fit: bool | None = None) -> tuple[bytes, float, bytes, bytes]:
         """planes (3, H, W) uint8 -> (range-coded stream, ideal bits, packed scale remap or b"",
         packed per-image output layers or b"").
 
@@ -147,7 +147,8 @@ class PixelCNNCodec(Codec):
         (:meth:`_tables`, kept where they pay) and the per-image scale remap
         (:func:`choose_remap`) is applied when it saves more than it costs to store. ``hist``
         (default: ``adapt``) mixes the online histograms (:class:`OnlineHistograms`) into the tables;
-        the decoder must be told the same (header param ``hist``).
+        the decoder must be told the same (header param ``hist``). ``fit`` (default: ``adapt``)
+        switches the refitted output layers alone.
         """
         from ..coding import RangeEncoder
         from ..models.pixelcnn import CDF_TOTAL
@@ -155,7 +156,7 @@ class PixelCNNCodec(Codec):
         m = self.model
         _, h, w = planes.shape
         with progress.part(0, 2):  # the parallel pass is the first half of an encode's progress
-            mean, idx, fit = self._tables(planes, n_coded, fit=adapt)  # (n_coded, H, W) each
+            mean, idx, fit = self._tables(planes, n_coded, fit=adapt if fit is None else fit)  # (n_coded, H, W) each
         packed = b""
         if adapt and h * w:
             remap, bias, gain_bits = choose_remap(m.dist, planes[:n_coded], mean, idx)
@@ -199,7 +200,8 @@ class PixelCNNCodec(Codec):
 
         With ``fit``, each channel's output layer is first refitted to a sample of rows
         (:mod:`.headfit`); the pass then evaluates both output layers at once, and a channel keeps
-        its refit only where, over the whole image, it saves more than its integers cost to store."""
+        its refit only where, over the whole image, it saves clearly more than its integers cost to
+        store (:data:`headfit.MARGIN`)."""
         from . import headfit
 
         m = self.model
@@ -223,7 +225,7 @@ class PixelCNNCodec(Codec):
         for c in outs:  # whole-image integer costs (1/1024 bit), against the stored integers' cost
             k = [d * planes[c].astype(np.int64) - mi[c] + 255 * d for mi in means]
             saved = tables.cost[idxs[0][c], k[0]].sum() - tables.cost[idxs[1][c], k[1]].sum()
-            if saved > 8 * 1024 * len(headfit.pack_fit({c: outs[c]}, m)):
+            if saved > headfit.MARGIN * 8 * 1024 * len(headfit.pack_fit({c: outs[c]}, m)):
                 keep[c] = outs[c]
         for c in keep:
             means[0][c], idxs[0][c] = means[1][c], idxs[1][c]
