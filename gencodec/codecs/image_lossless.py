@@ -15,7 +15,9 @@ Modes: RGB is coded R, G | R, B | R, G. L is coded as one channel (the model see
 as R = G = B). RGBA and LA code the colour through the model and the alpha plane as PNG.
 "1", "P" (palette) and "I;16" go through a classical fallback (PNG), recorded in the params.
 
-Adaptation: before coding, the encoder maps each (channel, predicted scale index) group to the
+Adaptation: first the encoder refits each head's output layer to a sample of the image's rows
+(:mod:`.headfit`, header param ``fit``; stored where it pays, a few hundred bytes): the decoder
+simply runs the model with those integer output layers. Then it maps each (channel, predicted scale index) group to the
 scale index and mean offset that fit this image best (:func:`choose_remap`, a two-pass integer
 recalibration stored in the payload when it saves more than it costs); the decoder applies the
 same integer maps, so exactness is untouched. Then, while coding, per-image histograms of the
@@ -23,7 +25,8 @@ residuals are mixed into the tables (:class:`OnlineHistograms`, header param ``h
 count the symbols already coded, in rounds of wavefronts, with integers only.
 
 Payload (model path): u32 LE length of the stream | range-coded stream | u16 LE length of the
-remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets (in 1/D levels, |.| <= 3 D) + 128 as uint8) | alpha PNG (if any).
+remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets (in 1/D levels, |.| <= 3 D) + 128 as uint8) |
+with ``fit``: u16 LE length | :func:`.headfit.pack_fit` | alpha PNG (if any).
 """
 
 from __future__ import annotations
