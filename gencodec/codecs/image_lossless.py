@@ -213,16 +213,17 @@ class PixelCNNCodec(Codec):
             mean, idx = m.tables_parallel(planes, n_coded)
             return mean, idx, b""
         tables = headfit.CostTables(m.dist)
-        samples = m.head_samples(planes, headfit.sample_rows(h, w), n_coded)
+        rows = list(headfit.sample_rows(h, w))
+        samples = m.head_samples(planes, rows, n_coded)
         outs = {}
         for c, (a, p, x) in enumerate(samples):
             wb = headfit.fit_output_layer(a, p, x, m.heads[c][1], m.cfg, tables)
             if not all(np.array_equal(v, u.numpy()) for v, u in zip(wb, (m.heads[c][1].weight, m.heads[c][1].bias))):
                 outs[c] = wb
+        models = [m, m.with_outputs(outs)] if outs else [m]
+        means, idxs = m.tables_parallel_multi(planes, models, n_coded, known=(rows, samples))
         if not outs:
-            mean, idx = m.tables_parallel(planes, n_coded)
-            return mean, idx, b""
-        means, idxs = m.tables_parallel_multi(planes, [m, m.with_outputs(outs)], n_coded)
+            return means[0], idxs[0], b""
         d = m.cfg.mean_steps
         keep = {}
         for c in outs:  # whole-image integer costs (1/1024 bit), against the stored integers' cost

@@ -608,23 +608,41 @@ class ExactPixelCNN:
         return mean[0], idx[0]
 
     def tables_parallel_multi(self, img: np.ndarray, models: list["ExactPixelCNN"], n_coded: int = 3,
-                              rows_per_chunk: int = 8):
+                              rows_per_chunk: int = 8, known: tuple[list[int], list] | None = None):
         """:meth:`tables_parallel` under several output layers at once: models are this model or
         :meth:`with_outputs` of it (same trunk and hidden layers, evaluated once) -> mean, scale_idx
-        (len(models), n_coded, H, W) int16."""
+        (len(models), n_coded, H, W) int16.
+
+        known: (rows, :meth:`head_samples` of those rows): their hidden activations are taken from
+        there instead of being computed again (the same integers)."""
         _, h, w = img.shape
         padded = causal_pad(img.astype(np.int32), self.cfg)  # (3, H+top, W+l+r)
         mean = np.zeros((len(models), n_coded, h, w), np.int16)
         idx = np.zeros((len(models), n_coded, h, w), np.int16)
+        rows, samples = known if known is not None else ([], [])
+        skip = set(rows)
+
+        def outputs(c, a, p_c, ys):
+            for i, m in enumerate(models):
+                md, s = m.head_out(c, a, p_c)
+                mean[i, c, ys] = md.reshape(-1, w)
+                idx[i, c, ys] = s.reshape(-1, w)
+
         with exact_mode():
-            for y0 in range(0, h, rows_per_chunk):
-                y1 = min(h, y0 + rows_per_chunk)
+            for c, (a, p_c, _) in enumerate(samples):
+                outputs(c, a, p_c, rows)
+            y0 = 0
+            while y0 < h:  # stripes of at most rows_per_chunk rows between the known ones
+                if y0 in skip:
+                    y0 += 1
+                    continue
+                y1 = y0 + 1
+                while y1 < h and y1 not in skip and y1 - y0 < rows_per_chunk:
+                    y1 += 1
                 for c, a, p_c in self._hidden_rows(img, padded, range(y0, y1), n_coded):
-                    for i, m in enumerate(models):
-                        md, s = m.head_out(c, a, p_c)
-                        mean[i, c, y0:y1] = md.reshape(y1 - y0, w)
-                        idx[i, c, y0:y1] = s.reshape(y1 - y0, w)
+                    outputs(c, a, p_c, slice(y0, y1))
                 progress.report(y1, h)
+                y0 = y1
         return mean, idx
 
     def head_samples(self, img: np.ndarray, rows, n_coded: int = 3):
