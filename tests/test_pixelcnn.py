@@ -396,6 +396,16 @@ def test_golden_file_with_refitted_output_layers(codec, kodak_crop):
     assert fit0.keys() == fit1.keys() and all(np.array_equal(u, v) for c in fit0 for u, v in zip(fit0[c], fit1[c]))
 
 
+def test_parallel_pass_with_known_rows_gives_the_same_tables(codec, kodak_crop):
+    """The encoder reuses the fit sample's activations in its parallel pass: the same tables."""
+    planes = _planes(kodak_crop())[0]
+    m = codec.model
+    rows = [1, 2, 9, 40, 95]
+    mean, idx = m.tables_parallel_multi(planes, [m], 3, known=(rows, m.head_samples(planes, rows)))
+    mean0, idx0 = m.tables_parallel(planes)
+    assert np.array_equal(mean[0], mean0) and np.array_equal(idx[0], idx0)
+
+
 def test_fit_arithmetic_is_exact_or_elementwise():
     """The fit's linear solve uses elementwise operations only, and agrees with LAPACK."""
     rng = np.random.default_rng(3)
