@@ -327,17 +327,18 @@ def test_unknown_adaptation_is_refused(kodak_crop):
     forged = container.pack(dataclasses.replace(header, params={**header.params, "hist": 2}), payload)
     with pytest.raises(CorruptFileError, match="hist=2"):
         gencodec.decompress(forged)
-    forged = container.pack(dataclasses.replace(header, params={**header.params, "fit": 2}), payload)
-    with pytest.raises(CorruptFileError, match="fit=2"):
+    forged = container.pack(dataclasses.replace(header, params={**header.params, "fit": 3}), payload)
+    with pytest.raises(CorruptFileError, match="fit=3"):
         gencodec.decompress(forged)
     forged = container.pack(dataclasses.replace(header, params={**header.params, "fit": 1}), payload)
     with pytest.raises(CorruptFileError, match="truncated"):  # the params promise output layers it lacks
         gencodec.decompress(forged)
 
 
-def test_refitted_output_layers_pay_on_a_photo_and_decode(codec, kodak_crop):
-    """The encoder refits each head's output layer to the image (headfit); the file stores the
-    changed integers and decodes to the same pixels; without the fit the same image costs more."""
+def test_refitted_heads_pay_on_a_photo_and_decode(codec, kodak_crop):
+    """The encoder refits each head's output layer and hidden biases to the image (headfit); the
+    file stores the changed integers and decodes to the same pixels; without the fit the same image
+    costs more."""
     img = kodak_crop("kodim05", (200, 150, 456, 342))  # 256 x 192
     rep = compress_report(img, codec="pixelcnn")
     assert gencodec.info(rep.blob)["params"]["fit"] == headfit.FIT_VERSION
@@ -348,7 +349,9 @@ def test_refitted_output_layers_pay_on_a_photo_and_decode(codec, kodak_crop):
     assert fit and no_fit == b""
     assert 8 * len(fit) < bits_without - bits  # it paid for its own storage
     outs = headfit.unpack_fit(fit, codec.model, 3)
-    assert outs and all(w.shape == (2, codec.model.cfg.head_hidden) and b.shape == (2,) for w, b in outs.values())
+    hh = codec.model.cfg.head_hidden
+    assert outs and all(w.shape == (2, hh) and b.shape == (2,) and d.shape == (hh,) for w, b, d in outs.values())
+    assert any(d.any() for _, _, d in outs.values())  # hidden units shifted too
     unpacked = unpack_remap(remap, 3, codec.model.cfg.n_scales, MAX_BIAS * codec.model.cfg.mean_steps) if remap else None
     model = headfit.fitted_model(codec.model, outs)
     assert np.array_equal(codec.decode_planes(stream, 192, 256, 3, remap=unpacked, hist=True, model=model), planes)
@@ -356,6 +359,7 @@ def test_refitted_output_layers_pay_on_a_photo_and_decode(codec, kodak_crop):
 
 
 FIT_GOLDEN = GOLDEN.parent / "kodim05-fit.gcx"  # kodim05 (200, 150, 456, 342), written by the shipped model
+FIT1_GOLDEN = GOLDEN.parent / "kodim05-fit1.gcx"  # the same, as "fit": 1 wrote it (output layers only)
 
 
 def _payload_parts(payload: bytes):
@@ -378,6 +382,8 @@ def test_golden_file_with_refitted_output_layers(codec, kodak_crop):
     blob = FIT_GOLDEN.read_bytes()
     img = kodak_crop("kodim05", (200, 150, 456, 342))
     assert same_image(gencodec.decompress(blob), img)
+    old = FIT1_GOLDEN.read_bytes()  # files of the first version (output layers only) still decode
+    assert gencodec.info(old)["params"]["fit"] == 1 and same_image(gencodec.decompress(old), img)
     header, payload = container.unpack(blob)
     assert header.params["fit"] == headfit.FIT_VERSION
     if header.model_id != codec.model_id:
@@ -417,7 +423,7 @@ def test_fit_arithmetic_is_exact_or_elementwise():
     assert np.array_equal(x, headfit.solve_spd(a.copy(), b.copy())) and np.array_equal(a @ np.zeros(57), np.zeros(57))
 
 
-@pytest.mark.parametrize("damage", ["zlib", "mask", "length", "range"])
+@pytest.mark.parametrize("damage", ["zlib", "mask", "length", "range", "shift"])
 def test_damaged_output_layers_are_refused(codec, damage):
     import struct
     import zlib
@@ -425,11 +431,13 @@ def test_damaged_output_layers_are_refused(codec, damage):
     from gencodec.errors import CorruptFileError
 
     hh = codec.model.cfg.head_hidden
-    deltas = np.zeros((1, 2 * hh + 2), "<i4")
+    deltas = np.zeros((1, 3 * hh + 2), "<i4")
     blob = {"zlib": b"not zlib",
             "mask": zlib.compress(struct.pack("<B", 0b1000) + deltas.tobytes()),
             "length": zlib.compress(struct.pack("<B", 0b1) + deltas.tobytes()[:-4]),
-            "range": zlib.compress(struct.pack("<B", 0b1) + np.full((1, 2 * hh + 2), 1 << 20, "<i4").tobytes())}[damage]
+            "range": zlib.compress(struct.pack("<B", 0b1) + np.full((1, 3 * hh + 2), 1 << 20, "<i4").tobytes()),
+            "shift": zlib.compress(struct.pack("<B", 0b1) + np.r_[np.zeros(2 * hh + 2), np.full(hh, 1 << 12)]
+                                   .astype("<i4").tobytes())}[damage]
     with pytest.raises(CorruptFileError, match="output layers"):
         headfit.unpack_fit(blob, codec.model, 3)
     good = zlib.compress(struct.pack("<B", 0b1) + deltas.tobytes())

@@ -1,29 +1,34 @@
-"""Per-image output layers for ``pixelcnn``: the encoder refits each head's last layer to the image.
+"""Per-image heads for ``pixelcnn``: the encoder refits the end of each channel's head to the image.
 
-Each channel's head ends in a small linear layer (head_hidden activations -> (mean offset, scale
-index)). Photos differ from the training photos in noise, grain and sharpness, and a network
-trained on many images is calibrated to none in particular. So the encoder, before it codes,
-fits that last layer -- per channel, 2 x (head_hidden + 1) integers -- to the image itself, and
-stores the changed integers in the file when they save more than they cost (a few hundred
-bytes). The decoder then runs an ordinary exact model whose output layers are the stored ones
+Each channel's head is a hidden layer (56 ReLU units) and a small linear output layer (-> mean
+offset and scale index). Photos differ from the training photos in noise, grain and sharpness,
+and a network trained on many images is calibrated to none in particular. So the encoder, before
+it codes, refits per channel the output layer (2 x 57 integers) and a shift of each hidden unit
+(56 integers added to its accumulator, i.e. to its bias) to the image itself, and stores the
+changed integers in the file where they save clearly more than they cost (a few hundred bytes).
+The decoder then runs an ordinary exact model with those biases and output layers
 (:meth:`ExactPixelCNN.with_outputs`): nothing changes in how tables are computed, so exactness
 and decoding speed are untouched.
 
-The fit is Newton's method on the code length of a sample of rows, every number of it computed
-so that the encoder writes the same file on every machine (the decoder never needs the fit, only
-its integers, but files should not depend on the machine that wrote them):
+The fit is Newton's method on the code length of a sample of rows (rounds of: hidden shifts with
+the output layer fixed, the gradient passed straight through the rounding; then the output
+layer), every number of it computed so that the encoder writes the same file on every machine
+(the decoder never repeats the fit, only uses its integers, but files should not depend on the
+machine that wrote them):
 
-- costs are integer tables in 1/1024 bit (:func:`cost_tables`, through the pinned integer log2);
+- costs are integer tables in 1/1024 bit (:class:`CostTables`, through the pinned integer log2);
   their finite differences give integer gradients and curvatures;
-- the products (activations x gradients, activations x curvature x activations) are integer sums
-  below 2**53, exact in float64 in any order (so BLAS may run them);
-- the 57 x 57 system is solved by Gaussian elimination written with elementwise operations only
+- the reductions (activations x gradients, activations x curvature x activations) are integer
+  sums below 2**53, exact in float64 in any order (so BLAS may run them); what is not an integer
+  is computed elementwise, or summed with ``math.fsum`` (correctly rounded);
+- the linear systems are solved by Gaussian elimination written with elementwise operations only
   (:func:`solve_spd`: IEEE-rounded, no reductions whose order could vary);
 - a step is kept only if it lowers the sample's integer cost.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 
@@ -31,14 +36,16 @@ import numpy as np
 
 from ..errors import CorruptFileError, ExactnessError
 
-FIT_VERSION = 1  # header param "fit": per-image output layers stored in the payload (this module)
-ROW_STEP = 9  # the sample: rows ROW_STEP // 2, + ROW_STEP, ... (all columns; an odd step)
+FIT_VERSION = 2  # header param "fit": per-image heads stored in the payload (1: output layers only)
+ROW_STEP = 11  # the sample: rows ROW_STEP // 2, + ROW_STEP, ... (all columns; an odd step)
 MAX_SAMPLES = 1 << 17  # the sample's size on large images (per channel); one over 4x this is thinned, so
 # every integer sum of the fit stays below 2**53 (n < 2**20 pixels x activations x curvatures < 2**33)
 MIN_PIXELS = 48 * 48  # smaller images are not fitted (too few pixels to pay for the stored integers)
-ITERATIONS = 6  # Newton steps (the curvature of the first is reused)
+ITERATIONS = 4  # Newton steps (the curvature of the first is reused)
 CURV_STEP = 3  # the curvature is summed over every CURV_STEP-th pixel of the sample (odd: both column parities)
 STOP_GAIN = 20000  # the fit stops after a step that saves less than 1/STOP_GAIN of the sample's cost
+SHIFT_STEP = 3  # the hidden shifts are fitted on every SHIFT_STEP-th pixel of the sample (56 numbers need fewer)
+ROUNDS = 2  # rounds of: shift the hidden units (output layer fixed), then refit the output layer
 HALVINGS = 3  # a step that does not lower the cost is halved this often before the fit stops
 MARGIN = 2  # a channel keeps its refit where the whole-image gain before the remap and the histograms is
 # more than MARGIN times what its integers cost to store (about half that gain survives them; chosen on
@@ -98,10 +105,13 @@ def _fits(theta: np.ndarray, max_in: int) -> bool:
                 and (np.abs(w).sum(axis=1) * max_in + np.abs(b)).max() < (1 << 24))
 
 
-def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, tables: CostTables):
+def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, tables: CostTables,
+                     start: tuple[np.ndarray, np.ndarray] | None = None, curv: list | None = None):
     """Refit one head's output layer to a sample. a (N, hh) hidden activations (integers), p (N,)
-    MED predictions, x (N,) symbols; layer: the model's ExactLinear -> (weight (2, hh), bias (2,))
-    int64, the model's own when no step helps."""
+    MED predictions, x (N,) symbols; layer: the model's ExactLinear; start: (weight, bias) to start
+    from (default: the layer's) -> (weight (2, hh), bias (2,)) int64, the start when no step helps.
+    curv: a list that receives the curvature matrices of the first step, or that holds them from an
+    earlier fit of the same sample (they change little; reused)."""
     d_steps, n_scales = cfg.mean_steps, cfg.n_scales
     lo, hi = layer.out_fmt.lo, layer.out_fmt.hi
     scale = float(2**layer.shift)
@@ -113,7 +123,8 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
     a1[:, :hh] = a
     a1[:, hh] = 1.0
     a64 = a1.astype(np.float64)
-    base = np.concatenate([layer.weight.numpy(), layer.bias.numpy()[:, None]], axis=1).astype(np.float64)
+    w0, b0 = start if start is not None else (layer.weight.numpy(), layer.bias.numpy())
+    base = np.concatenate([w0, np.asarray(b0)[:, None]], axis=1).astype(np.float64)
     dx = d_steps * x + 255 * d_steps
 
     def evaluate(theta):
@@ -128,14 +139,14 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
 
     best, state = evaluate(base)
     cur = base
-    curv: list[np.ndarray] = []
+    curv = [] if curv is None else curv
     for it in range(ITERATIONS):
         md_raw, o_s, s, k = state
         live = ((md_raw > 0) & (md_raw < 255 * d_steps), (o_s > 0) & (o_s < n_scales - 1))
         g = np.stack([np.where(live[0], tables.g_mean[s, k], 0.0),  # twice d cost / d output, integers
                       np.where(live[1], tables.g_scale[s, k], 0.0)], axis=1)
         grad = a64.T @ g  # (hh + 1, 2) integers below 2**53: exact in any order
-        if it == 0:  # the curvature, from every CURV_STEP-th pixel of the sample
+        if not curv:  # the curvature, from every CURV_STEP-th pixel of the sample
             a_c, s_c, k_c = a64[::CURV_STEP], s[::CURV_STEP], k[::CURV_STEP]
             for j, h_t in enumerate((tables.h_mean, tables.h_scale)):
                 h = np.where(live[j][::CURV_STEP], h_t[s_c, k_c], 0.0)
@@ -158,20 +169,110 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
     return cur[:, :hh].astype(np.int64), cur[:, hh].astype(np.int64)
 
 
-def pack_fit(outs: dict[int, tuple[np.ndarray, np.ndarray]], model) -> bytes:
-    """{channel: (weight, bias)} -> bytes: a channel mask, then per channel the changes from the
-    model's own integers (int32 LE, weights row-major then biases), zlib-compressed."""
-    mask = sum(1 << c for c in outs)
+def fit_hidden_shift(acc: np.ndarray, p: np.ndarray, x: np.ndarray, fc, out, w: np.ndarray, b: np.ndarray,
+                     cfg, tables: CostTables, start: np.ndarray | None = None) -> np.ndarray:
+    """Per-image shifts of one head's hidden units: acc (N, hh) the hidden accumulators before
+    rounding (:meth:`ExactPixelCNN.head_acc`), the output layer (w, b) held fixed, start: the shifts
+    to start from (default zeros) -> (hh,) int64 added to the accumulators (in activation steps;
+    the start when no step helps). Newton steps as in
+    :func:`fit_output_layer`, the gradient passed straight through the rounding where a unit is not
+    clipped; every reduction is an integer sum below 2**53, the rest elementwise."""
+    d_steps, n_scales = cfg.mean_steps, cfg.n_scales
+    hi = fc.out_fmt.hi
+    scale = float(2**out.shift)
+    step = max(SHIFT_STEP, -(-acc.shape[0] // (4 * MAX_SAMPLES)) | 1)  # odd: both column parities
+    acc, p, x = acc[::step], p[::step], x[::step]
+    n, hh = acc.shape
+    acc = np.ascontiguousarray(acc, np.float32)  # multiples of 2**-shift; plus integer shifts within the bound: exact
+    w64 = np.asarray(w, np.float64)
+    w32, b32 = w64.T.astype(np.float32), np.asarray(b, np.float32)
+    # the hidden layer's accumulator bound with a shifted bias: rows |W| . max input + |bias + shift 2**k|
+    rows = np.abs(fc.weight.numpy().astype(np.float64)).sum(axis=1) * fc.in_fmt.max_abs
+    fc_bias, unit = fc.bias.numpy().astype(np.float64), float(2**fc.shift)
+    dx = d_steps * x + 255 * d_steps
+
+    def fits(delta):
+        return bool(np.abs(delta).max() <= hi and (rows + np.abs(fc_bias + delta * unit)).max() < (1 << 24))
+
+    def evaluate(delta):
+        z = acc + delta.astype(np.float32)
+        a = np.rint(z)
+        np.clip(a, 0, hi, out=a)
+        o = (a @ w32 + b32).astype(np.float64)  # integer partial sums below 2**24: exact (the output layer fits)
+        o = np.clip(np.rint(o / scale), out.out_fmt.lo, out.out_fmt.hi)
+        md_raw = d_steps * p + o[:, 0]
+        md = np.clip(md_raw, 0, 255 * d_steps).astype(np.int64)
+        s = np.clip(o[:, 1], 0, n_scales - 1).astype(np.int64)
+        k = dx - md
+        return tables.cost[s, k].sum(), (z, md_raw, o[:, 1], s, k)
+
+    cur = np.zeros(hh) if start is None else np.asarray(start, np.float64)
+    best, state = evaluate(cur)
+    curv = None
+    for it in range(ITERATIONS):
+        z, md_raw, o_s, s, k = state
+        through = ((z > 0) & (z < hi)).astype(np.float64)  # (n, hh): units the gradient passes
+        live = ((md_raw > 0) & (md_raw < 255 * d_steps), (o_s > 0) & (o_s < n_scales - 1))
+        g = [np.where(live[0], tables.g_mean[s, k], 0.0), np.where(live[1], tables.g_scale[s, k], 0.0)]
+        grad = w64[0] * (through.T @ g[0]) + w64[1] * (through.T @ g[1])  # integer products: exact sums
+        if curv is None:
+            t_c, s_c, k_c = through[::CURV_STEP], s[::CURV_STEP], k[::CURV_STEP]
+            curv = np.zeros((hh, hh))
+            for j, h_t in enumerate((tables.h_mean, tables.h_scale)):
+                h = np.where(live[j][::CURV_STEP], h_t[s_c, k_c], 0.0)
+                curv += np.multiply.outer(w64[j], w64[j]) * (CURV_STEP * (t_c.T @ (t_c * h[:, None])))
+            trace = math.fsum(np.diagonal(curv).tolist())  # correctly rounded: the same on every machine
+            curv += np.eye(hh) * (trace * 1e-3 / hh + 1.0)
+        new = np.rint(cur - solve_spd(curv, grad) * (scale / 2))
+        for _ in range(HALVINGS + 1):
+            if fits(new):
+                cost, st = evaluate(new)
+                if cost < best:
+                    gain, best, state, cur = best - cost, cost, st, new
+                    break
+            new = np.rint((new + cur) / 2)
+        else:
+            break
+        if gain * STOP_GAIN < best:
+            break
+    return cur.astype(np.int64)
+
+
+def fit_channel(acc: np.ndarray, p: np.ndarray, x: np.ndarray, model, c: int, tables: CostTables):
+    """Channel c's per-image head, in ROUNDS rounds of: shift the hidden units with the output layer
+    fixed, then refit the output layer (its curvature computed once) -> (weight (2, hh), bias (2,),
+    hidden shift (hh,)) int64, the model's own where nothing helps."""
+    fc, out = model.heads[c]
+    hi = fc.out_fmt.hi
+    w, b = out.weight.numpy().astype(np.int64), out.bias.numpy().astype(np.int64)
+    delta = np.zeros(acc.shape[1], np.int64)
+    curv: list[np.ndarray] = []  # the output layer's curvature, computed by its first fit
+    for _ in range(ROUNDS):
+        new = fit_hidden_shift(acc, p, x, fc, out, w, b, model.cfg, tables, start=delta)
+        if np.array_equal(new, delta):
+            break
+        delta = new
+        a = np.clip(np.rint(acc.astype(np.float64) + delta), 0, hi)  # exact: multiples of 2**-shift plus integers
+        w, b = fit_output_layer(a, p, x, out, model.cfg, tables, start=(w, b), curv=curv)
+    return w, b, delta
+
+
+def pack_fit(fits: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], model) -> bytes:
+    """{channel: (weight, bias, hidden shift)} -> bytes: a channel mask, then per channel the changes
+    from the model's own integers (int32 LE: output weights row-major, output biases, hidden
+    shifts), zlib-compressed (FIT_VERSION 2; version 1 had no hidden shifts)."""
+    mask = sum(1 << c for c in fits)
     parts = []
-    for c in sorted(outs):
+    for c in sorted(fits):
         layer = model.heads[c][1]
-        w, b = outs[c]
-        parts.append(np.concatenate([(w - layer.weight.numpy()).ravel(), b - layer.bias.numpy()]))
+        w, b, delta = fits[c]
+        parts.append(np.concatenate([(w - layer.weight.numpy()).ravel(), b - layer.bias.numpy(), delta]))
     body = np.concatenate(parts).astype("<i4").tobytes() if parts else b""
     return zlib.compress(struct.pack("<B", mask) + body, 9)
 
 
-def unpack_fit(blob: bytes, model, n_coded: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def unpack_fit(blob: bytes, model, n_coded: int, version: int = FIT_VERSION):
+    """bytes from :func:`pack_fit` (or version 1) -> {channel: (weight, bias, hidden shift)} int64."""
     try:
         raw = zlib.decompress(blob)
     except zlib.error:
@@ -180,25 +281,30 @@ def unpack_fit(blob: bytes, model, n_coded: int) -> dict[int, tuple[np.ndarray, 
         raise CorruptFileError("pixelcnn: per-image output layers do not fit the model")
     chans = [c for c in range(n_coded) if raw[0] >> c & 1]
     hh = model.cfg.head_hidden
-    per = 2 * hh + 2
+    per = 2 * hh + 2 + (hh if version >= 2 else 0)
     if len(raw) != 1 + 4 * per * len(chans):
         raise CorruptFileError("pixelcnn: per-image output layers do not fit the model")
     deltas = np.frombuffer(raw, "<i4", offset=1).astype(np.int64).reshape(len(chans), per)
-    outs = {}
+    fits = {}
     for c, dlt in zip(chans, deltas):
-        layer = model.heads[c][1]
+        fc, layer = model.heads[c]
         w = layer.weight.numpy().astype(np.int64) + dlt[: 2 * hh].reshape(2, hh)
-        b = layer.bias.numpy().astype(np.int64) + dlt[2 * hh :]
-        if not _fits(np.concatenate([w, b[:, None]], axis=1), layer.in_fmt.max_abs):
+        b = layer.bias.numpy().astype(np.int64) + dlt[2 * hh : 2 * hh + 2]
+        shift = dlt[2 * hh + 2 :] if version >= 2 else np.zeros(hh, np.int64)
+        bias = fc.bias.numpy().astype(np.float64) + shift * 2.0**fc.shift
+        rows = np.abs(fc.weight.numpy().astype(np.float64)).sum(axis=1) * fc.in_fmt.max_abs
+        if (not _fits(np.concatenate([w, b[:, None]], axis=1), layer.in_fmt.max_abs)
+                or np.abs(shift).max() > fc.out_fmt.hi or (rows + np.abs(bias)).max() >= (1 << 24)):
             raise CorruptFileError("pixelcnn: per-image output layers do not fit the model")
-        outs[c] = (w, b)
-    return outs
+        fits[c] = (w, b, shift)
+    return fits
 
 
-def fitted_model(model, outs):
-    """The model with these output layers (:meth:`ExactPixelCNN.with_outputs`); CorruptFileError
-    rather than ExactnessError for integers read from a file."""
+def fitted_model(model, fits):
+    """The model with these heads (:meth:`ExactPixelCNN.with_outputs`); CorruptFileError rather than
+    ExactnessError for integers read from a file."""
     try:
-        return model.with_outputs(outs)
-    except ExactnessError:  # pragma: no cover - _fits already bounds every accumulator
+        return model.with_outputs({c: (w, b) for c, (w, b, _) in fits.items()},
+                                  {c: d for c, (_, _, d) in fits.items() if np.any(d)})
+    except ExactnessError:  # pragma: no cover - unpack_fit already bounds every accumulator
         raise CorruptFileError("pixelcnn: per-image output layers do not fit the model") from None

@@ -199,12 +199,12 @@ class PixelCNNCodec(Codec):
         return enc.finish(), enc.ideal_bits, packed, fit
 
     def _tables(self, planes: np.ndarray, n_coded: int, fit: bool):
-        """The parallel pass -> (mean, scale index (n_coded, H, W), packed per-image output layers or b"").
+        """The parallel pass -> (mean, scale index (n_coded, H, W), packed per-image heads or b"").
 
-        With ``fit``, each channel's output layer is first refitted to a sample of rows
-        (:mod:`.headfit`); the pass then evaluates both output layers at once, and a channel keeps
-        its refit only where, over the whole image, it saves clearly more than its integers cost to
-        store (:data:`headfit.MARGIN`)."""
+        With ``fit``, each channel's head is first refitted to a sample of rows (:mod:`.headfit`: its
+        output layer, and shifts of its hidden units); the pass then evaluates both heads at once,
+        and a channel keeps its refit only where, over the whole image, it saves clearly more than
+        its integers cost to store (:data:`headfit.MARGIN`)."""
         from . import headfit
 
         m = self.model
@@ -216,11 +216,13 @@ class PixelCNNCodec(Codec):
         rows = list(headfit.sample_rows(h, w))
         samples = m.head_samples(planes, rows, n_coded)
         outs = {}
-        for c, (a, p, x) in enumerate(samples):
-            wb = headfit.fit_output_layer(a, p, x, m.heads[c][1], m.cfg, tables)
-            if not all(np.array_equal(v, u.numpy()) for v, u in zip(wb, (m.heads[c][1].weight, m.heads[c][1].bias))):
-                outs[c] = wb
-        models = [m, m.with_outputs(outs)] if outs else [m]
+        for c, (acc, p, x) in enumerate(samples):
+            fit_c = headfit.fit_channel(acc, p, x, m, c, tables)
+            layer = m.heads[c][1]
+            if np.any(fit_c[2]) or not (np.array_equal(fit_c[0], layer.weight.numpy())
+                                        and np.array_equal(fit_c[1], layer.bias.numpy())):
+                outs[c] = fit_c
+        models = [m, headfit.fitted_model(m, outs)] if outs else [m]
         means, idxs = m.tables_parallel_multi(planes, models, n_coded, known=(rows, samples))
         if not outs:
             return means[0], idxs[0], b""
@@ -278,7 +280,7 @@ class PixelCNNCodec(Codec):
         if fit is not None:
             from . import headfit
 
-            if fit != headfit.FIT_VERSION:
+            if fit not in (1, headfit.FIT_VERSION):  # 1: output layers only
                 raise CorruptFileError(f"pixelcnn: unknown adaptation fit={fit!r} (written by a newer gencodec?)")
             if len(rest) < 2:
                 raise CorruptFileError("pixelcnn payload is truncated")
@@ -286,7 +288,7 @@ class PixelCNNCodec(Codec):
             blob, rest = rest[2 : 2 + n_fit], rest[2 + n_fit :]
             if len(blob) != n_fit:
                 raise CorruptFileError("pixelcnn payload is truncated")
-            model = headfit.fitted_model(model, headfit.unpack_fit(blob, model, n_coded))
+            model = headfit.fitted_model(model, headfit.unpack_fit(blob, model, n_coded, fit))
         planes = self.decode_planes(stream, h, w, n_coded, remap=remap, hist=hist is not None, model=model)
         colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
         if mode in ("LA", "RGBA"):
