@@ -15,9 +15,9 @@ Modes: RGB is coded R, G | R, B | R, G. L is coded as one channel (the model see
 as R = G = B). RGBA and LA code the colour through the model and the alpha plane as PNG.
 "1", "P" (palette) and "I;16" go through a classical fallback (PNG), recorded in the params.
 
-Adaptation: first the encoder refits each head's output layer to a sample of the image's rows
-(:mod:`.headfit`, header param ``fit``; stored where it pays, a few hundred bytes): the decoder
-simply runs the model with those integer output layers. Then it maps each (channel, predicted scale index) group to the
+Adaptation: first the encoder refits the end of each channel's head (output layer, hidden-unit
+biases) to a sample of the image's rows (:mod:`.headfit`, header param ``fit``; stored where it
+pays, a few hundred bytes): the decoder simply runs the model with those integers. Then it maps each (channel, predicted scale index) group to the
 scale index and mean offset that fit this image best (:func:`choose_remap`, a two-pass integer
 recalibration stored in the payload when it saves more than it costs); the decoder applies the
 same integer maps, so exactness is untouched. Then, while coding, per-image histograms of the
@@ -144,14 +144,14 @@ class PixelCNNCodec(Codec):
     def encode_planes(self, planes: np.ndarray, n_coded: int, adapt: bool = True,
                       hist: bool | None = None, fit: bool | None = None) -> tuple[bytes, float, bytes, bytes]:
         """planes (3, H, W) uint8 -> (range-coded stream, ideal bits, packed scale remap or b"",
-        packed per-image output layers or b"").
+        packed per-image heads or b"").
 
-        Channels >= n_coded are not coded. With ``adapt`` the output layers are refitted to the image
+        Channels >= n_coded are not coded. With ``adapt`` the heads are refitted to the image
         (:meth:`_tables`, kept where they pay) and the per-image scale remap
         (:func:`choose_remap`) is applied when it saves more than it costs to store. ``hist``
         (default: ``adapt``) mixes the online histograms (:class:`OnlineHistograms`) into the tables;
         the decoder must be told the same (header param ``hist``). ``fit`` (default: ``adapt``)
-        switches the refitted output layers alone.
+        switches the refitted heads alone.
         """
         from ..coding import RangeEncoder
         from ..models.pixelcnn import CDF_TOTAL
@@ -311,7 +311,7 @@ class PixelCNNCodec(Codec):
         hist: mix the online histograms into the tables (as the encoder did with ``adapt``).
         record: optional int64 array (2, n_coded, H, W) that receives the (mean, scale index) used
         for every subpixel (for tests comparing against the encoder's parallel tables).
-        model: the model to decode with (default: this codec's; a file's refitted output layers
+        model: the model to decode with (default: this codec's; a file's refitted heads
         give another, :meth:`ExactPixelCNN.with_outputs`).
         """
         from ..coding import RangeDecoder
@@ -405,8 +405,8 @@ _LUT: np.ndarray | None = None
 
 
 def ilog2(v: np.ndarray) -> np.ndarray:
-    """1024 log2(v) for integers 1 <= v < 2**53 (float64), as int64, rounded down to the table's
-    1/1024 bit: frexp and the pinned table are exact, so the same integers on every machine."""
+    """1024 log2(v) for integers 1 <= v < 2**53 (float64), as int64 (the pinned table's value for
+    the mantissa's 1/1024 bin): frexp and the table are exact, so the same integers on every machine."""
     global _LUT
     if _LUT is None:
         _LUT = _log_table()

@@ -625,9 +625,9 @@ class ExactPixelCNN:
 
     def tables_parallel_multi(self, img: np.ndarray, models: list["ExactPixelCNN"], n_coded: int = 3,
                               rows_per_chunk: int = 8, known: tuple[list[int], list] | None = None):
-        """:meth:`tables_parallel` under several output layers at once: models are this model or
-        :meth:`with_outputs` of it (same trunk and hidden layers, evaluated once) -> mean, scale_idx
-        (len(models), n_coded, H, W) int16.
+        """:meth:`tables_parallel` under several heads at once: models are this model or
+        :meth:`with_outputs` of it (same trunk and hidden weights, evaluated once; the hidden biases
+        and output layers may differ) -> mean, scale_idx (len(models), n_coded, H, W) int16.
 
         known: (rows, :meth:`head_samples` of those rows): their hidden accumulators are taken from
         there instead of being computed again (the same numbers)."""
@@ -638,8 +638,9 @@ class ExactPixelCNN:
         rows, samples = known if known is not None else ([], [])
         skip = set(rows)
         hh = self.cfg.head_hidden
-        # each model's hidden accumulators: this model's plus the difference of the biases (float32:
-        # integer multiples of 2**-shift within the checked bounds, so the sum is exact)
+        # each model's hidden accumulators: this model's plus the difference of the biases (an integer
+        # shift, exact in float32; the sum is a multiple of 2**-shift within the model's checked bound,
+        # so it is exact too, and equals what that model's own pass would compute)
         diffs = [m._head_b - self._head_b for m in models]
         shifts = [[d[c * hh : (c + 1) * hh] if d[c * hh : (c + 1) * hh].any() else None for c in range(n_coded)]
                   for d in diffs]
