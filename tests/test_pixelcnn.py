@@ -412,6 +412,31 @@ def test_parallel_pass_with_known_rows_gives_the_same_tables(codec, kodak_crop):
     assert np.array_equal(mean[0], mean0) and np.array_equal(idx[0], idx0)
 
 
+def test_coding_runs_torch_single_threaded_and_restores_its_threads(codec, kodak_crop, monkeypatch):
+    """torch only rounds and clamps on the coding path; a torch thread team woken between numpy's
+    multithreaded matrix products fights them for the cores (a decode took 4-5x longer on two
+    threads), so encoder and decoder run torch single-threaded and restore the caller's setting."""
+    import gencodec.models.pixelcnn as pc
+
+    seen = []
+    real = pc._round_clip
+
+    def spy(y, fmt):
+        seen.append(torch.get_num_threads())
+        return real(y, fmt)
+
+    monkeypatch.setattr(pc, "_round_clip", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        img = kodak_crop().crop((0, 0, 64, 48))
+        assert same_image(gencodec.decompress(gencodec.compress(img, codec="pixelcnn")), img)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+
+
 def test_fit_arithmetic_is_exact_or_elementwise():
     """The fit's linear solve uses elementwise operations only, and agrees with LAPACK."""
     rng = np.random.default_rng(3)

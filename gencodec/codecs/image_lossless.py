@@ -316,7 +316,7 @@ class PixelCNNCodec(Codec):
         """
         from ..coding import RangeDecoder
         from ..exact import exact_mode
-        from ..models.pixelcnn import colour_bases, head_extra, med_and_features, phase_index
+        from ..models.pixelcnn import colour_bases, head_extra, med_and_features, phase_index, serial_torch
 
         m = self.model if model is None else model
         cfg = m.cfg
@@ -331,7 +331,7 @@ class PixelCNNCodec(Codec):
         dec = RangeDecoder(stream)
         counts = OnlineHistograms(cfg, n_coded) if hist else None
         n_steps = step * (h - 1) + w if h and w else 0
-        with exact_mode():
+        with exact_mode(), serial_torch():
             for t in range(n_steps):
                 if counts is not None and t % HIST_ROUND == 0:  # a new round: count the last one
                     counts.update()

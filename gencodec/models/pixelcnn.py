@@ -34,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -469,11 +471,28 @@ def _round_clip(y: np.ndarray, fmt: QFormat) -> np.ndarray:
     """The rest of :func:`gencodec.exact.requantize` on an accumulator already scaled by 2**-shift
     (round half to even), in place. Done by torch on the same memory: its rounding and clamping
     are exact operations like numpy's (the same numbers on every instruction set) and about three
-    times faster than ``np.rint`` and ``np.clip`` on these arrays."""
+    times faster than ``np.rint`` and ``np.clip``. Run it inside :func:`serial_torch`."""
     t = torch.from_numpy(y)
     t.round_()
     t.clamp_(fmt.lo, fmt.hi)
     return y
+
+
+@contextmanager
+def serial_torch() -> Iterator[None]:
+    """torch single-threaded inside (restored on exit). On the coding path torch only rounds and
+    clamps between numpy's matrix products; an OpenMP team of torch's woken between those products
+    fights numpy's BLAS threads for the cores (a 768x512 decode took 7-10 s instead of 1.5 s on two
+    threads)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _scaled(a: np.ndarray, shift: int) -> np.ndarray:
@@ -645,16 +664,19 @@ class ExactPixelCNN:
         shifts = [[d[c * hh : (c + 1) * hh] if d[c * hh : (c + 1) * hh].any() else None for c in range(n_coded)]
                   for d in diffs]
 
-        def outputs(c, acc, p_c, ys):
+        def outputs(c, acc, p_c, ys, owned=True):
             for i, m in enumerate(models):
-                a = acc.copy() if shifts[i][c] is None else acc + shifts[i][c]
+                if shifts[i][c] is not None:
+                    a = acc + shifts[i][c]
+                else:  # the last model may round an accumulator of this pass in place
+                    a = acc if owned and i == len(models) - 1 else acc.copy()
                 md, s = m.head_out(c, _round_clip(a, self._head_fmt[c]), p_c)
                 mean[i, c, ys] = md.reshape(-1, w)
                 idx[i, c, ys] = s.reshape(-1, w)
 
-        with exact_mode():
+        with exact_mode(), serial_torch():
             for c, (a, p_c, _) in enumerate(samples):
-                outputs(c, a, p_c, rows)
+                outputs(c, a, p_c, rows, owned=False)
             y0 = 0
             while y0 < h:  # stripes of at most rows_per_chunk rows between the known ones
                 if y0 in skip:
@@ -663,8 +685,9 @@ class ExactPixelCNN:
                 y1 = y0 + 1
                 while y1 < h and y1 not in skip and y1 - y0 < rows_per_chunk:
                     y1 += 1
-                for c, a, p_c in self._hidden_rows(img, padded, range(y0, y1), n_coded):
-                    outputs(c, a, p_c, slice(y0, y1))
+                acc_of, p = self._stripe(img, padded, range(y0, y1))
+                for c in range(n_coded):  # each channel's head right after its accumulators (cache)
+                    outputs(c, acc_of(c), p[:, c], slice(y0, y1))
                 progress.report(y1, h)
                 y0 = y1
         return mean, idx
@@ -676,17 +699,19 @@ class ExactPixelCNN:
         padded = causal_pad(img.astype(np.int32), self.cfg)
         rows = list(rows)
         out: list[tuple[list, list]] = [([], []) for _ in range(n_coded)]
-        with exact_mode():
+        with exact_mode(), serial_torch():
             for i in range(0, len(rows), 8):  # 8 rows at a time, as the parallel pass (cache-sized)
-                for c, a, p_c in self._hidden_rows(img, padded, rows[i : i + 8], n_coded):
-                    out[c][0].append(a)
-                    out[c][1].append(p_c)
+                acc_of, p = self._stripe(img, padded, rows[i : i + 8])
+                for c in range(n_coded):
+                    out[c][0].append(acc_of(c))
+                    out[c][1].append(p[:, c])
         return [(np.concatenate(a), np.concatenate(p_c), img[c, rows].reshape(-1).astype(np.int64))
                 for c, (a, p_c) in enumerate(out)]
 
-    def _hidden_rows(self, img, padded, rows, n_coded: int):
-        """Yields (c, acc, p_c) for the pixels of some rows (a range, or any sequence of rows): channel
-        c's hidden accumulators before rounding (:meth:`head_acc`) and MED prediction, row-major."""
+    def _stripe(self, img, padded, rows):
+        """The network up to the heads on the pixels of some rows (a range, or any sequence of rows),
+        row-major -> (acc_of, P): acc_of(c) gives channel c's hidden accumulators before rounding
+        (:meth:`head_acc`), P (N, 3) the MED predictions."""
         cfg = self.cfg
         w, top, k = img.shape[2], cfg.pad[0], len(cfg.offsets)
         if isinstance(rows, range) and rows.step == 1:  # a stripe: its context in one piece
@@ -700,8 +725,7 @@ class ExactPixelCNN:
         pre = self.heads_pre(self.trunk_forward(feats, phase))
         pix = img[:, rows].reshape(3, -1).T.astype(np.int64)  # (N, 3)
         resid = pix - p
-        for c in range(n_coded):
-            yield c, self.head_acc(c, pre, head_extra(c, resid, bases, cfg)), p[:, c]
+        return (lambda c: self.head_acc(c, pre, head_extra(c, resid, bases, cfg))), p
 
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
