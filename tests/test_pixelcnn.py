@@ -331,7 +331,7 @@ def test_unknown_adaptation_is_refused(kodak_crop):
     with pytest.raises(CorruptFileError, match="fit=3"):
         gencodec.decompress(forged)
     forged = container.pack(dataclasses.replace(header, params={**header.params, "fit": 1}), payload)
-    with pytest.raises(CorruptFileError, match="truncated"):  # the params promise output layers it lacks
+    with pytest.raises(CorruptFileError, match="truncated"):  # the params promise per-image heads it lacks
         gencodec.decompress(forged)
 
 
@@ -373,9 +373,9 @@ def _payload_parts(payload: bytes):
     return stream, remap, rest[2 : 2 + n]
 
 
-def test_golden_file_with_refitted_output_layers(codec, kodak_crop):
+def test_golden_file_with_refitted_heads(codec, kodak_crop):
     """Pins the fit: the file decodes to the crop, and today's encoder writes the same range-coded
-    stream, remap and output-layer integers (compared unpacked: another zlib build may deflate the
+    stream, remap and head integers (compared unpacked: another zlib build may deflate the
     same bytes differently)."""
     from gencodec import container
 
@@ -437,19 +437,20 @@ def test_coding_runs_torch_single_threaded_and_restores_its_threads(codec, kodak
     assert seen and set(seen) == {1}
 
 
-def test_fit_arithmetic_is_exact_or_elementwise():
-    """The fit's linear solve uses elementwise operations only, and agrees with LAPACK."""
+def test_solve_spd_matches_lapack_and_keeps_its_inputs():
+    """The fit's linear solve (elementwise operations only, for the same bits everywhere) solves."""
     rng = np.random.default_rng(3)
     m = rng.integers(-50, 50, (57, 57)).astype(np.float64)
     a = m @ m.T + 57 * np.eye(57)
     b = rng.integers(-1000, 1000, 57).astype(np.float64)
+    a0, b0 = a.copy(), b.copy()
     x = headfit.solve_spd(a, b)
     assert np.allclose(x, np.linalg.solve(a, b), rtol=1e-9, atol=1e-12)
-    assert np.array_equal(x, headfit.solve_spd(a.copy(), b.copy())) and np.array_equal(a @ np.zeros(57), np.zeros(57))
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)
 
 
 @pytest.mark.parametrize("damage", ["zlib", "mask", "length", "range", "shift"])
-def test_damaged_output_layers_are_refused(codec, damage):
+def test_damaged_per_image_heads_are_refused(codec, damage):
     import struct
     import zlib
 
@@ -463,7 +464,7 @@ def test_damaged_output_layers_are_refused(codec, damage):
             "range": zlib.compress(struct.pack("<B", 0b1) + np.full((1, 3 * hh + 2), 1 << 20, "<i4").tobytes()),
             "shift": zlib.compress(struct.pack("<B", 0b1) + np.r_[np.zeros(2 * hh + 2), np.full(hh, 1 << 12)]
                                    .astype("<i4").tobytes())}[damage]
-    with pytest.raises(CorruptFileError, match="output layers"):
+    with pytest.raises(CorruptFileError, match="per-image heads"):
         headfit.unpack_fit(blob, codec.model, 3)
     good = zlib.compress(struct.pack("<B", 0b1) + deltas.tobytes())
     assert headfit.fitted_model(codec.model, headfit.unpack_fit(good, codec.model, 3)).model_id == codec.model.model_id
@@ -631,7 +632,7 @@ from PIL import Image
 import gencodec
 img = Image.open(sys.argv[2]).crop((200, 150, 456, 342))
 blob = gencodec.compress(img, codec="pixelcnn")
-assert gencodec.info(blob)["params"].get("fit"), "the crop should get refitted output layers"
+assert gencodec.info(blob)["params"].get("fit"), "the crop should get refitted heads"
 open(sys.argv[3], "wb").write(blob)
 other = open(sys.argv[4], "rb").read() if len(sys.argv) > 4 else blob
 assert gencodec.decompress(other).tobytes() == img.tobytes()

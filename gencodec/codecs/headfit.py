@@ -140,7 +140,7 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
     best, state = evaluate(base)
     cur = base
     curv = [] if curv is None else curv
-    for it in range(ITERATIONS):
+    for _ in range(ITERATIONS):
         md_raw, o_s, s, k = state
         live = ((md_raw > 0) & (md_raw < 255 * d_steps), (o_s > 0) & (o_s < n_scales - 1))
         g = np.stack([np.where(live[0], tables.g_mean[s, k], 0.0),  # twice d cost / d output, integers
@@ -174,16 +174,16 @@ def fit_hidden_shift(acc: np.ndarray, p: np.ndarray, x: np.ndarray, fc, out, w: 
     """Per-image shifts of one head's hidden units: acc (N, hh) the hidden accumulators before
     rounding (:meth:`ExactPixelCNN.head_acc`), the output layer (w, b) held fixed, start: the shifts
     to start from (default zeros) -> (hh,) int64 added to the accumulators (in activation steps;
-    the start when no step helps). Newton steps as in
-    :func:`fit_output_layer`, the gradient passed straight through the rounding where a unit is not
-    clipped; every reduction is an integer sum below 2**53, the rest elementwise."""
+    the start when no step helps). Newton steps as in :func:`fit_output_layer`, the gradient passed
+    straight through the rounding where a unit is not clipped; every reduction is an integer sum
+    below 2**53, the rest elementwise."""
     d_steps, n_scales = cfg.mean_steps, cfg.n_scales
     hi = fc.out_fmt.hi
     scale = float(2**out.shift)
     step = max(SHIFT_STEP, -(-acc.shape[0] // (4 * MAX_SAMPLES)) | 1)  # odd: both column parities
     acc, p, x = acc[::step], p[::step], x[::step]
     n, hh = acc.shape
-    acc = np.ascontiguousarray(acc, np.float32)  # multiples of 2**-shift; plus integer shifts within the bound: exact
+    acc = np.ascontiguousarray(acc, np.float32)  # multiples of 2**-shift: + integer shifts within the bound is exact
     w64 = np.asarray(w, np.float64)
     w32, b32 = w64.T.astype(np.float32), np.asarray(b, np.float32)
     # the hidden layer's accumulator bound with a shifted bias: rows |W| . max input + |bias + shift 2**k|
@@ -209,7 +209,7 @@ def fit_hidden_shift(acc: np.ndarray, p: np.ndarray, x: np.ndarray, fc, out, w: 
     cur = np.zeros(hh) if start is None else np.asarray(start, np.float64)
     best, state = evaluate(cur)
     curv = None
-    for it in range(ITERATIONS):
+    for _ in range(ITERATIONS):
         z, md_raw, o_s, s, k = state
         through = ((z > 0) & (z < hi)).astype(np.float64)  # (n, hh): units the gradient passes
         live = ((md_raw > 0) & (md_raw < 255 * d_steps), (o_s > 0) & (o_s < n_scales - 1))
@@ -276,14 +276,14 @@ def unpack_fit(blob: bytes, model, n_coded: int, version: int = FIT_VERSION):
     try:
         raw = zlib.decompress(blob)
     except zlib.error:
-        raise CorruptFileError("pixelcnn: damaged per-image output layers") from None
+        raise CorruptFileError("pixelcnn: damaged per-image heads") from None
     if not raw or raw[0] >> n_coded:
-        raise CorruptFileError("pixelcnn: per-image output layers do not fit the model")
+        raise CorruptFileError("pixelcnn: per-image heads do not fit the model")
     chans = [c for c in range(n_coded) if raw[0] >> c & 1]
     hh = model.cfg.head_hidden
     per = 2 * hh + 2 + (hh if version >= 2 else 0)
     if len(raw) != 1 + 4 * per * len(chans):
-        raise CorruptFileError("pixelcnn: per-image output layers do not fit the model")
+        raise CorruptFileError("pixelcnn: per-image heads do not fit the model")
     deltas = np.frombuffer(raw, "<i4", offset=1).astype(np.int64).reshape(len(chans), per)
     fits = {}
     for c, dlt in zip(chans, deltas):
@@ -295,7 +295,7 @@ def unpack_fit(blob: bytes, model, n_coded: int, version: int = FIT_VERSION):
         rows = np.abs(fc.weight.numpy().astype(np.float64)).sum(axis=1) * fc.in_fmt.max_abs
         if (not _fits(np.concatenate([w, b[:, None]], axis=1), layer.in_fmt.max_abs)
                 or np.abs(shift).max() > fc.out_fmt.hi or (rows + np.abs(bias)).max() >= (1 << 24)):
-            raise CorruptFileError("pixelcnn: per-image output layers do not fit the model")
+            raise CorruptFileError("pixelcnn: per-image heads do not fit the model")
         fits[c] = (w, b, shift)
     return fits
 
@@ -307,4 +307,4 @@ def fitted_model(model, fits):
         return model.with_outputs({c: (w, b) for c, (w, b, _) in fits.items()},
                                   {c: d for c, (_, _, d) in fits.items() if np.any(d)})
     except ExactnessError:  # pragma: no cover - unpack_fit already bounds every accumulator
-        raise CorruptFileError("pixelcnn: per-image output layers do not fit the model") from None
+        raise CorruptFileError("pixelcnn: per-image heads do not fit the model") from None

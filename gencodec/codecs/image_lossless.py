@@ -17,12 +17,13 @@ as R = G = B). RGBA and LA code the colour through the model and the alpha plane
 
 Adaptation: first the encoder refits the end of each channel's head (output layer, hidden-unit
 biases) to a sample of the image's rows (:mod:`.headfit`, header param ``fit``; stored where it
-pays, a few hundred bytes): the decoder simply runs the model with those integers. Then it maps each (channel, predicted scale index) group to the
-scale index and mean offset that fit this image best (:func:`choose_remap`, a two-pass integer
-recalibration stored in the payload when it saves more than it costs); the decoder applies the
-same integer maps, so exactness is untouched. Then, while coding, per-image histograms of the
-residuals are mixed into the tables (:class:`OnlineHistograms`, header param ``hist``): both sides
-count the symbols already coded, in rounds of wavefronts, with integers only.
+pays, a few hundred bytes): the decoder simply runs the model with those integers. Then it maps
+each (channel, predicted scale index) group to the scale index and mean offset that fit this
+image best (:func:`choose_remap`, a two-pass integer recalibration stored in the payload when it
+saves more than it costs); the decoder applies the same integer maps, so exactness is untouched.
+Then, while coding, per-image histograms of the residuals are mixed into the tables
+(:class:`OnlineHistograms`, header param ``hist``): both sides count the symbols already coded, in
+rounds of wavefronts, with integers only.
 
 Payload (model path): u32 LE length of the stream | range-coded stream | u16 LE length of the
 remap | zlib(scale remap as uint8 (n_coded, n_scales), mean offsets (in 1/D levels, |.| <= 3 D) + 128 as uint8) |
@@ -215,24 +216,23 @@ class PixelCNNCodec(Codec):
         tables = headfit.CostTables(m.dist)
         rows = list(headfit.sample_rows(h, w))
         samples = m.head_samples(planes, rows, n_coded)
-        outs = {}
+        fits = {}
         for c, (acc, p, x) in enumerate(samples):
-            fit_c = headfit.fit_channel(acc, p, x, m, c, tables)
+            w, b, shift = headfit.fit_channel(acc, p, x, m, c, tables)
             layer = m.heads[c][1]
-            if np.any(fit_c[2]) or not (np.array_equal(fit_c[0], layer.weight.numpy())
-                                        and np.array_equal(fit_c[1], layer.bias.numpy())):
-                outs[c] = fit_c
-        models = [m, headfit.fitted_model(m, outs)] if outs else [m]
+            if shift.any() or not (np.array_equal(w, layer.weight.numpy()) and np.array_equal(b, layer.bias.numpy())):
+                fits[c] = (w, b, shift)
+        models = [m, headfit.fitted_model(m, fits)] if fits else [m]
         means, idxs = m.tables_parallel_multi(planes, models, n_coded, known=(rows, samples))
-        if not outs:
+        if not fits:
             return means[0], idxs[0], b""
         d = m.cfg.mean_steps
         keep = {}
-        for c in outs:  # whole-image integer costs (1/1024 bit), against the stored integers' cost
+        for c in fits:  # whole-image integer costs (1/1024 bit), against the stored integers' cost
             k = [d * planes[c].astype(np.int64) - mi[c] + 255 * d for mi in means]
             saved = tables.cost[idxs[0][c], k[0]].sum() - tables.cost[idxs[1][c], k[1]].sum()
-            if saved > headfit.MARGIN * 8 * 1024 * len(headfit.pack_fit({c: outs[c]}, m)):
-                keep[c] = outs[c]
+            if saved > headfit.MARGIN * 8 * 1024 * len(headfit.pack_fit({c: fits[c]}, m)):
+                keep[c] = fits[c]
         for c in keep:
             means[0][c], idxs[0][c] = means[1][c], idxs[1][c]
         return means[0], idxs[0], headfit.pack_fit(keep, m) if keep else b""
