@@ -402,6 +402,23 @@ def test_golden_file_with_refitted_heads(codec, kodak_crop):
     assert fit0.keys() == fit1.keys() and all(np.array_equal(u, v) for c in fit0 for u, v in zip(fit0[c], fit1[c]))
 
 
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
+def test_refitted_heads_in_every_modelled_mode(codec, mode):
+    """A flat 96 x 80 image is far from the training photos: its heads get refitted (only the one
+    coded channel's for L and LA), and the file decodes to the same pixels and mode."""
+    from gencodec import container
+
+    img = Image.new(mode, (96, 80), (77, 120, 200, 255)[: len(mode)] if len(mode) > 1 else 77)
+    blob = gencodec.compress(img, codec="pixelcnn")
+    header, payload = container.unpack(blob)
+    assert header.params["fit"] == headfit.FIT_VERSION
+    out = gencodec.decompress(blob)
+    assert out.mode == mode and out.tobytes() == img.tobytes()
+    n_coded = 1 if mode in ("L", "LA") else 3
+    fits = headfit.unpack_fit(_payload_parts(payload)[2], codec.model, n_coded)
+    assert fits and set(fits) <= set(range(n_coded))
+
+
 def test_parallel_pass_with_known_rows_gives_the_same_tables(codec, kodak_crop):
     """The encoder reuses the fit sample's activations in its parallel pass: the same tables."""
     planes = _planes(kodak_crop())[0]
