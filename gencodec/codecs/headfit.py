@@ -105,6 +105,49 @@ def _fits(theta: np.ndarray, max_in: int) -> bool:
                 and (np.abs(w).sum(axis=1) * max_in + np.abs(b)).max() < (1 << 24))
 
 
+class _Sample:
+    """A fit's sample: MED predictions p and symbols x of N pixels, with the model's output grid."""
+
+    def __init__(self, p: np.ndarray, x: np.ndarray, out, cfg, tables: CostTables):
+        self.p, self.d, self.n_scales, self.tables = p, cfg.mean_steps, cfg.n_scales, tables
+        self.dx = self.d * x + 255 * self.d
+        self.scale, self.lo, self.hi = float(2**out.shift), out.out_fmt.lo, out.out_fmt.hi
+
+    def cost(self, acc: np.ndarray):
+        """Output accumulators (N, 2), exact integers -> (integer cost of the sample, state for :meth:`grads`)."""
+        o = np.clip(np.rint(acc.astype(np.float64) / self.scale), self.lo, self.hi)
+        md_raw = self.d * self.p + o[:, 0]
+        md = np.clip(md_raw, 0, 255 * self.d).astype(np.int64)
+        s = np.clip(o[:, 1], 0, self.n_scales - 1).astype(np.int64)
+        k = self.dx - md
+        live = ((md_raw > 0) & (md_raw < 255 * self.d), (o[:, 1] > 0) & (o[:, 1] < self.n_scales - 1))
+        return self.tables.cost[s, k].sum(), (live, s, k)
+
+    def grads(self, state) -> np.ndarray:
+        """Twice d cost / d output (N, 2) in a state: integers, 0 where an output is clipped."""
+        live, s, k = state
+        t = self.tables
+        return np.stack([np.where(live[0], t.g_mean[s, k], 0.0), np.where(live[1], t.g_scale[s, k], 0.0)], axis=1)
+
+    def curvature(self, state, j: int, step: int) -> np.ndarray:
+        """Output j's curvature (integers) on every step-th pixel, 0 where the output is clipped."""
+        live, s, k = state
+        h_t = (self.tables.h_mean, self.tables.h_scale)[j]
+        return np.where(live[j][::step], h_t[s[::step], k[::step]], 0.0)
+
+
+def _newton_step(cur, new, best, state, fits, evaluate):
+    """Try ``new``, halving the step towards ``cur`` up to HALVINGS times, until one fits and lowers
+    the cost -> (accepted, cur, best, state, gain)."""
+    for _ in range(HALVINGS + 1):
+        if fits(new):
+            cost, st = evaluate(new)
+            if cost < best:
+                return True, new, cost, st, best - cost
+        new = np.rint((new + cur) / 2)
+    return False, cur, best, state, 0
+
+
 def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, tables: CostTables,
                      start: tuple[np.ndarray, np.ndarray] | None = None, curv: list | None = None):
     """Refit one head's output layer to a sample. a (N, hh) hidden activations (integers), p (N,)
@@ -112,59 +155,39 @@ def fit_output_layer(a: np.ndarray, p: np.ndarray, x: np.ndarray, layer, cfg, ta
     from (default: the layer's) -> (weight (2, hh), bias (2,)) int64, the start when no step helps.
     curv: a list that receives the curvature matrices of the first step, or that holds them from an
     earlier fit of the same sample (they change little; reused)."""
-    d_steps, n_scales = cfg.mean_steps, cfg.n_scales
-    lo, hi = layer.out_fmt.lo, layer.out_fmt.hi
-    scale = float(2**layer.shift)
     if a.shape[0] > 4 * MAX_SAMPLES:  # a very wide image: every step-th pixel (odd: both column parities)
         step = -(-a.shape[0] // MAX_SAMPLES) | 1
         a, p, x = a[::step], p[::step], x[::step]
+    sample = _Sample(p, x, layer, cfg, tables)
     n, hh = a.shape
     a1 = np.empty((n, hh + 1), np.float32)  # activations and a 1 for the bias: integers, exact in float32
     a1[:, :hh] = a
     a1[:, hh] = 1.0
     a64 = a1.astype(np.float64)
     w0, b0 = start if start is not None else (layer.weight.numpy(), layer.bias.numpy())
-    base = np.concatenate([w0, np.asarray(b0)[:, None]], axis=1).astype(np.float64)
-    dx = d_steps * x + 255 * d_steps
+    cur = np.concatenate([w0, np.asarray(b0)[:, None]], axis=1).astype(np.float64)
 
-    def evaluate(theta):
-        # partial sums are integers below 2**24 (_fits), so float32 is exact in any order
-        o = (a1 @ theta.T.astype(np.float32)).astype(np.float64)
-        o = np.clip(np.rint(o / scale), lo, hi)
-        md_raw = d_steps * p + o[:, 0]
-        md = np.clip(md_raw, 0, 255 * d_steps).astype(np.int64)
-        s = np.clip(o[:, 1], 0, n_scales - 1).astype(np.int64)
-        k = dx - md
-        return tables.cost[s, k].sum(), (md_raw, o[:, 1], s, k)
+    def evaluate(theta):  # partial sums are integers below 2**24 (_fits), so float32 is exact in any order
+        return sample.cost(a1 @ theta.T.astype(np.float32))
 
-    best, state = evaluate(base)
-    cur = base
+    def fits(theta):
+        return _fits(theta, layer.in_fmt.max_abs)
+
+    best, state = evaluate(cur)
     curv = [] if curv is None else curv
     for _ in range(ITERATIONS):
-        md_raw, o_s, s, k = state
-        live = ((md_raw > 0) & (md_raw < 255 * d_steps), (o_s > 0) & (o_s < n_scales - 1))
-        g = np.stack([np.where(live[0], tables.g_mean[s, k], 0.0),  # twice d cost / d output, integers
-                      np.where(live[1], tables.g_scale[s, k], 0.0)], axis=1)
+        g = sample.grads(state)
         grad = a64.T @ g  # (hh + 1, 2) integers below 2**53: exact in any order
         if not curv:  # the curvature, from every CURV_STEP-th pixel of the sample
-            a_c, s_c, k_c = a64[::CURV_STEP], s[::CURV_STEP], k[::CURV_STEP]
-            for j, h_t in enumerate((tables.h_mean, tables.h_scale)):
-                h = np.where(live[j][::CURV_STEP], h_t[s_c, k_c], 0.0)
-                c_j = CURV_STEP * (a_c.T @ (a_c * h[:, None]))  # integers below 2**53
+            a_c = a64[::CURV_STEP]
+            for j in range(2):
+                c_j = CURV_STEP * (a_c.T @ (a_c * sample.curvature(state, j, CURV_STEP)[:, None]))  # integers < 2**53
                 trace = float(sum(int(v) for v in np.diagonal(c_j)))  # summed exactly, then rounded once
                 curv.append(c_j + np.eye(hh + 1) * (trace * 1e-3 / (hh + 1) + 1.0))
         # d cost / d theta = a1' g / (2 scale), curvature a1' h a1 / scale**2 (plus a little damping)
-        new = np.rint(cur - np.stack([solve_spd(curv[j], grad[:, j]) for j in range(2)]) * (scale / 2))
-        for _ in range(HALVINGS + 1):
-            if _fits(new, layer.in_fmt.max_abs):
-                cost, st = evaluate(new)
-                if cost < best:
-                    gain, best, state, cur = best - cost, cost, st, new
-                    break
-            new = np.rint((new + cur) / 2)
-        else:
-            break
-        if gain * STOP_GAIN < best:  # the step saved less than 1/STOP_GAIN of the cost: done
+        new = np.rint(cur - np.stack([solve_spd(curv[j], grad[:, j]) for j in range(2)]) * (sample.scale / 2))
+        accepted, cur, best, state, gain = _newton_step(cur, new, best, state, fits, evaluate)
+        if not accepted or gain * STOP_GAIN < best:  # no step helps, or it saved less than 1/STOP_GAIN: done
             break
     return cur[:, :hh].astype(np.int64), cur[:, hh].astype(np.int64)
 
@@ -177,19 +200,17 @@ def fit_hidden_shift(acc: np.ndarray, p: np.ndarray, x: np.ndarray, fc, out, w: 
     the start when no step helps). Newton steps as in :func:`fit_output_layer`, the gradient passed
     straight through the rounding where a unit is not clipped; every reduction is an integer sum
     below 2**53, the rest elementwise."""
-    d_steps, n_scales = cfg.mean_steps, cfg.n_scales
     hi = fc.out_fmt.hi
-    scale = float(2**out.shift)
     step = max(SHIFT_STEP, -(-acc.shape[0] // (4 * MAX_SAMPLES)) | 1)  # odd: both column parities
     acc, p, x = acc[::step], p[::step], x[::step]
-    n, hh = acc.shape
+    sample = _Sample(p, x, out, cfg, tables)
+    hh = acc.shape[1]
     acc = np.ascontiguousarray(acc, np.float32)  # multiples of 2**-shift: + integer shifts within the bound is exact
     w64 = np.asarray(w, np.float64)
     w32, b32 = w64.T.astype(np.float32), np.asarray(b, np.float32)
     # the hidden layer's accumulator bound with a shifted bias: rows |W| . max input + |bias + shift 2**k|
     rows = np.abs(fc.weight.numpy().astype(np.float64)).sum(axis=1) * fc.in_fmt.max_abs
     fc_bias, unit = fc.bias.numpy().astype(np.float64), float(2**fc.shift)
-    dx = d_steps * x + 255 * d_steps
 
     def fits(delta):
         return bool(np.abs(delta).max() <= hi and (rows + np.abs(fc_bias + delta * unit)).max() < (1 << 24))
@@ -198,42 +219,28 @@ def fit_hidden_shift(acc: np.ndarray, p: np.ndarray, x: np.ndarray, fc, out, w: 
         z = acc + delta.astype(np.float32)
         a = np.rint(z)
         np.clip(a, 0, hi, out=a)
-        o = (a @ w32 + b32).astype(np.float64)  # integer partial sums below 2**24: exact (the output layer fits)
-        o = np.clip(np.rint(o / scale), out.out_fmt.lo, out.out_fmt.hi)
-        md_raw = d_steps * p + o[:, 0]
-        md = np.clip(md_raw, 0, 255 * d_steps).astype(np.int64)
-        s = np.clip(o[:, 1], 0, n_scales - 1).astype(np.int64)
-        k = dx - md
-        return tables.cost[s, k].sum(), (z, md_raw, o[:, 1], s, k)
+        cost, state = sample.cost(a @ w32 + b32)  # integer partial sums below 2**24: exact (the output layer fits)
+        return cost, (z, state)
 
     cur = np.zeros(hh) if start is None else np.asarray(start, np.float64)
     best, state = evaluate(cur)
     curv = None
     for _ in range(ITERATIONS):
-        z, md_raw, o_s, s, k = state
+        z, out_state = state
         through = ((z > 0) & (z < hi)).astype(np.float64)  # (n, hh): units the gradient passes
-        live = ((md_raw > 0) & (md_raw < 255 * d_steps), (o_s > 0) & (o_s < n_scales - 1))
-        g = [np.where(live[0], tables.g_mean[s, k], 0.0), np.where(live[1], tables.g_scale[s, k], 0.0)]
-        grad = w64[0] * (through.T @ g[0]) + w64[1] * (through.T @ g[1])  # integer products: exact sums
+        g = sample.grads(out_state)
+        grad = w64[0] * (through.T @ g[:, 0]) + w64[1] * (through.T @ g[:, 1])  # integer products: exact sums
         if curv is None:
-            t_c, s_c, k_c = through[::CURV_STEP], s[::CURV_STEP], k[::CURV_STEP]
+            t_c = through[::CURV_STEP]
             curv = np.zeros((hh, hh))
-            for j, h_t in enumerate((tables.h_mean, tables.h_scale)):
-                h = np.where(live[j][::CURV_STEP], h_t[s_c, k_c], 0.0)
+            for j in range(2):
+                h = sample.curvature(out_state, j, CURV_STEP)
                 curv += np.multiply.outer(w64[j], w64[j]) * (CURV_STEP * (t_c.T @ (t_c * h[:, None])))
             trace = math.fsum(np.diagonal(curv).tolist())  # correctly rounded: the same on every machine
             curv += np.eye(hh) * (trace * 1e-3 / hh + 1.0)
-        new = np.rint(cur - solve_spd(curv, grad) * (scale / 2))
-        for _ in range(HALVINGS + 1):
-            if fits(new):
-                cost, st = evaluate(new)
-                if cost < best:
-                    gain, best, state, cur = best - cost, cost, st, new
-                    break
-            new = np.rint((new + cur) / 2)
-        else:
-            break
-        if gain * STOP_GAIN < best:
+        new = np.rint(cur - solve_spd(curv, grad) * (sample.scale / 2))
+        accepted, cur, best, state, gain = _newton_step(cur, new, best, state, fits, evaluate)
+        if not accepted or gain * STOP_GAIN < best:
             break
     return cur.astype(np.int64)
 
