@@ -38,7 +38,7 @@ _add("png", "lossless-image", ".codecs.classic_image:PNGCodec", "PNG, zlib level
 _add("webp-lossless", "lossless-image", ".codecs.classic_image:WebPLosslessCodec", "WebP lossless, method 6, exact")
 _add("jpeg-xl-lossless", "lossless-image", ".codecs.classic_image:JPEGXLLosslessCodec", "JPEG XL lossless (libjxl)")
 _add("jpeg2000-lossless", "lossless-image", ".codecs.classic_image:JPEG2000LosslessCodec", "JPEG 2000 reversible 5/3 with RCT")
-_add("pixelcnn", "lossless-image", ".codecs.image_lossless:PixelCNNCodec", "PixelCNN-family neural model, integer-exact, wavefront decoding")
+_add("pixelcnn", "lossless-image", ".codecs.pixelcnn:PixelCNNCodec", "PixelCNN-family neural model, integer-exact, wavefront decoding")
 # -- lossy images -------------------------------------------------------------------------------
 _add("jpeg", "lossy-image", ".codecs.classic_image:JPEGCodec", "JPEG (libjpeg-turbo), quality 1-100")
 _add("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, quality 0-100")

@@ -31,14 +31,13 @@ so the training loss is the code length up to table rounding.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -46,13 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import progress
-from .._numpy import clip as _clip, row_windows
 from ..errors import ExactnessError, GencodecError
 from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
+from ..exact.contract import Schedule, wavefront_groups
+from ..exact.fastpath import clip as _clip, round_clip, scaled, serial_torch
+from ..exact.logistic import CDF_TOTAL, N_SYMBOLS, DiscretizedLogistic
+from . import modelfile
 
-CDF_TOTAL = 1 << 16  # every frequency table sums to this
 RESID_FRAC_BITS = 4  # earlier channels' residuals enter the heads as resid / 16 (whatever act_frac_bits)
-N_SYMBOLS = 256
+ROUND_WAVEFRONTS = 8  # wavefronts per round of per-image adaptation (the online histograms' update period)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,10 @@ class PixelCNNConfig:
             raise ValueError(f"act_frac_bits must be at least {RESID_FRAC_BITS}")
         if self.mean_frac_bits not in (0, 1, 2):
             raise ValueError("mean_frac_bits must be 0 (whole levels), 1 (halves) or 2 (quarters)")
+
+    def distribution(self, cdf: np.ndarray | None = None) -> DiscretizedLogistic:
+        """The output law of this config (``cdf``: its stored integer table; default: computed)."""
+        return DiscretizedLogistic(self.n_scales, self.log_scale_min, self.log_scale_max, self.mean_frac_bits, cdf)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PixelCNNConfig":
@@ -265,118 +270,6 @@ def head_extra(c: int, resid, bases, cfg: PixelCNNConfig):
 
 
 # ---------------------------------------------------------------------------------------------
-# the output distribution
-# ---------------------------------------------------------------------------------------------
-class DiscretizedLogistic:
-    """Discretized logistic over 0..255 with mean md / D (md integer, D = cfg.mean_steps) and an
-    integer scale index; the edge bins take the tails.
-
-    Coding uses ``cdf`` (n_scales, n_points) integers ``round(sigmoid(d_j / s) * (2**16 - 256))`` at
-    the offsets d_j = (j - (n_points - 1) / 2) / D that a bin edge x - mean +- 1/2 can take (D = 1: 512
-    points j - 255.5; D = 2: 1023 points), computed once at export and stored with the weights, so
-    no transcendental function is ever evaluated while coding. A row of frequencies adds one count
-    per symbol, so every symbol has frequency >= 1 and every row sums to 2**16. Training uses the
-    same law in closed form: p = p_logistic * (1 - 2**-8) + 2**-16.
-    """
-
-    def __init__(self, cfg: PixelCNNConfig, cdf: np.ndarray | None = None):
-        self.cfg = cfg
-        self.steps, self.n_means, self.n_points = cfg.mean_steps, cfg.n_means, cfg.cdf_points
-        self.cdf = self.make_cdf(cfg) if cdf is None else np.asarray(cdf, dtype=np.int64)
-        if self.cdf.shape != (cfg.n_scales, self.n_points):
-            raise GencodecError(f"cdf table has shape {self.cdf.shape}, expected {(cfg.n_scales, self.n_points)}")
-        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    @staticmethod
-    def make_cdf(cfg: PixelCNNConfig) -> np.ndarray:
-        d_steps, n_points = cfg.mean_steps, cfg.cdf_points
-        log_s = torch.linspace(cfg.log_scale_min, cfg.log_scale_max, cfg.n_scales, dtype=torch.float64)
-        d = (torch.arange(n_points, dtype=torch.float64) - (n_points - 1) / 2) / d_steps
-        cdf = torch.sigmoid(d[None, :] * torch.exp(-log_s)[:, None]) * (CDF_TOTAL - N_SYMBOLS)
-        return torch.round(cdf).to(torch.int64).numpy()  # (S, n_points)
-
-    def interior_costs(self) -> np.ndarray:
-        """(S, 510 * D + 1) bits of an interior symbol x at residual k = D * x - md (index k + 255 * D)."""
-        freq = self.cdf[:, self.steps :] - self.cdf[:, : -self.steps] + 1
-        return np.log2(CDF_TOTAL) - np.log2(freq)
-
-    # -- training --------------------------------------------------------------------------------
-    def log2_prob(self, x: torch.Tensor, mean: torch.Tensor, scale_idx: torch.Tensor) -> torch.Tensor:
-        """log2 p(x) elementwise. x: integers 0..255; mean: 0..255; scale_idx: 0..n_scales-1 (real)."""
-        cfg = self.cfg
-        step = (cfg.log_scale_max - cfg.log_scale_min) / (cfg.n_scales - 1)
-        inv_s = torch.exp(-(cfg.log_scale_min + scale_idx * step))
-        c = x - mean
-        ac = c.abs()
-        mid = torch.sigmoid(-(ac - 0.5) * inv_s) - torch.sigmoid(-(ac + 0.5) * inv_s)  # symmetric, no cancellation
-        low = torch.sigmoid((0.5 - mean) * inv_s)  # x == 0 takes the left tail
-        high = torch.sigmoid((mean - 254.5) * inv_s)  # x == 255 takes the right tail
-        p = torch.where(x <= 0, low, torch.where(x >= 255, high, mid))
-        p = p * (1.0 - N_SYMBOLS / CDF_TOTAL) + 1.0 / CDF_TOTAL
-        return torch.log2(p)
-
-    # -- coding ----------------------------------------------------------------------------------
-    def _check_cdf(self) -> None:
-        """A cdf non-decreasing within [0, 2**16 - 256] gives every table entry >= 1 and rows summing
-        to 2**16 (they telescope), so that is what is checked."""
-        cdf = self.cdf
-        if cdf.min() < 0 or cdf.max() > CDF_TOTAL - N_SYMBOLS or np.any(np.diff(cdf, axis=1) < 0):
-            raise ExactnessError("PixelCNN cdf table is not monotone within [0, 2**16 - 256]")
-
-    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(flat cdf, flat bin table, windows, tails), float64. bin[s, j] = C[s, j] - C[s, j - D] + 1,
-        stored by phase: bins[s, r, k] = bin[s, D k + r]; windows is a read-only strided view of it
-        whose row i = (s D + r) 512 + k holds bins[s, r, k : k + 256], so the table of a mean
-        md = D q - r (0 <= r < D) is row (s D + r) 512 + 256 - q: one fancy-indexed row gather,
-        cache-sized. tails[s (255 D + 1) + md] = the entries of symbols 0 and 255 (:func:`_tails`)."""
-        if self._flat is None:
-            self._check_cdf()
-            d, s = self.steps, self.cfg.n_scales
-            c = self.cdf.astype(np.float64)
-            bins = np.ones((s, 2 * N_SYMBOLS * d))  # padded past the last point, never read as a symbol's entry
-            bins[:, d : self.n_points] += c[:, d:] - c[:, :-d]
-            phased = np.ascontiguousarray(bins.reshape(s, 2 * N_SYMBOLS, d).transpose(0, 2, 1)).reshape(-1)
-            windows = row_windows(phased, N_SYMBOLS)
-            md = np.arange(255 * d + 1)
-            up0 = (np.arange(s)[:, None] * self.n_points + (N_SYMBOLS * d - md)).reshape(-1)  # j_up(0) of (s, md)
-            tails = np.stack(_tails(c.reshape(-1), up0, up0 + 254 * d), axis=1)  # (s (255 D + 1), 2)
-            self._flat = (c.reshape(-1), bins.reshape(-1), windows, tails)
-        return self._flat
-
-    def freqs(self, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
-        """Integer tables (N, 256) as float64 for means md (N,) in 0..255 * D and scale_idx (N,).
-
-        Entry x is ``C[j_up] - C[j_up - D] + 1`` with ``j_up = D * x - md + 256 D`` (the bin edge
-        above x, as an index into the cdf row of scale_idx), the first symbol taking the left tail
-        and the last the right one.
-        """
-        _, _, windows, tails = self._tables()
-        d = self.steps
-        md, s = np.asarray(mean, np.int64), np.asarray(scale_idx, np.int64)
-        q = -(-md // d)
-        out = windows[(s * d + d * q - md) * (2 * N_SYMBOLS) + (N_SYMBOLS - q)]
-        edge = tails[s * (255 * d + 1) + md]
-        out[:, 0], out[:, -1] = edge[:, 0], edge[:, 1]
-        return out
-
-    def prob_freq(self, x: np.ndarray, mean: np.ndarray, scale_idx: np.ndarray) -> np.ndarray:
-        """The table entry of symbol x alone (what :meth:`freqs` would hold at x), float64, any shape."""
-        c, bins, _, _ = self._tables()
-        d, x, s = self.steps, np.asarray(x, np.int64), np.asarray(scale_idx, np.int64)
-        j_up = d * (x + N_SYMBOLS) - np.asarray(mean, np.int64)
-        f = bins.take(s * (2 * N_SYMBOLS * d) + j_up)
-        up = s * self.n_points + j_up
-        left, right = _tails(c, up, up - d)
-        return np.where(x == 0, left, np.where(x == N_SYMBOLS - 1, right, f))
-
-
-def _tails(cdf_flat: np.ndarray, up_first: np.ndarray, low_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Table entries of the edge symbols, from flat cdf indices: symbol 0 takes everything below its
-    upper edge ``up_first``, symbol 255 everything above its lower edge ``low_last`` (+1 each, the floor)."""
-    return cdf_flat.take(up_first) + 1, CDF_TOTAL - N_SYMBOLS + 1 - cdf_flat.take(low_last)
-
-
-# ---------------------------------------------------------------------------------------------
 # the network
 # ---------------------------------------------------------------------------------------------
 class Head(nn.Module):
@@ -410,7 +303,7 @@ class PixelCNN(nn.Module):
             for i in range(cfg.trunk_layers)
         )
         self.heads = nn.ModuleList(Head(cfg, cfg.head_inputs(c)) for c in range(3))
-        self.dist = DiscretizedLogistic(cfg)
+        self.dist = cfg.distribution()
 
     def forward(self, x: torch.Tensor, quantized: bool = True) -> torch.Tensor:
         """x (B, 3, H, W) float pixel values 0..255 -> bits (B, H, W, 3).
@@ -467,40 +360,6 @@ class PixelCNN(nn.Module):
             )
 
 
-def _round_clip(y: np.ndarray, fmt: QFormat) -> np.ndarray:
-    """The rest of :func:`gencodec.exact.requantize` on an accumulator already scaled by 2**-shift
-    (round half to even), in place. Done by torch on the same memory: its rounding and clamping
-    are exact operations like numpy's (the same numbers on every instruction set) and about three
-    times faster than ``np.rint`` and ``np.clip``. Run it inside :func:`serial_torch`."""
-    t = torch.from_numpy(y)
-    t.round_()
-    t.clamp_(fmt.lo, fmt.hi)
-    return y
-
-
-@contextmanager
-def serial_torch() -> Iterator[None]:
-    """torch single-threaded inside (restored on exit). On the coding path torch only rounds and
-    clamps between numpy's matrix products; an OpenMP team of torch's woken between those products
-    fights numpy's BLAS threads for the cores (a 768x512 decode took 7-10 s instead of 1.5 s on two
-    threads)."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def _scaled(a: np.ndarray, shift: int) -> np.ndarray:
-    """a * 2**-shift as float32: exact (a power of two), and so is every partial sum of a matmul
-    with such weights, since each is an integer partial sum (below 2**24) times 2**-shift."""
-    return (np.asarray(a, np.float64) * 2.0**-shift).astype(np.float32)
-
-
 def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tensor:
     y = F.linear(x, layer.weight, layer.bias)
     return F.relu(y) if relu else y
@@ -511,13 +370,16 @@ def _float_linear(layer: QuantLinear, x: torch.Tensor, relu: bool) -> torch.Tens
 # ---------------------------------------------------------------------------------------------
 class ExactPixelCNN:
     """Integer-exact inference: every output is an integer computed with float32 matmuls whose
-    partial sums stay below 2**24 (checked at construction), hence identical everywhere."""
+    partial sums stay below 2**24 (checked at construction), hence identical everywhere. Implements
+    :class:`gencodec.exact.contract.ExactModel` over symbols (n_coded, H, W)."""
+
+    arch = "pixelcnn"
 
     def __init__(self, cfg: PixelCNNConfig, trunk: list[ExactLinear], heads: list[tuple[ExactLinear, ExactLinear]], cdf):
         self.cfg = cfg
         self.trunk = trunk
         self.heads = heads
-        self.dist = DiscretizedLogistic(cfg, cdf)
+        self.dist = cfg.distribution(cdf)
         for layer in self.layers():
             bound = layer.max_abs_accumulator()
             if bound >= EXACT_LIMIT[torch.float32]:
@@ -538,20 +400,20 @@ class ExactPixelCNN:
         hid = self.cfg.hidden
         # every layer's weights and bias come pre-multiplied by 2**-shift (exact, see _scaled), so a
         # requantization is only a rounding and a clip
-        self._trunk = [(_scaled(l.weight.numpy().T, l.shift), _scaled(l.bias.numpy(), l.shift), l.out_fmt)
+        self._trunk = [(scaled(l.weight.numpy().T, l.shift), scaled(l.bias.numpy(), l.shift), l.out_fmt)
                        for l in self.trunk]
         if self.cfg.phase_inputs:  # the phase inputs' share of the first layer, folded into 4 biases
             first = self.trunk[0]
             w_ph = first.weight.numpy()[:, -2:].astype(np.float64)  # (hidden, 2): the y and x inputs
             ph = phase_features(*np.divmod(np.arange(4), 2)).astype(np.float64)  # (4, 2): row i has phase_index i
             self._trunk[0] = (self._trunk[0][0][:-2].copy(),
-                              _scaled(first.bias.numpy() + ph @ w_ph.T, first.shift), first.out_fmt)
-        self._head_w = np.concatenate([_scaled(fc.weight.numpy()[:, :hid], fc.shift) for fc, _ in self.heads]).T.copy()
-        self._head_b = np.concatenate([_scaled(fc.bias.numpy(), fc.shift) for fc, _ in self.heads])  # (3*hh,)
+                              scaled(first.bias.numpy() + ph @ w_ph.T, first.shift), first.out_fmt)
+        self._head_w = np.concatenate([scaled(fc.weight.numpy()[:, :hid], fc.shift) for fc, _ in self.heads]).T.copy()
+        self._head_b = np.concatenate([scaled(fc.bias.numpy(), fc.shift) for fc, _ in self.heads])  # (3*hh,)
         up = self.cfg.act_frac_bits - RESID_FRAC_BITS  # residuals as q on the activation grid
-        self._head_r = [_scaled(fc.weight.numpy()[:, hid:].T, fc.shift - up) for fc, _ in self.heads]  # (c, hh)
+        self._head_r = [scaled(fc.weight.numpy()[:, hid:].T, fc.shift - up) for fc, _ in self.heads]  # (c, hh)
         self._head_fmt = [fc.out_fmt for fc, _ in self.heads]
-        self._head_out = [(_scaled(o.weight.numpy().T, o.shift), _scaled(o.bias.numpy(), o.shift), o.out_fmt)
+        self._head_out = [(scaled(o.weight.numpy().T, o.shift), scaled(o.bias.numpy(), o.shift), o.out_fmt)
                           for _, o in self.heads]
 
     def trunk_forward(self, feats: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
@@ -562,7 +424,7 @@ class ExactPixelCNN:
         for i, (w, b, fmt) in enumerate(self._trunk):
             act = act @ w
             act += b[phase] if i == 0 and self.cfg.phase_inputs else b
-            _round_clip(act, fmt)
+            round_clip(act, fmt)
         return act
 
     def heads_pre(self, hidden: np.ndarray) -> np.ndarray:
@@ -584,7 +446,7 @@ class ExactPixelCNN:
 
     def head_hidden(self, c: int, pre: np.ndarray, extra: np.ndarray) -> np.ndarray:
         """Channel c's hidden activations: (N, hh) integers (float32), the inputs of its output layer."""
-        return _round_clip(self.head_acc(c, pre, extra), self._head_fmt[c])
+        return round_clip(self.head_acc(c, pre, extra), self._head_fmt[c])
 
     def head_out(self, c: int, a: np.ndarray, p_c: np.ndarray):
         """Channel c's output layer: a (N, hh) from :meth:`head_hidden`, p_c (N,) MED prediction ->
@@ -592,7 +454,7 @@ class ExactPixelCNN:
         w, b, fmt = self._head_out[c]
         o = a @ w
         o += b
-        o = _round_clip(o, fmt).astype(np.int64)  # (N, 2)
+        o = round_clip(o, fmt).astype(np.int64)  # (N, 2)
         d_steps = self.cfg.mean_steps
         mean = _clip(d_steps * p_c + o[:, 0], 0, 255 * d_steps)
         idx = _clip(o[:, 1], 0, self.cfg.n_scales - 1)
@@ -670,7 +532,7 @@ class ExactPixelCNN:
                     a = acc + shifts[i][c]
                 else:  # the last model may round an accumulator of this pass in place
                     a = acc if owned and i == len(models) - 1 else acc.copy()
-                md, s = m.head_out(c, _round_clip(a, self._head_fmt[c]), p_c)
+                md, s = m.head_out(c, round_clip(a, self._head_fmt[c]), p_c)
                 mean[i, c, ys] = md.reshape(-1, w)
                 idx[i, c, ys] = s.reshape(-1, w)
 
@@ -746,54 +608,181 @@ class ExactPixelCNN:
         d["cdf"] = torch.from_numpy(self.dist.cdf.astype(np.int32))
         return d
 
-    def _model_id(self) -> bytes:
+    def id_config(self) -> dict[str, Any]:
+        """The config as hashed into the model id: fields switched off (OPTIONAL_FEATURES) are left
+        out, so a model keeps the id it had before such a field existed."""
         cfg = asdict(self.cfg)
-        for name in OPTIONAL_FEATURES:  # switched off: the id the model had before the field existed
+        for name in OPTIONAL_FEATURES:
             if cfg[name] == getattr(PixelCNNConfig, name):
                 del cfg[name]
-        h = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
-        for k, v in sorted(self.state().items()):
-            h.update(k.encode())
-            h.update(v.contiguous().numpy().astype("<i4").tobytes())
-        return h.digest()[:16]
+        return cfg
+
+    def _model_id(self) -> bytes:
+        return modelfile.model_id(self.id_config(), self.state())
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.cfg)
 
     def save(self, path: str | Path, card: dict[str, Any] | None = None) -> None:
-        from safetensors.torch import save_file
-
-        meta = {"format": "gencodec-pixelcnn-1", "config": json.dumps(asdict(self.cfg), sort_keys=True),
-                "model_id": self.model_id.hex()}
-        if card:
-            meta["card"] = json.dumps(card, sort_keys=True)
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(self.state(), str(tmp), metadata=meta)
-        tmp.replace(path)  # atomic: a failed save never leaves a half-written model
+        """Write the model file (:mod:`gencodec.models.modelfile`)."""
+        modelfile.save(self, path, card)
 
     @classmethod
     def load(cls, path: str | Path) -> "ExactPixelCNN":
-        from safetensors import safe_open
+        from .zoo import load
 
-        path = Path(path)
+        return load(path, cls.arch)
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "ExactPixelCNN":
+        """The model from a model file's config and tensors (:meth:`state`)."""
+        cfg = PixelCNNConfig.from_dict(config)
         try:
-            with safe_open(str(path), framework="pt") as f:  # one read: metadata and tensors
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except FileNotFoundError:
-            raise GencodecError(f"{path}: no such model file") from None
-        except Exception as e:
-            raise GencodecError(f"{path}: not a PixelCNN model file ({type(e).__name__}: {e})") from None
-        if meta.get("format") != "gencodec-pixelcnn-1":
-            raise GencodecError(f"{path}: not a gencodec PixelCNN model file")
-        cfg = PixelCNNConfig.from_dict(json.loads(meta["config"]))
+            def layer(name, fi, fo):
+                return ExactLinear(tensors[f"{name}.weight"].float(), tensors[f"{name}.bias"].float(),
+                                   int(tensors[f"{name}.shift"][0]), fi, fo)
 
-        def layer(name, fi, fo):
-            return ExactLinear(tensors[f"{name}.weight"].float(), tensors[f"{name}.bias"].float(),
-                               int(tensors[f"{name}.shift"][0]), fi, fo)
+            trunk = [layer(f"trunk.{i}", cfg.fmt_x if i == 0 else cfg.fmt_h, cfg.fmt_h) for i in range(cfg.trunk_layers)]
+            heads = [(layer(f"heads.{c}.fc", cfg.fmt_resid, cfg.fmt_h), layer(f"heads.{c}.out", cfg.fmt_h, cfg.fmt_out))
+                     for c in range(3)]
+            cdf = tensors["cdf"].numpy()
+        except KeyError as e:
+            raise GencodecError(f"PixelCNN model file lacks tensor {e}") from None
+        return cls(cfg, trunk, heads, cdf)
 
-        trunk = [layer(f"trunk.{i}", cfg.fmt_x if i == 0 else cfg.fmt_h, cfg.fmt_h) for i in range(cfg.trunk_layers)]
-        heads = [(layer(f"heads.{c}.fc", cfg.fmt_resid, cfg.fmt_h), layer(f"heads.{c}.out", cfg.fmt_h, cfg.fmt_out))
-                 for c in range(3)]
-        model = cls(cfg, trunk, heads, tensors["cdf"].numpy())
-        if meta.get("model_id") and meta["model_id"] != model.model_id.hex():
-            raise GencodecError(f"{path}: model id in the file does not match its tensors (damaged?)")
-        return model
+    # -- the neural codec contract (gencodec.exact.contract) ---------------------------------------
+    def schedule(self, shape: Sequence[int]) -> Schedule:
+        """Symbols (n_coded, H, W), flat index c H W + y W + x: wavefronts t = (r + 1) y + x, within a
+        wavefront channel by channel, within a channel by row; a round of adaptation every
+        ROUND_WAVEFRONTS wavefronts. Empty wavefronts (of images narrower than r + 1) have no group."""
+        n_coded, h, w = shape
+        order, counts = wavefront_groups(h, w, self.cfg.reach_right + 1)
+        groups, rounds = [], []
+        start, last_round = 0, -1
+        for t, n in enumerate(counts.tolist()):
+            if not n:
+                continue
+            if t // ROUND_WAVEFRONTS != last_round:
+                rounds.append(len(groups))
+                last_round = t // ROUND_WAVEFRONTS
+            pix = order[start : start + n]
+            start += n
+            groups.extend(pix + c * (h * w) for c in range(n_coded))
+        return Schedule(tuple(groups), n_coded * h * w, tuple(rounds) or (0,))
+
+    def parallel(self, symbols: np.ndarray) -> "PlaneParams":
+        """All tables' parameters from one pass over symbols (n_coded, H, W)."""
+        mean, idx = self.tables_parallel(_three_planes(symbols), symbols.shape[0])
+        return PlaneParams(mean, idx)
+
+    def session(self, shape: Sequence[int]) -> "WavefrontSession":
+        """The wavefront decoder (run it inside :meth:`coding`)."""
+        return WavefrontSession(self, tuple(shape))
+
+    @contextmanager
+    def coding(self) -> Iterator[None]:
+        """What the driver runs encoding and decoding in: IEEE precision, torch single-threaded."""
+        with exact_mode(), serial_torch():
+            yield
+
+    trusted_tables = True  # freqs() builds float64 integers >= 1 by construction (the cdf is checked)
+
+    def freqs(self, params) -> tuple[np.ndarray, float]:
+        """(channel, mean md, scale index) -> (tables (n, 256), 2**16)."""
+        _, md, s = params
+        return self.dist.freqs(md, s), float(CDF_TOTAL)
+
+
+def _three_planes(symbols: np.ndarray) -> np.ndarray:
+    """Symbols (n_coded, H, W) -> the (3, H, W) uint8 image the network sees (a grey image as R = G = B)."""
+    planes = np.asarray(symbols, np.uint8)
+    if planes.shape[0] == 3:
+        return np.ascontiguousarray(planes)
+    return np.ascontiguousarray(np.broadcast_to(planes[:1], (3,) + planes.shape[1:]))
+
+
+class PlaneParams:
+    """The parallel pass's parameters: mean md and scale index (n_coded, H, W) of every subpixel;
+    called with flat indices -> (channel, md, scale index) of those symbols."""
+
+    def __init__(self, mean: np.ndarray, idx: np.ndarray):
+        self.mean, self.idx = mean, idx
+        self._hw = mean.shape[1] * mean.shape[2]
+
+    def __call__(self, flat: np.ndarray):
+        return flat // self._hw, self.mean.reshape(-1)[flat], self.idx.reshape(-1)[flat]
+
+
+PROGRESS_EVERY = 64  # wavefronts between two progress reports of the decoder
+
+
+class WavefrontSession:
+    """The decoder: one wavefront at a time, evaluating the trunk on all its pixels at once and then
+    the heads channel by channel (one group each). Decoded pixels go into a causal-padded image
+    whose padding is completed as rows finish, so every context is a flat gather."""
+
+    def __init__(self, model: ExactPixelCNN, shape: tuple[int, int, int]):
+        self.m, cfg = model, model.cfg
+        self.n_coded, self.h, self.w = n_coded, h, w = shape
+        top, left, _ = cfg.pad
+        self.step = cfg.reach_right + 1
+        self.padded = np.full((3, h + top, w + left + cfg.reach_right), 128, dtype=np.int32)
+        hp, wp = self.padded.shape[1:]
+        self.plane = hp * wp
+        # flat index of every context pixel of (y, x) = y * wp + x + offs: (3, K), channel-major
+        offs = np.array([(dy + top) * wp + dx + left for dy, dx in cfg.offsets])
+        self.offs = np.arange(3)[:, None] * self.plane + offs[None, :]
+        self.flat = self.padded.reshape(-1)
+        self.n_steps = self.step * (h - 1) + w if h and w else 0
+        self.t, self.c = -1, n_coded  # before the first wavefront
+
+    def _wavefront(self) -> None:
+        """Advance to the next wavefront with pixels and run the network up to the heads there."""
+        cfg, step, h, w = self.m.cfg, self.step, self.h, self.w
+        top, left, _ = cfg.pad
+        wp = self.padded.shape[2]
+        while True:
+            self.t += 1
+            t = self.t
+            if t % PROGRESS_EVERY == 0:
+                progress.report(t, self.n_steps)
+            y_lo = max(0, -(-(t - w + 1) // step))
+            ys = np.arange(y_lo, min(h - 1, t // step) + 1)
+            if ys.size:
+                break
+        xs = t - step * ys
+        self.ys, self.xs = ys, xs
+        self.pos = (ys + top) * wp + xs + left  # where the wavefront's pixels go in each padded plane
+        nb = self.flat.take((ys * wp + xs)[:, None, None] + self.offs)  # (n, 3, K)
+        self.p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
+        self.bases = colour_bases(nb, self.p, cfg) if cfg.colour_preds else None
+        self.pre = self.m.heads_pre(self.m.trunk_forward(feats, phase_index(ys, xs)))
+        self.resid = np.zeros((ys.size, 3), np.int64)
+        self.c = 0
+
+    def next(self):
+        if self.c == self.n_coded:
+            self._wavefront()
+        c, cfg = self.c, self.m.cfg
+        mean, idx = self.m.head_forward(c, self.pre, head_extra(c, self.resid, self.bases, cfg), self.p[:, c])
+        return c, mean, idx
+
+    def push(self, sym: np.ndarray) -> None:
+        c, pos, plane = self.c, self.pos, self.plane
+        self.flat[pos + c * plane] = sym
+        self.resid[:, c] = sym - self.p[:, c]
+        self.c = c = c + 1
+        if c < self.n_coded:
+            return
+        if self.n_coded == 1:
+            self.flat[pos + plane] = self.flat[pos + 2 * plane] = sym
+        top, left, _ = self.m.cfg.pad
+        padded, ys, xs, w = self.padded, self.ys, self.xs, self.w
+        if xs[-1] == 0 and ys[-1] + 1 < self.h:  # left padding of the next row
+            y0 = ys[-1]
+            padded[:, y0 + 1 + top, :left] = padded[:, y0 + top, left : left + 1]
+        if xs[0] == w - 1:  # right padding of this row
+            y1 = ys[0]
+            padded[:, y1 + top, left + w :] = padded[:, y1 + top, left + w - 1 : left + w]
+        if self.t == self.n_steps - 1:
+            progress.report(self.n_steps, self.n_steps)

@@ -7,7 +7,7 @@ it codes, refits per channel the output layer (2 x 57 integers) and a shift of e
 (56 integers added to its accumulator, i.e. to its bias) to the image itself, and stores the
 changed integers in the file where they save clearly more than they cost (a few hundred bytes).
 The decoder then runs an ordinary exact model with those biases and output layers
-(:meth:`ExactPixelCNN.with_outputs`): nothing changes in how tables are computed, so exactness
+(:meth:`~gencodec.models.pixelcnn.ExactPixelCNN.with_outputs`): nothing changes in how tables are computed, so exactness
 and decoding speed are untouched.
 
 The fit is Newton's method on the code length of a sample of rows (rounds of: hidden shifts with
@@ -35,6 +35,7 @@ import zlib
 import numpy as np
 
 from ..errors import CorruptFileError, ExactnessError
+from ..exact.intlog import ilog2
 
 FIT_VERSION = 2  # header param "fit": per-image heads stored in the payload (1: output layers only)
 ROW_STEP = 11  # the sample: rows ROW_STEP // 2, + ROW_STEP, ... (all columns; an odd step)
@@ -66,8 +67,6 @@ class CostTables:
     D x - md + 255 D), and their central differences along k and along the scale index."""
 
     def __init__(self, dist):
-        from .image_lossless import ilog2
-
         d = dist.steps
         freq = (dist.cdf[:, d:] - dist.cdf[:, :-d] + 1).astype(np.float64)  # (S, 510 D + 1) table entries
         c = (16 << 10) - ilog2(freq)  # rows sum to 2**16: cost = 1024 (16 - log2 f)
@@ -308,10 +307,49 @@ def unpack_fit(blob: bytes, model, n_coded: int, version: int = FIT_VERSION):
 
 
 def fitted_model(model, fits):
-    """The model with these heads (:meth:`ExactPixelCNN.with_outputs`); CorruptFileError rather than
+    """The model with these heads (:meth:`~gencodec.models.pixelcnn.ExactPixelCNN.with_outputs`); CorruptFileError rather than
     ExactnessError for integers read from a file."""
     try:
         return model.with_outputs({c: (w, b) for c, (w, b, _) in fits.items()},
                                   {c: d for c, (_, _, d) in fits.items() if np.any(d)})
     except ExactnessError:  # pragma: no cover - unpack_fit already bounds every accumulator
         raise CorruptFileError("pixelcnn: per-image heads do not fit the model") from None
+
+
+def fit_and_tables(model, planes: np.ndarray, n_coded: int):
+    """The encoder's per-image heads and its parallel pass: planes (3, H, W) uint8 -> (the model to
+    code with, mean, scale index (n_coded, H, W), packed heads or b"").
+
+    Each channel's head is refitted to a sample of rows (:func:`fit_channel`); the parallel pass
+    then evaluates both heads at once, and a channel keeps its refit only where, over the whole
+    image, it saves clearly more than its integers cost to store (:data:`MARGIN`)."""
+    m = model
+    _, h, w = planes.shape
+    if h * w < MIN_PIXELS:
+        mean, idx = m.tables_parallel(planes, n_coded)
+        return m, mean, idx, b""
+    tables = CostTables(m.dist)
+    rows = list(sample_rows(h, w))
+    samples = m.head_samples(planes, rows, n_coded)
+    fits = {}
+    for c, (acc, p, x) in enumerate(samples):
+        wt, b, shift = fit_channel(acc, p, x, m, c, tables)
+        layer = m.heads[c][1]
+        if shift.any() or not (np.array_equal(wt, layer.weight.numpy()) and np.array_equal(b, layer.bias.numpy())):
+            fits[c] = (wt, b, shift)
+    models = [m, fitted_model(m, fits)] if fits else [m]
+    means, idxs = m.tables_parallel_multi(planes, models, n_coded, known=(rows, samples))
+    if not fits:
+        return m, means[0], idxs[0], b""
+    d = m.cfg.mean_steps
+    keep = {}
+    for c in fits:  # whole-image integer costs (1/1024 bit), against the stored integers' cost
+        k = [d * planes[c].astype(np.int64) - mi[c] + 255 * d for mi in means]
+        saved = tables.cost[idxs[0][c], k[0]].sum() - tables.cost[idxs[1][c], k[1]].sum()
+        if saved > MARGIN * 8 * 1024 * len(pack_fit({c: fits[c]}, m)):
+            keep[c] = fits[c]
+    for c in keep:
+        means[0][c], idxs[0][c] = means[1][c], idxs[1][c]
+    if not keep:
+        return m, means[0], idxs[0], b""
+    return fitted_model(m, keep), means[0], idxs[0], pack_fit(keep, m)

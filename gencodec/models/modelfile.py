@@ -1,0 +1,75 @@
+"""The one model-file format: safetensors holding an exact model's integers, with ``format``,
+``arch`` (the zoo's name of the model class), ``config`` (JSON) and ``model_id`` in its metadata
+(and optionally the model ``card``, JSON).
+
+The model id is 16 bytes of sha256 over the config's JSON (sorted keys) and then every tensor,
+by sorted name, as little-endian int32: a hash of the exported integers and the config, so two
+files code alike exactly when their ids agree. Files written before this format
+(``gencodec-pixelcnn-1``) are read as arch ``pixelcnn``; their ids are computed the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import GencodecError
+
+__all__ = ["FORMAT", "model_id", "save", "read"]
+
+FORMAT = "gencodec-model-1"
+LEGACY_FORMATS = {"gencodec-pixelcnn-1": "pixelcnn"}
+
+
+def model_id(id_config: dict[str, Any], tensors: dict[str, Any]) -> bytes:
+    """sha256 of the config (JSON, sorted keys) and the tensors (by name, as int32 LE) -> 16 bytes."""
+    h = hashlib.sha256(json.dumps(id_config, sort_keys=True).encode())
+    for k, v in sorted(tensors.items()):
+        h.update(k.encode())
+        h.update(v.contiguous().numpy().astype("<i4").tobytes())
+    return h.digest()[:16]
+
+
+def save(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> None:
+    """Write ``model`` (an exact model: arch, config_dict(), state(), model_id) atomically; the file
+    gets the permissions the umask gives any new file."""
+    from safetensors.torch import save_file
+
+    meta = {"format": FORMAT, "arch": model.arch, "config": json.dumps(model.config_dict(), sort_keys=True),
+            "model_id": model.model_id.hex()}
+    if card:
+        meta["card"] = json.dumps(card, sort_keys=True)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(model.state(), str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its files 0600
+    tmp.replace(path)  # atomic: a failed save never leaves a half-written model
+
+
+def read(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
+    """A model file -> (arch, config, tensors, metadata); GencodecError for anything else."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:  # one read: metadata and tensors
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise GencodecError(f"{path}: no such model file") from None
+    except Exception as e:
+        raise GencodecError(f"{path}: not a gencodec model file ({type(e).__name__}: {e})") from None
+    fmt = meta.get("format")
+    arch = meta.get("arch") if fmt == FORMAT else LEGACY_FORMATS.get(fmt or "")
+    if not arch or "config" not in meta:
+        raise GencodecError(f"{path}: not a gencodec model file")
+    try:
+        config = json.loads(meta["config"])
+    except ValueError:
+        raise GencodecError(f"{path}: damaged model config") from None
+    return arch, config, tensors, meta

@@ -1,0 +1,96 @@
+"""The model zoo: model architectures by name, their shipped default weights, and the archive of
+earlier shipped weights by model id (so that files they wrote keep decoding).
+
+    model = zoo.load(path)                        # any gencodec model file, its class from its arch
+    model = zoo.default_model("pixelcnn")         # the shipped weights (cached)
+    path = zoo.archived("pixelcnn", model_id)     # an earlier shipped model, or None
+
+Shipped weights live in ``gencodec/weights/<file>`` and archived ones in
+``gencodec/weights/archive/<arch>-<model id hex>.safetensors``. Classes are imported lazily, so
+reading the zoo never imports torch. A model class without weights (``weights=None``) builds its
+default model with no arguments.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import GencodecError
+from . import modelfile
+
+__all__ = ["ZooEntry", "register", "unregister", "entry", "model_class", "default_weights", "archived",
+           "load", "default_model", "WEIGHTS", "ARCHIVE"]
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+ARCHIVE = WEIGHTS / "archive"
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    arch: str
+    target: str  # "module:Class"; a module starting with "." is relative to gencodec.models
+    weights: str | None  # file name in gencodec/weights, or None: the class's default model
+
+
+_ZOO: dict[str, ZooEntry] = {}
+_DEFAULTS: dict[str, Any] = {}
+
+
+def register(arch: str, target: str, weights: str | None = None) -> None:
+    """Add a model class to the zoo under ``arch`` (the name its model files record)."""
+    if arch in _ZOO:
+        raise ValueError(f"model arch {arch!r} registered twice")
+    _ZOO[arch] = ZooEntry(arch, target, weights)
+
+
+def unregister(arch: str) -> None:
+    _ZOO.pop(arch, None)
+    _DEFAULTS.pop(arch, None)
+
+
+register("pixelcnn", ".pixelcnn:ExactPixelCNN", "pixelcnn.safetensors")
+
+
+def entry(arch: str) -> ZooEntry:
+    try:
+        return _ZOO[arch]
+    except KeyError:
+        raise GencodecError(f"unknown model arch {arch!r} (known: {', '.join(_ZOO)})") from None
+
+
+def model_class(arch: str) -> type:
+    module, _, name = entry(arch).target.partition(":")
+    return getattr(importlib.import_module(module, __package__), name)
+
+
+def default_weights(arch: str) -> Path | None:
+    weights = entry(arch).weights
+    return WEIGHTS / weights if weights else None
+
+
+def archived(arch: str, model_id: bytes) -> Path | None:
+    """The archived shipped model file with this id, if the package keeps one."""
+    path = ARCHIVE / f"{arch}-{model_id.hex()}.safetensors"
+    return path if model_id and path.is_file() else None
+
+
+def load(path: str | Path, arch: str | None = None) -> Any:
+    """The exact model in a model file (checked against the id it records); ``arch``: refuse any other."""
+    found, config, tensors, meta = modelfile.read(path)
+    if arch is not None and found != arch:
+        raise GencodecError(f"{path}: a {found} model file, not {arch}")
+    model = model_class(found).from_state(config, tensors)
+    if meta.get("model_id") and meta["model_id"] != model.model_id.hex():
+        raise GencodecError(f"{path}: model id in the file does not match its tensors (damaged?)")
+    return model
+
+
+def default_model(arch: str) -> Any:
+    """The shipped model of ``arch`` (loaded once)."""
+    if arch not in _DEFAULTS:
+        path = default_weights(arch)
+        _DEFAULTS[arch] = load(path, arch) if path is not None else model_class(arch)()
+    return _DEFAULTS[arch]
