@@ -1,6 +1,7 @@
 """Subprocess for the exactness tests: prints JSON {variation: sha256} for the tables of the
-harness model (and the float control) under this process's environment (ATEN_CPU_CAPABILITY,
-OMP_NUM_THREADS, MKL_CBWR are set by the parent). Usage: python _exact_child.py H W SEED"""
+shipped pixelcnn model (and the float control) under this process's environment
+(ATEN_CPU_CAPABILITY, OMP_NUM_THREADS, MKL_CBWR, OPENBLAS_CORETYPE are set by the parent).
+Usage: python _exact_child.py H W SEED"""
 
 import json
 import sys

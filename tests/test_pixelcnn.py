@@ -19,9 +19,11 @@ from gencodec.errors import ModelMismatchError
 
 torch = pytest.importorskip("torch")
 
-from gencodec.codecs import headfit  # noqa: E402
-from gencodec.codecs.image_lossless import (  # noqa: E402
-    DEFAULT_MODEL, MAX_BIAS, PixelCNNCodec, _planes, choose_remap, unpack_remap, wavefront_order)
+from gencodec.codecs.pixelcnn import DEFAULT_MODEL, PixelCNNCodec, to_planes  # noqa: E402
+from gencodec.exact import driver, wavefront_groups  # noqa: E402
+from gencodec.models import pixelcnn_headfit as headfit  # noqa: E402
+from gencodec.models import zoo  # noqa: E402
+from gencodec.models.pixelcnn_adapt import MAX_BIAS, choose_remap, unpack_remap  # noqa: E402
 from gencodec.models.pixelcnn import (  # noqa: E402
     ExactPixelCNN, PixelCNN, PixelCNNConfig, causal_pad, colour_bases, head_extra)
 
@@ -147,7 +149,7 @@ def test_kodak_crop_round_trip_and_size_matches_ideal(kodak_crop):
     assert rep.stats["model_ideal_bpsp"] < 6.0  # a trained model: far below 8 bits on a photo
 
 
-@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "I;16", "1"])
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA"])
 @pytest.mark.parametrize("kind", ["constant", "noise", "gradient"])
 def test_synthetic_round_trip_every_mode(synthetic, mode, kind):
     img = synthetic(mode, kind, (17, 5))
@@ -167,21 +169,40 @@ def test_per_image_scale_remap_pays_on_a_constant_image(codec):
     img = Image.new("RGB", (96, 80), (120, 130, 140))
     rep = compress_report(img, codec="pixelcnn")
     assert same_image(gencodec.decompress(rep.blob), img)
-    planes = _planes(img)[0]
+    planes = to_planes(img)[0]
     _, fixed_bits, none, no_fit = codec.encode_planes(planes, 3, adapt=False)
     assert none == no_fit == b""
     assert rep.stats["model_ideal_bits"] < 0.5 * fixed_bits  # the remap adapts the scales to the image
     assert rep.stats["model_ideal_bpsp"] < 1.0
 
 
-def test_fallback_modes_are_recorded(synthetic, other_model):
+PNG_INSIDE = sorted(GOLDEN.parent.glob("*-9x4-png-inside.gcx"))  # modes 1, P, I;16, as earlier versions wrote them
+
+
+def test_modes_without_a_model_path_are_refused_and_auto_passes_them_on(synthetic):
+    """pixelcnn codes L, LA, RGB and RGBA; `auto` hands other modes to the next codec of its ranking,
+    and an explicit --codec pixelcnn is refused naming the modes it codes."""
+    from gencodec.errors import UnsupportedInputError
+
     for mode in ("P", "I;16", "1"):
         img = synthetic(mode, "gradient", (9, 4))
-        blob = gencodec.compress(img, codec="pixelcnn")
-        head = gencodec.info(blob)
-        assert head["params"]["coding"] == "png"
-        assert not head["model_id"]  # PNG inside: no model needed, none recorded
-        assert same_image(gencodec.decompress(blob, model=other_model), img)  # so any model decodes it
+        with pytest.raises(UnsupportedInputError, match=r"cannot code image mode .* \(it codes L, LA, RGB, RGBA\)"):
+            gencodec.compress(img, codec="pixelcnn")
+        blob = gencodec.compress(img)
+        assert gencodec.info(blob)["codec"] != "pixelcnn" and same_image(gencodec.decompress(blob), img)
+
+
+@pytest.mark.parametrize("path", PNG_INSIDE, ids=[p.name for p in PNG_INSIDE])
+def test_png_inside_frames_of_earlier_versions_still_decode(path, synthetic, other_model):
+    mode = {"p": "P", "i16": "I;16", "bilevel": "1"}[path.name.split("-")[0]]
+    head = gencodec.info(path.read_bytes())
+    assert head["params"]["coding"] == "png" and not head["model_id"]  # PNG inside: no model recorded
+    img = synthetic(mode, "gradient", (9, 4))
+    assert same_image(gencodec.decompress(path.read_bytes()), img)
+    assert same_image(gencodec.decompress(path.read_bytes(), model=other_model), img)  # so any model decodes it
+
+
+def test_a_model_coded_frame_needs_its_model_id(synthetic):
     import dataclasses
 
     from gencodec import container
@@ -231,7 +252,7 @@ def test_saved_model_reloads_with_same_id(tmp_path):
 # ---------------------------------------------------------------------------------------------
 def decode_rank(h: int, w: int, n_coded: int, step: int) -> np.ndarray:
     """(n_coded, H, W) position of every subpixel in the decoding order."""
-    order, counts = wavefront_order(h, w, step)
+    order, counts = wavefront_groups(h, w, step)
     t = np.repeat(np.arange(counts.size), counts)
     keys = (t[None, :] * n_coded + np.arange(n_coded)[:, None]).ravel()
     sub = np.argsort(keys, kind="stable")
@@ -278,16 +299,36 @@ def test_parallel_tables_equal_wavefront_tables(any_codec, shape):
     planes = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
     if n_coded == 1:
         planes[1:] = planes[0]
-    mean, idx = codec.model.tables_parallel(planes, n_coded)
-    mean_rows, idx_rows = codec.model.tables_parallel(planes, n_coded, rows_per_chunk=1)  # another batch split
+    model = codec.model
+    mean, idx = model.tables_parallel(planes, n_coded)
+    mean_rows, idx_rows = model.tables_parallel(planes, n_coded, rows_per_chunk=1)  # another batch split
+    assert np.array_equal(mean_rows, mean) and np.array_equal(idx_rows, idx)
     stream, _, remap, fit = codec.encode_planes(planes, n_coded, adapt=False)
     assert remap == fit == b""
-    assert remap == b""
-    record = np.zeros((2, n_coded, h, w), np.int64)
-    out = codec.decode_planes(stream, h, w, n_coded, record=record)
-    assert np.array_equal(out, planes)
-    assert np.array_equal(record[0], mean) and np.array_equal(record[1], idx)
-    assert np.array_equal(mean_rows, mean) and np.array_equal(idx_rows, idx)
+    assert np.array_equal(codec.decode_planes(stream, h, w, n_coded), planes)
+    symbols = planes[:n_coded]  # the contract: the parallel pass and the decoder's session give the same tables
+    par = driver.tables_in_order(model, symbols, "parallel")
+    assert par.shape == (symbols.size, 256)
+    assert np.array_equal(par, driver.tables_in_order(model, symbols, "session"))
+    model.schedule(symbols.shape).check()
+
+
+def test_adaptation_hooks_give_the_same_tables_on_both_paths(codec, kodak_crop):
+    """The remap and histogram hooks change the tables, identically in the encoder's rounds and the
+    decoder's groups."""
+    from gencodec.models.pixelcnn_adapt import HistHook, RemapHook
+
+    planes = to_planes(kodak_crop().crop((0, 0, 40, 24)))[0]
+    m = codec.model
+    mean, idx = m.tables_parallel(planes, 3)
+    remap, bias, _ = choose_remap(m.dist, planes, mean, idx)
+
+    def hooks():
+        return [RemapHook(remap, bias, m.cfg.mean_steps), HistHook(m.cfg, 3, totals=False)]
+
+    par = driver.tables_in_order(m, planes, "parallel", hooks())
+    assert np.array_equal(par, driver.tables_in_order(m, planes, "session", hooks()))
+    assert not np.array_equal(par, driver.tables_in_order(m, planes, "parallel"))
 
 
 def test_online_histograms_pay_on_a_chroma_subsampled_photo(codec, kodak_crop):
@@ -310,7 +351,7 @@ def test_integer_log_table_is_pinned():
     """The histograms' weight choice counts bits with this table; a changed entry would change files."""
     import hashlib
 
-    from gencodec.codecs.image_lossless import _log_table
+    from gencodec.exact.intlog import log_table as _log_table
 
     lut = _log_table()
     assert lut[0] == 1 and lut[-1] == 1024 and np.all(np.diff(lut) >= 0)
@@ -343,7 +384,7 @@ def test_refitted_heads_pay_on_a_photo_and_decode(codec, kodak_crop):
     rep = compress_report(img, codec="pixelcnn")
     assert gencodec.info(rep.blob)["params"]["fit"] == headfit.FIT_VERSION
     assert same_image(gencodec.decompress(rep.blob), img)
-    planes = _planes(img)[0]
+    planes = to_planes(img)[0]
     stream, bits, remap, fit = codec.encode_planes(planes, 3)
     _, bits_without, _, no_fit = codec.encode_planes(planes, 3, fit=False)
     assert fit and no_fit == b""
@@ -421,7 +462,7 @@ def test_refitted_heads_in_every_modelled_mode(codec, mode):
 
 def test_parallel_pass_with_known_rows_gives_the_same_tables(codec, kodak_crop):
     """The encoder reuses the fit sample's activations in its parallel pass: the same tables."""
-    planes = _planes(kodak_crop())[0]
+    planes = to_planes(kodak_crop())[0]
     m = codec.model
     rows = [1, 2, 9, 40, 95]
     mean, idx = m.tables_parallel_multi(planes, [m], 3, known=(rows, m.head_samples(planes, rows)))
@@ -436,13 +477,13 @@ def test_coding_runs_torch_single_threaded_and_restores_its_threads(codec, kodak
     import gencodec.models.pixelcnn as pc
 
     seen = []
-    real = pc._round_clip
+    real = pc.round_clip
 
     def spy(y, fmt):
         seen.append(torch.get_num_threads())
         return real(y, fmt)
 
-    monkeypatch.setattr(pc, "_round_clip", spy)
+    monkeypatch.setattr(pc, "round_clip", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -499,7 +540,7 @@ def test_causal_pad_rule():
 
 
 def test_decoder_steps_are_wavefronts():
-    order, counts = wavefront_order(512, 768, 3)
+    order, counts = wavefront_groups(512, 768, 3)
     assert counts.size == 3 * 511 + 768  # (r+1)(H-1) + W steps, not H*W
     assert counts.max() == 256
 
@@ -536,8 +577,8 @@ def test_phase_inputs_feed_the_trunk(phase_codec):
 
 
 def _all_rows(dist):
-    s, md = np.meshgrid(np.arange(dist.cfg.n_scales), np.arange(dist.n_means), indexing="ij")
-    return dist.freqs(md.ravel(), s.ravel()).reshape(dist.cfg.n_scales, dist.n_means, 256)
+    s, md = np.meshgrid(np.arange(dist.n_scales), np.arange(dist.n_means), indexing="ij")
+    return dist.freqs(md.ravel(), s.ravel()).reshape(dist.n_scales, dist.n_means, 256)
 
 
 @pytest.mark.parametrize("coarse", [0, 1])
@@ -547,8 +588,8 @@ def test_finer_means_extend_the_coarser_tables(coarse):
     entries one symbol at a time."""
     from gencodec.models.pixelcnn import DiscretizedLogistic
 
-    whole = DiscretizedLogistic(PixelCNNConfig(mean_frac_bits=coarse))
-    half = DiscretizedLogistic(PixelCNNConfig(mean_frac_bits=coarse + 1))
+    whole = PixelCNNConfig(mean_frac_bits=coarse).distribution()
+    half = PixelCNNConfig(mean_frac_bits=coarse + 1).distribution()
     d = 2 << coarse
     assert half.cdf.shape == (64, 512 * d - d + 1) and half.n_means == 255 * d + 1
     assert np.array_equal(half.cdf[:, ::2], whole.cdf)  # the coarser grid's points
@@ -571,13 +612,13 @@ def test_a_cdf_that_could_give_an_invalid_table_is_refused(damage):
     from gencodec.errors import ExactnessError
     from gencodec.models.pixelcnn import DiscretizedLogistic
 
-    cdf = DiscretizedLogistic.make_cdf(PixelCNNConfig())
+    cdf = PixelCNNConfig().distribution().cdf.copy()
     if damage == "decreasing":
         cdf[5, 300] = cdf[5, 299] - 1
     else:
         cdf[5, -1] = 2**16 - 255  # would leave symbol 255 no count
     with pytest.raises(ExactnessError, match="monotone"):
-        DiscretizedLogistic(PixelCNNConfig(), cdf).freqs([0], [0])
+        PixelCNNConfig().distribution(cdf).freqs([0], [0])
 
 
 def test_golden_file():
@@ -607,13 +648,10 @@ def test_progress_reaches_the_total_and_never_goes_back():
 def test_decoding_finds_an_archived_shipped_model_by_id(kodak_crop, other_model, tmp_path, monkeypatch):
     import shutil
 
-    import gencodec.codecs.image_lossless as il
-
     img = kodak_crop().crop((0, 0, 20, 12))
     blob = gencodec.compress(img, codec="pixelcnn", model=other_model)
     model_id = gencodec.info(blob)["model_id"]
-    monkeypatch.setattr(il, "ARCHIVE", tmp_path)
-    monkeypatch.setattr(il.PixelCNNCodec, "_archived", {})
+    monkeypatch.setattr(zoo, "ARCHIVE", tmp_path)
     with pytest.raises(ModelMismatchError, match=model_id):  # not shipped: refused, naming both ids
         gencodec.decompress(blob)
     shutil.copy(other_model, tmp_path / f"pixelcnn-{model_id}.safetensors")
@@ -630,7 +668,7 @@ def test_earlier_golden_files_are_kept():
 @pytest.mark.parametrize("path", EARLIER, ids=[p.name for p in EARLIER])
 def test_files_written_by_earlier_shipped_models_still_decode(path, codec):
     """The package keeps every model it shipped (gencodec/weights/archive/), so old files decode."""
-    from gencodec.codecs.image_lossless import ARCHIVE
+    ARCHIVE = zoo.ARCHIVE
 
     blob = path.read_bytes()
     model_id = bytes.fromhex(gencodec.info(blob)["model_id"])
@@ -710,7 +748,7 @@ def test_exact_model_codes_what_its_fake_quantized_twin_computes(name, request, 
 
 
 def test_row_windows_reads_and_updates_strided_windows():
-    from gencodec._numpy import row_windows
+    from gencodec.exact.fastpath import row_windows
 
     a = np.arange(20.0)
     v = row_windows(a, 3, step=2)
@@ -720,3 +758,43 @@ def test_row_windows_reads_and_updates_strided_windows():
     assert a[:4].tolist() == [100.0, 101.0, 102.0, 103.0] and a[10:14].tolist() == [110.0, 111.0, 112.0, 113.0]
     with pytest.raises(ValueError, match="contiguous"):
         row_windows(np.zeros((4, 4))[:, ::2], 2)
+
+
+def _pins():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pixelcnn_pins", GOLDEN.parent.parent / "pixelcnn_pins.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PINS = sorted((GOLDEN.parent / "pins").glob("*.gcx"))
+
+
+@pytest.mark.parametrize("path", PINS, ids=[p.stem for p in PINS])
+def test_pinned_frames_decode_and_todays_encoder_writes_the_same_payload(path, codec):
+    """Frames written before the neural codec contract (tests/golden/pixelcnn_pins.py): they decode,
+    and today's encoder writes the same header and the same range-coded stream; the zlib-packed
+    sections are compared unpacked (another zlib build may deflate the same bytes differently)."""
+    from gencodec import container
+
+    img = _pins().inputs()[path.stem]
+    blob = path.read_bytes()
+    assert same_image(gencodec.decompress(blob), img)
+    header, payload = container.unpack(blob)
+    if header.model_id != codec.model_id:
+        pytest.skip("pinned by an earlier shipped model (it still decodes: above)")
+    new_header, new_payload = container.unpack(gencodec.compress(img, codec="pixelcnn", name=header.name))
+    assert new_header == header
+    if new_payload == payload:
+        return
+    (s0, r0, _), (s1, r1, _) = _payload_parts(payload), _payload_parts(new_payload)
+    assert s0 == s1
+    n_coded = 1 if img.mode in ("L", "LA") else 3
+    cfg = codec.model.cfg
+    assert bool(r0) == bool(r1)
+    if r0:
+        for a, b in zip(unpack_remap(r0, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps),
+                        unpack_remap(r1, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps)):
+            assert np.array_equal(a, b)

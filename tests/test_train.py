@@ -14,7 +14,7 @@ import gencodec
 
 torch = pytest.importorskip("torch")
 
-from gencodec.codecs.image_lossless import PixelCNNCodec  # noqa: E402
+from gencodec.codecs.pixelcnn import PixelCNNCodec  # noqa: E402
 from gencodec.models.pixelcnn import PixelCNNConfig  # noqa: E402
 from gencodec.train.data import (  # noqa: E402
     CropSampler, TorchCropSampler, TrainImage, area_downscale, chroma_subsample, chroma_subsample_torch, load_folder,
@@ -323,7 +323,7 @@ def test_a_run_may_switch_on_colour_predictions_and_half_means_without_changing_
 
 
 def test_shipped_model_converts_back_to_its_training_twin_losslessly():
-    from gencodec.codecs.image_lossless import DEFAULT_MODEL
+    from gencodec.codecs.pixelcnn import DEFAULT_MODEL
     from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
 
     exact = ExactPixelCNN.load(DEFAULT_MODEL)

@@ -18,7 +18,7 @@ Every layer is a :class:`gencodec.exact.QuantLinear` (fake-quantized training tw
 ``export()`` is an integer-exact :class:`gencodec.exact.ExactLinear`, so the coder's tables are
 identical on every machine. The receptive field reaches ``r = reach_right`` columns to the right
 in earlier rows, so all pixels on a wavefront ``t = (r + 1) * y + x`` can be decoded at once
-((r+1)·H + W batched steps for an H x W image, see ``gencodec.codecs.image_lossless``).
+((r+1)·H + W batched steps for an H x W image, see :class:`WavefrontSession`).
 
 Outside the image the neighbourhood is filled causally (:func:`causal_pad`): 128 above the first
 row, the first pixel of the row above left of column 0, the last pixel of the same row right of
@@ -46,7 +46,7 @@ from torch import nn
 
 from .. import progress
 from ..errors import ExactnessError, GencodecError
-from ..exact import EXACT_LIMIT, ExactLinear, QFormat, QuantLinear, exact_mode
+from ..exact import ExactLinear, QFormat, QuantLinear, check_accumulators, exact_mode
 from ..exact.contract import Schedule, wavefront_groups
 from ..exact.fastpath import clip as _clip, round_clip, scaled, serial_torch
 from ..exact.logistic import CDF_TOTAL, N_SYMBOLS, DiscretizedLogistic
@@ -380,10 +380,7 @@ class ExactPixelCNN:
         self.trunk = trunk
         self.heads = heads
         self.dist = cfg.distribution(cdf)
-        for layer in self.layers():
-            bound = layer.max_abs_accumulator()
-            if bound >= EXACT_LIMIT[torch.float32]:
-                raise ExactnessError(f"PixelCNN layer accumulator bound {bound} is not below 2**24")
+        check_accumulators(self.layers(), "PixelCNN layer")
         self.model_id = self._model_id()
         self._prepare()
 
@@ -468,7 +465,7 @@ class ExactPixelCNN:
                      hidden: dict[int, np.ndarray] | None = None) -> "ExactPixelCNN":
         """This model with the output layers of some heads replaced and their hidden layers shifted:
         outs {channel: (weight (2, hh), bias (2,)) integers}, hidden {channel: (hh,) integers added to
-        the hidden accumulators, in activation steps} (a per-image fit, :mod:`gencodec.codecs.headfit`).
+        the hidden accumulators, in activation steps} (a per-image fit, :mod:`gencodec.models.pixelcnn_headfit`).
         Same trunk, shifts and tables; the accumulator bounds are checked again (ExactnessError if
         one could leave float32 exactness). The model id stays the base model's: the file records
         the fit itself."""
@@ -486,11 +483,7 @@ class ExactPixelCNN:
             heads[c] = (linear(fc, fc.weight.numpy(), bias), heads[c][1])
         new = ExactPixelCNN.__new__(ExactPixelCNN)
         new.cfg, new.trunk, new.heads, new.dist, new.model_id = self.cfg, self.trunk, heads, self.dist, self.model_id
-        for c in set(outs) | set(hidden or {}):
-            for layer in heads[c]:
-                bound = layer.max_abs_accumulator()
-                if bound >= EXACT_LIMIT[torch.float32]:
-                    raise ExactnessError(f"PixelCNN head layer accumulator bound {bound} is not below 2**24")
+        check_accumulators([layer for c in set(outs) | set(hidden or {}) for layer in heads[c]], "PixelCNN head layer")
         new._prepare()
         return new
 
@@ -713,9 +706,6 @@ class PlaneParams:
         return flat // self._hw, self.mean.reshape(-1)[flat], self.idx.reshape(-1)[flat]
 
 
-PROGRESS_EVERY = 64  # wavefronts between two progress reports of the decoder
-
-
 class WavefrontSession:
     """The decoder: one wavefront at a time, evaluating the trunk on all its pixels at once and then
     the heads channel by channel (one group each). Decoded pixels go into a causal-padded image
@@ -744,8 +734,6 @@ class WavefrontSession:
         while True:
             self.t += 1
             t = self.t
-            if t % PROGRESS_EVERY == 0:
-                progress.report(t, self.n_steps)
             y_lo = max(0, -(-(t - w + 1) // step))
             ys = np.arange(y_lo, min(h - 1, t // step) + 1)
             if ys.size:
@@ -784,5 +772,3 @@ class WavefrontSession:
         if xs[0] == w - 1:  # right padding of this row
             y1 = ys[0]
             padded[:, y1 + top, left + w :] = padded[:, y1 + top, left + w - 1 : left + w]
-        if self.t == self.n_steps - 1:
-            progress.report(self.n_steps, self.n_steps)
