@@ -95,9 +95,11 @@ PINNED_SHA = "d5cf258274a4cbba746792f100ec58e9a750f129a532a3d5d2a5e84921d86dc1"
 
 def test_overhead_below_0_1_percent_on_a_million_symbols():
     """Realistic tables: discretized logistics over 256 values (random means, scales 0.4 to 25)."""
-    from gencodec.exact import LogisticTables
+    import math
 
-    tables = LogisticTables(total_bits=16)
+    from gencodec.exact import DiscretizedLogistic
+
+    tables = DiscretizedLogistic(64, math.log(0.1), math.log(80.0), mean_frac_bits=2)  # pixelcnn's law
     rng = np.random.default_rng(3)
     n, chunk = 1_000_000, 1000
     mean_q = rng.integers(0, 1021, n)

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..codec import Codec, Encoded
 from ..errors import ModelMismatchError
-from ..exact import driver
-from ..exact.contract import Hook
 from ..models import zoo
+
+if TYPE_CHECKING:  # the exact core imports torch: only when coding, so listing codecs stays fast
+    import numpy as np
+
+    from ..exact.contract import Hook
 
 
 class NeuralCodec(Codec):
@@ -89,7 +90,7 @@ class NeuralCodec(Codec):
             )
 
     # -- what a subclass says -------------------------------------------------------------------
-    def to_symbols(self, data: Any) -> np.ndarray:  # pragma: no cover - interface
+    def to_symbols(self, data: Any) -> "np.ndarray":  # pragma: no cover - interface
         """The input as the symbols the model codes (the shape its schedule takes)."""
         raise NotImplementedError
 
@@ -97,16 +98,18 @@ class NeuralCodec(Codec):
         """The symbols' shape, from the frame header (shape, mode, length)."""
         raise NotImplementedError
 
-    def from_symbols(self, symbols: np.ndarray, header: Any) -> Any:  # pragma: no cover - interface
+    def from_symbols(self, symbols: "np.ndarray", header: Any) -> Any:  # pragma: no cover - interface
         """Decoded symbols -> the restored input."""
         raise NotImplementedError
 
-    def hooks(self, encoding: bool) -> list[Hook]:
+    def hooks(self, encoding: bool) -> "list[Hook]":
         """Fresh per-input adaptation hooks for one encode or decode (default: none)."""
         return []
 
     # -- coding ---------------------------------------------------------------------------------
     def encode(self, data: Any, **params: Any) -> Encoded:
+        from ..exact import driver
+
         self.check_no_params(params)
         symbols = self.to_symbols(data)
         stream, ideal = driver.encode(self.model, symbols, self.hooks(encoding=True))
@@ -114,6 +117,8 @@ class NeuralCodec(Codec):
         return Encoded(stream, {}, stats)
 
     def decode(self, payload: bytes, header: Any) -> Any:
+        from ..exact import driver
+
         self.check_model(header)
         symbols = driver.decode(self.model, self.symbol_shape(header), payload, self.hooks(encoding=False))
         return self.from_symbols(symbols, header)

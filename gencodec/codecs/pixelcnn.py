@@ -43,7 +43,6 @@ import numpy as np
 from .. import progress
 from ..codec import Encoded
 from ..errors import CorruptFileError, GencodecError
-from ..exact import driver
 from ..models import zoo
 from .neural import NeuralCodec
 
@@ -95,6 +94,7 @@ class PixelCNNCodec(NeuralCodec):
         histograms into the tables; the decoder must be told the same (header param ``hist``).
         ``fit`` (default: ``adapt``) switches the refitted heads alone.
         """
+        from ..exact import driver
         from ..models.pixelcnn import PlaneParams
         from ..models.pixelcnn_adapt import HistHook, RemapHook, choose_remap, pack_remap
         from ..models.pixelcnn_headfit import fit_and_tables
@@ -193,6 +193,7 @@ class PixelCNNCodec(NeuralCodec):
         model: the model to decode with (default: this codec's; a file's refitted heads
         give another, :meth:`ExactPixelCNN.with_outputs`).
         """
+        from ..exact import driver
         from ..models.pixelcnn_adapt import HistHook, RemapHook
 
         m = self.model if model is None else model
