@@ -14,12 +14,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from gencodec.codecs import headfit
-from gencodec.codecs.image_lossless import DEFAULT_MODEL, MAX_BIAS, PixelCNNCodec, unpack_remap
+import gencodec
+from gencodec.codecs.pixelcnn import DEFAULT_MODEL
 from gencodec.models.pixelcnn import ExactPixelCNN, PixelCNN
 
 
@@ -29,10 +28,12 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, nargs="+", default=[])
     ap.add_argument("--model", type=Path, nargs="+", default=[])
     ap.add_argument("--size", default="768x512")
+    ap.add_argument("--repeat", type=int, default=1, help="time each model this often (the minimum is printed)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    planes = np.ascontiguousarray(np.asarray(Image.open(args.image).convert("RGB"))[:h, :w].transpose(2, 0, 1))
-    _, h, w = planes.shape
+    with Image.open(args.image) as im:
+        img = im.convert("RGB").crop((0, 0, w, h))
+    w, h = img.size
     base = ExactPixelCNN.load(DEFAULT_MODEL).cfg
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
@@ -45,18 +46,20 @@ def main() -> None:
             models["shipped"] = DEFAULT_MODEL
         for name, path in models.items():
             cfg = ExactPixelCNN.load(path).cfg
-            codec = PixelCNNCodec(model=path)
-            codec.encode_planes(planes[:, :16, :16], 3)  # warm-up
-            t0 = time.perf_counter()
-            stream, _, remap, fit = codec.encode_planes(planes, 3)
-            t1 = time.perf_counter()
-            maps = unpack_remap(remap, 3, cfg.n_scales, MAX_BIAS * cfg.mean_steps) if remap else None
-            model = headfit.fitted_model(codec.model, headfit.unpack_fit(fit, codec.model, 3)) if fit else None
-            out = codec.decode_planes(stream, h, w, 3, remap=maps, hist=True, model=model)
-            t2 = time.perf_counter()
-            assert np.array_equal(out, planes)
-            print(f"{name} (hidden {cfg.hidden}, heads {cfg.head_hidden}): {w}x{h}, encode {t1 - t0:.2f} s, "
-                  f"decode {t2 - t1:.2f} s, torch threads {torch.get_num_threads()}")
+            small = gencodec.compress(img.crop((0, 0, 16, 16)), codec="pixelcnn", model=path)  # warm-up
+            gencodec.decompress(small, model=path)
+            enc, dec = [], []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                blob = gencodec.compress(img, codec="pixelcnn", model=path)
+                t1 = time.perf_counter()
+                out = gencodec.decompress(blob, model=path)
+                t2 = time.perf_counter()
+                assert out.tobytes() == img.tobytes()
+                enc.append(t1 - t0)
+                dec.append(t2 - t1)
+            print(f"{name} (hidden {cfg.hidden}, heads {cfg.head_hidden}): {w}x{h}, encode {min(enc):.2f} s, "
+                  f"decode {min(dec):.2f} s, {len(blob)} bytes, torch threads {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gencodec.train.data import chroma_subsample, load_folder, val_crops
-from gencodec.train.pixelcnn import _bpsp, config_of, start_from
+from gencodec.train.pixelcnn import config_of, model_bpsp, start_from
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     for grid in args.grids:
         model = start_from(args.checkpoint, replace(base, **json.loads(grid))).eval()
         with torch.no_grad():
-            print(f"{grid}: fake-quantized {_bpsp(model, crops, True):.4f}, float {_bpsp(model, crops, False):.4f} bpsp",
+            print(f"{grid}: fake-quantized {model_bpsp(model, crops, True):.4f}, float {model_bpsp(model, crops, False):.4f} bpsp",
                   flush=True)
 
 

@@ -62,35 +62,35 @@ def _load(out: Path, name: str) -> dict | None:
 
 def headline(docs: dict[str, dict]) -> str:
     """The short table the README shows: one line per codec and section."""
-    from gencodec.bench.report import _f, _table, job_label
+    from gencodec.bench.report import fmt_number, job_label, markdown_table
 
     parts = []
     d = docs.get("kodak-lossless")
     if d:
         tots = sorted((t for t in d["totals"] if t.get("n_files")), key=lambda t: t["bits_per_subpixel"])
         ideal = any("ideal_bits_per_subpixel" in t for t in tots)
-        parts.append("**Kodak lossless** (24 images, bits per subpixel, whole .gcx files):\n\n" + _table(
+        parts.append("**Kodak lossless** (24 images, bits per subpixel, whole .gcx files):\n\n" + markdown_table(
             ["codec", "bits/subpixel", *(["model's ideal"] if ideal else []), "encode MB/s", "decode MB/s"],
-            [[f"`{job_label(t)}`", _f(t["bits_per_subpixel"]), *([_f(t.get("ideal_bits_per_subpixel"))] if ideal else []),
-              _f(t["cost"]["encode_mb_per_s"], 2), _f(t["cost"]["decode_mb_per_s"], 2)] for t in tots]))
+            [[f"`{job_label(t)}`", fmt_number(t["bits_per_subpixel"]), *([fmt_number(t.get("ideal_bits_per_subpixel"))] if ideal else []),
+              fmt_number(t["cost"]["encode_mb_per_s"], 2), fmt_number(t["cost"]["decode_mb_per_s"], 2)] for t in tots]))
     d = docs.get("kodak-lossy")
     if d:
         s = d["rd_summary"]
         bd = s["bd_rate_pct"].get("jpeg", {})
-        rows = [[f"`{c}`", _f(bd.get(c), 1, " %") if c != "jpeg" else "0 (anchor)",
-                 _f(s["bpp_at_psnr"][c].get("32"), 3), _f(s["bpp_at_psnr"][c].get("36"), 3)] for c in d["rd"]]
+        rows = [[f"`{c}`", fmt_number(bd.get(c), 1, " %") if c != "jpeg" else "0 (anchor)",
+                 fmt_number(s["bpp_at_psnr"][c].get("32"), 3), fmt_number(s["bpp_at_psnr"][c].get("36"), 3)] for c in d["rd"]]
         for r in s["references"]:
-            rows.append([f"{r['name']}", _f(bd.get(r["name"]), 1, " %"), _f(s["bpp_at_psnr"][r["name"]].get("32"), 3),
-                         _f(s["bpp_at_psnr"][r["name"]].get("36"), 3)])
+            rows.append([f"{r['name']}", fmt_number(bd.get(r["name"]), 1, " %"), fmt_number(s["bpp_at_psnr"][r["name"]].get("32"), 3),
+                         fmt_number(s["bpp_at_psnr"][r["name"]].get("36"), 3)])
         parts.append("**Kodak lossy** (BD-rate against JPEG over the common PSNR range; bpp for 32 and 36 dB):\n\n"
-                     + _table(["codec", "BD-rate vs jpeg", "bpp @ 32 dB", "bpp @ 36 dB"], rows))
+                     + markdown_table(["codec", "BD-rate vs jpeg", "bpp @ 32 dB", "bpp @ 36 dB"], rows))
     d = docs.get("canterbury")
     if d:
         tots = sorted((t for t in d["totals"] if t.get("n_files")), key=lambda t: t["bits_per_byte"])
-        parts.append("**Canterbury** (11 files, bits per byte, whole .gcx files):\n\n" + _table(
+        parts.append("**Canterbury** (11 files, bits per byte, whole .gcx files):\n\n" + markdown_table(
             ["codec", "bits/byte", "compressed bytes", "encode MB/s", "decode MB/s"],
-            [[f"`{t['codec']}`", _f(t["bits_per_byte"]), f"{t['n_bytes_out']:,}", _f(t["cost"]["encode_mb_per_s"], 2),
-              _f(t["cost"]["decode_mb_per_s"], 2)] for t in tots]))
+            [[f"`{t['codec']}`", fmt_number(t["bits_per_byte"]), f"{t['n_bytes_out']:,}", fmt_number(t["cost"]["encode_mb_per_s"], 2),
+              fmt_number(t["cost"]["decode_mb_per_s"], 2)] for t in tots]))
     return "\n\n".join(parts) + "\n"
 
 

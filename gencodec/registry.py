@@ -2,7 +2,8 @@
 
 Entries are imported lazily so that listing codecs or reading a header never imports torch.
 A name, once released, always means the same bitstream: a changed bitstream gets a new name.
-To add a codec, add one line to ``_ENTRIES`` (and, for ``auto``, to a ranking below).
+To add a codec, add one ``register`` line below (and, for ``auto``, put it in a ranking); code
+outside the package (a plug-in, a test) calls :func:`register` itself.
 """
 
 from __future__ import annotations
@@ -25,32 +26,41 @@ class CodecEntry:
 
 
 _ENTRIES: dict[str, CodecEntry] = {}
+_INSTANCES: dict[str, Codec] = {}
 
 
-def _add(name: str, kind: CodecKind, target: str, description: str) -> None:
-    if name in _ENTRIES:
+def register(name: str, kind: CodecKind, target: str, description: str) -> None:
+    """Register a codec class under ``name``. target: "module:Class", a module starting with "."
+    being relative to the gencodec package (imported when the codec is first used)."""
+    if name in _ENTRIES or name == "auto":
         raise ValueError(f"codec name {name!r} registered twice")
     _ENTRIES[name] = CodecEntry(name, kind, target, description)
 
 
+def unregister(name: str) -> None:
+    """Remove a codec registered with :func:`register` (plug-ins and tests)."""
+    _ENTRIES.pop(name, None)
+    _INSTANCES.pop(name, None)
+
+
 # -- lossless images ----------------------------------------------------------------------------
-_add("png", "lossless-image", ".codecs.classic_image:PNGCodec", "PNG, zlib level 9 with the best filter strategy")
-_add("webp-lossless", "lossless-image", ".codecs.classic_image:WebPLosslessCodec", "WebP lossless, method 6, exact")
-_add("jpeg-xl-lossless", "lossless-image", ".codecs.classic_image:JPEGXLLosslessCodec", "JPEG XL lossless (libjxl)")
-_add("jpeg2000-lossless", "lossless-image", ".codecs.classic_image:JPEG2000LosslessCodec", "JPEG 2000 reversible 5/3 with RCT")
-_add("pixelcnn", "lossless-image", ".codecs.pixelcnn:PixelCNNCodec", "PixelCNN-family neural model, integer-exact, wavefront decoding")
+register("png", "lossless-image", ".codecs.classic_image:PNGCodec", "PNG, zlib level 9 with the best filter strategy")
+register("webp-lossless", "lossless-image", ".codecs.classic_image:WebPLosslessCodec", "WebP lossless, method 6, exact")
+register("jpeg-xl-lossless", "lossless-image", ".codecs.classic_image:JPEGXLLosslessCodec", "JPEG XL lossless (libjxl)")
+register("jpeg2000-lossless", "lossless-image", ".codecs.classic_image:JPEG2000LosslessCodec", "JPEG 2000 reversible 5/3 with RCT")
+register("pixelcnn", "lossless-image", ".codecs.pixelcnn:PixelCNNCodec", "PixelCNN-family neural model, integer-exact, wavefront decoding")
 # -- lossy images -------------------------------------------------------------------------------
-_add("jpeg", "lossy-image", ".codecs.classic_image:JPEGCodec", "JPEG (libjpeg-turbo), quality 1-100")
-_add("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, quality 0-100")
-_add("avif", "lossy-image", ".codecs.classic_image:AVIFCodec", "AVIF (libavif), quality 0-100")
-_add("jpeg-xl", "lossy-image", ".codecs.classic_image:JPEGXLCodec", "JPEG XL lossy (libjxl), quality 0-100")
+register("jpeg", "lossy-image", ".codecs.classic_image:JPEGCodec", "JPEG (libjpeg-turbo), quality 1-100")
+register("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, quality 0-100")
+register("avif", "lossy-image", ".codecs.classic_image:AVIFCodec", "AVIF (libavif), quality 0-100")
+register("jpeg-xl", "lossy-image", ".codecs.classic_image:JPEGXLCodec", "JPEG XL lossy (libjxl), quality 0-100")
 # -- bytes --------------------------------------------------------------------------------------
-_add("stored", "bytes", ".codecs.classic_bytes:StoredCodec", "no compression")
-_add("gzip", "bytes", ".codecs.classic_bytes:GzipCodec", "DEFLATE (zlib level 9, gzip framing)")
-_add("bz2", "bytes", ".codecs.classic_bytes:Bz2Codec", "bzip2, level 9")
-_add("xz", "bytes", ".codecs.classic_bytes:XzCodec", "xz / LZMA2, preset 9 extreme")
-_add("zstd", "bytes", ".codecs.classic_bytes:ZstdCodec", "Zstandard, level 19")
-_add("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, quality 11")
+register("stored", "bytes", ".codecs.classic_bytes:StoredCodec", "no compression")
+register("gzip", "bytes", ".codecs.classic_bytes:GzipCodec", "DEFLATE (zlib level 9, gzip framing)")
+register("bz2", "bytes", ".codecs.classic_bytes:Bz2Codec", "bzip2, level 9")
+register("xz", "bytes", ".codecs.classic_bytes:XzCodec", "xz / LZMA2, preset 9 extreme")
+register("zstd", "bytes", ".codecs.classic_bytes:ZstdCodec", "Zstandard, level 19")
+register("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, quality 11")
 
 #: ``auto`` for lossless images: the first available codec here that accepts the image's mode.
 #: pixelcnn leads since it coded Kodak smaller than JPEG XL at effort 7 and 9 in the same run
@@ -58,9 +68,6 @@ _add("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, quality 11
 AUTO_IMAGE_RANKING = ["pixelcnn", "jpeg-xl-lossless", "webp-lossless", "png"]
 #: ``auto`` for bytes: all of these are tried and the smallest payload wins ("stored" always last).
 AUTO_BYTES_CANDIDATES = ["xz", "brotli", "zstd", "bz2", "stored"]
-
-_INSTANCES: dict[str, Codec] = {}
-
 
 def entries() -> list[CodecEntry]:
     return list(_ENTRIES.values())

@@ -798,3 +798,40 @@ def test_pinned_frames_decode_and_todays_encoder_writes_the_same_payload(path, c
         for a, b in zip(unpack_remap(r0, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps),
                         unpack_remap(r1, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps)):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("forced", [0, 1])
+def test_the_decoders_blas_thread_choice_keeps_every_bit_and_restores_the_library(kodak_crop, forced, monkeypatch):
+    """The decoder runs numpy's BLAS on its default threads or on one, whichever it timed faster; the
+    file decodes the same either way, and the library's own setting is back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from gencodec.exact.fastpath import BlasThreads
+    import gencodec.models.pixelcnn as pc
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+    tuner = BlasThreads()
+    if tuner._controller():
+        tuner.choice = forced
+    monkeypatch.setattr(pc, "DECODER_THREADS", tuner)
+    img = kodak_crop().crop((0, 0, 64, 48))
+    assert same_image(gencodec.decompress(gencodec.compress(img, codec="pixelcnn")), img)
+    assert [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"] == before
+
+
+def test_the_decoder_probes_both_thread_counts_and_keeps_one(monkeypatch):
+    pytest.importorskip("threadpoolctl")
+    from gencodec.exact.fastpath import BlasThreads
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    tuner = BlasThreads()
+    if not tuner._controller():
+        pytest.skip("BLAS runs one thread here: nothing to choose")
+    with tuner.scope():
+        for _ in range(tuner.WARM + 2 * tuner.BLOCK * tuner.ROUNDS + 1):
+            tuner.step(100)
+    assert tuner.choice in (0, 1) and tuner._amounts[0] == tuner._amounts[1] == 100 * tuner.BLOCK * tuner.ROUNDS
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert not BlasThreads()._controller()  # a thread count the user set is theirs

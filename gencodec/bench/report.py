@@ -331,7 +331,7 @@ def to_csv(doc: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def _f(x, nd=3, unit=""):
+def fmt_number(x, nd=3, unit=""):
     if x is None:
         return "n/a"
     if isinstance(x, str):
@@ -345,7 +345,7 @@ def _size(n):
     return f"{n:,}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
     align = align or "l" + "r" * (len(header) - 1)
     sep = ["---:" if a == "r" else ":---" for a in align]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
@@ -367,16 +367,16 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
     body = []
     for t in sorted(tots, key=lambda t: t[rate_key]):
         c = t["cost"]
-        line = [f"`{job_label(t)}`", str(t["n_files"]), _size(t["n_bytes_in"]), _size(t["n_bytes_out"]), _f(t[rate_key])]
-        line += [_f(t["bits_per_pixel"])] if images else [_f(t["mean_bits_per_byte"])]
+        line = [f"`{job_label(t)}`", str(t["n_files"]), _size(t["n_bytes_in"]), _size(t["n_bytes_out"]), fmt_number(t[rate_key])]
+        line += [fmt_number(t["bits_per_pixel"])] if images else [fmt_number(t["mean_bits_per_byte"])]
         if with_ideal:
             ideal = t.get("ideal_bits_per_subpixel") if images else (t["ideal_bits"] / t["n_bytes_in"] if "ideal_bits" in t else None)
-            line += [_f(ideal), _f(t.get("frame_overhead_pct"), 2, " %")]
-        line += [_f(c["encode_wall_s"], 3), _f(c["decode_wall_s"], 3), _f(c["encode_mb_per_s"], 2),
-                 _f(c["decode_mb_per_s"], 2), _f(c["encode_cpu_s"], 3), _f(c["decode_cpu_s"], 3), _f(c["peak_rss_mib"], 0),
-                 _f(c["max_rss_growth_mib"], 1)]
+            line += [fmt_number(ideal), fmt_number(t.get("frame_overhead_pct"), 2, " %")]
+        line += [fmt_number(c["encode_wall_s"], 3), fmt_number(c["decode_wall_s"], 3), fmt_number(c["encode_mb_per_s"], 2),
+                 fmt_number(c["decode_mb_per_s"], 2), fmt_number(c["encode_cpu_s"], 3), fmt_number(c["decode_cpu_s"], 3), fmt_number(c["peak_rss_mib"], 0),
+                 fmt_number(c["max_rss_growth_mib"], 1)]
         body.append(line)
-    parts = [_table(head, body)]
+    parts = [markdown_table(head, body)]
     bad = [t for t in doc["totals"] if t.get("n_skipped") or t.get("n_failed")]
     if bad:
         parts.append("\n".join(f"- `{job_label(t)}`: {t['n_skipped']} file(s) skipped, {t['n_failed']} failed" for t in bad))
@@ -388,10 +388,10 @@ def markdown_lossless(doc: dict[str, Any]) -> str:
         line = [Path(f).name]
         for c in codecs:
             r = per.get((f, c))
-            line.append(_f(r.get(rate_key)) if r and r["status"] == "ok" else ("—" if not r else r["status"]))
+            line.append(fmt_number(r.get(rate_key)) if r and r["status"] == "ok" else ("—" if not r else r["status"]))
         body.append(line)
-    body.append(["**total**"] + [f"**{_f(t[rate_key])}**" for t in sorted(tots, key=lambda t: t[rate_key])])
-    parts.append(f"{rate_name} per file:\n\n" + _table(["file"] + [f"`{c}`" for c in codecs], body))
+    body.append(["**total**"] + [f"**{fmt_number(t[rate_key])}**" for t in sorted(tots, key=lambda t: t[rate_key])])
+    parts.append(f"{rate_name} per file:\n\n" + markdown_table(["file"] + [f"`{c}`" for c in codecs], body))
     return "\n\n".join(parts) + "\n"
 
 
@@ -404,18 +404,18 @@ def markdown_lossy(doc: dict[str, Any]) -> str:
     for t in doc["totals"]:
         if not t.get("n_files"):
             continue
-        body.append([f"`{t['codec']}`", str(t.get("quality")), _f(t["mean_bits_per_pixel"], 4), _f(t["mean_psnr"], 2),
-                     _f(t.get("mean_ms_ssim"), 5), _f(metrics.ms_ssim_db(t.get("mean_ms_ssim")), 2),
-                     _f(t["cost"]["encode_wall_s"] / t["n_files"], 3), _f(t["cost"]["decode_wall_s"] / t["n_files"], 3),
-                     _f(t["cost"]["max_rss_growth_mib"], 1)])
-    parts.append("Rate–distortion points (means over files):\n\n" + _table(head, body))
+        body.append([f"`{t['codec']}`", str(t.get("quality")), fmt_number(t["mean_bits_per_pixel"], 4), fmt_number(t["mean_psnr"], 2),
+                     fmt_number(t.get("mean_ms_ssim"), 5), fmt_number(metrics.ms_ssim_db(t.get("mean_ms_ssim")), 2),
+                     fmt_number(t["cost"]["encode_wall_s"] / t["n_files"], 3), fmt_number(t["cost"]["decode_wall_s"] / t["n_files"], 3),
+                     fmt_number(t["cost"]["max_rss_growth_mib"], 1)])
+    parts.append("Rate–distortion points (means over files):\n\n" + markdown_table(head, body))
     targets = [f"{t:g}" for t in s["psnr_targets"]]
-    body = [[f"`{c}`"] + [_f(v.get(t), 3) for t in targets] for c, v in s["bpp_at_psnr"].items()]
+    body = [[f"`{c}`"] + [fmt_number(v.get(t), 3) for t in targets] for c, v in s["bpp_at_psnr"].items()]
     parts.append("Bits per pixel needed for a PSNR (log-rate interpolation; n/a outside the measured range):\n\n"
-                 + _table(["codec"] + [f"{t} dB" for t in targets], body))
+                 + markdown_table(["codec"] + [f"{t} dB" for t in targets], body))
     for a, vals in s["bd_rate_pct"].items():
-        body = [[f"`{c}`", _f(v, 1, " %")] for c, v in sorted(vals.items(), key=lambda kv: (kv[1] is None, kv[1] or 0))]
-        parts.append(f"BD-rate against `{a}` (negative: fewer bits for the same PSNR):\n\n" + _table(["codec", "BD-rate"], body))
+        body = [[f"`{c}`", fmt_number(v, 1, " %")] for c, v in sorted(vals.items(), key=lambda kv: (kv[1] is None, kv[1] or 0))]
+        parts.append(f"BD-rate against `{a}` (negative: fewer bits for the same PSNR):\n\n" + markdown_table(["codec", "BD-rate"], body))
     return "\n\n".join(parts) + "\n"
 
 

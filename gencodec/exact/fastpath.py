@@ -70,3 +70,83 @@ def serial_torch() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(n)
+
+
+class BlasThreads:
+    """Whether numpy's BLAS runs the coding path's products with its default thread count or with one
+    thread, whichever a timed probe of the real work found faster on this machine (the bits are the
+    same either way: every product is exact). Two BLAS threads won on some two-core machines and lost
+    on others, where their spinning between small products took the core the rest of the loop needs.
+
+    A loop calls :meth:`step` before each step with that step's amount of work: after WARM steps, blocks
+    of BLOCK steps alternate between the default and one thread (ROUNDS blocks each, so that both see
+    steps of every size), and the faster per unit of work is kept for the rest of the process. Run
+    the loop inside :meth:`scope`, which applies the choice and restores the library's setting after.
+    Nothing is tuned where threadpoolctl is missing, BLAS has one thread anyway, or the user set a
+    thread count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS)."""
+
+    WARM, BLOCK, ROUNDS = 16, 8, 8
+
+    def __init__(self) -> None:
+        self.choice: int | None = None  # None: not decided; 0: the default; 1: one thread
+        self._ctl = None
+        self._limited = None
+        self._t = self._work = None
+        self._costs = [0.0, 0.0]
+        self._amounts = [0, 0]
+        self._k = 0
+
+    def _controller(self):
+        if self._ctl is None:
+            import os
+
+            self._ctl = False
+            if any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+                return False
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:  # pragma: no cover - a dependency
+                return False
+            ctl = ThreadpoolController().select(user_api="blas")
+            if any(info["num_threads"] > 1 for info in ctl.info()):
+                self._ctl = ctl
+        return self._ctl
+
+    def _set(self, one: bool) -> None:
+        if one and self._limited is None:
+            self._limited = self._ctl.limit(limits=1)
+        elif not one and self._limited is not None:
+            self._limited.restore_original_limits()
+            self._limited = None
+
+    @contextmanager
+    def scope(self) -> Iterator[None]:
+        if not self._controller():
+            yield
+            return
+        self._k, self._t = 0, None
+        self._set(self.choice == 1)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    def step(self, work: int) -> None:
+        if self.choice is not None or not self._ctl:
+            return
+        import time
+
+        now = time.perf_counter()
+        k, self._k = self._k, self._k + 1
+        if self._t is not None and k > self.WARM:  # the step that just ended ran under its block's setting
+            last = (k - 1 - self.WARM) // self.BLOCK % 2
+            self._costs[last] += now - self._t
+            self._amounts[last] += self._work
+        done = k - self.WARM
+        if done == 2 * self.BLOCK * self.ROUNDS:
+            per = [c / max(a, 1) for c, a in zip(self._costs, self._amounts)]
+            self.choice = int(per[1] < per[0])
+            self._set(self.choice == 1)
+        elif done >= 0 and done % self.BLOCK == 0:
+            self._set(done // self.BLOCK % 2 == 1)
+        self._t, self._work = time.perf_counter(), work

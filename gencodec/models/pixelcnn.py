@@ -48,7 +48,7 @@ from .. import progress
 from ..errors import ExactnessError, GencodecError
 from ..exact import ExactLinear, QFormat, QuantLinear, check_accumulators, exact_mode
 from ..exact.contract import Schedule, wavefront_groups
-from ..exact.fastpath import clip as _clip, round_clip, scaled, serial_torch
+from ..exact.fastpath import BlasThreads, clip as _clip, round_clip, scaled, serial_torch
 from ..exact.logistic import CDF_TOTAL, N_SYMBOLS, DiscretizedLogistic
 from . import modelfile
 
@@ -674,8 +674,9 @@ class ExactPixelCNN:
 
     @contextmanager
     def coding(self) -> Iterator[None]:
-        """What the driver runs encoding and decoding in: IEEE precision, torch single-threaded."""
-        with exact_mode(), serial_torch():
+        """What the driver runs encoding and decoding in: IEEE precision, torch single-threaded, and
+        numpy's BLAS on the thread count the decoder found fastest here (:data:`DECODER_THREADS`)."""
+        with exact_mode(), serial_torch(), DECODER_THREADS.scope():
             yield
 
     trusted_tables = True  # freqs() builds float64 integers >= 1 by construction (the cdf is checked)
@@ -704,6 +705,10 @@ class PlaneParams:
 
     def __call__(self, flat: np.ndarray):
         return flat // self._hw, self.mean.reshape(-1)[flat], self.idx.reshape(-1)[flat]
+
+
+#: the decoder's BLAS thread count, chosen by timing its first wavefronts (once per process)
+DECODER_THREADS = BlasThreads()
 
 
 class WavefrontSession:
@@ -739,6 +744,7 @@ class WavefrontSession:
             if ys.size:
                 break
         xs = t - step * ys
+        DECODER_THREADS.step(ys.size)
         self.ys, self.xs = ys, xs
         self.pos = (ys + top) * wp + xs + left  # where the wavefront's pixels go in each padded plane
         nb = self.flat.take((ys * wp + xs)[:, None, None] + self.offs)  # (n, 3, K)

@@ -43,7 +43,7 @@ class PixelCNNRecipe:
     chroma420: float = 0.0  # fraction of crops put through a JPEG-style 4:2:0 chroma round trip
 
 
-def _bpsp(model: PixelCNN, crops: list[np.ndarray], quantized: bool) -> float:
+def model_bpsp(model: PixelCNN, crops: list[np.ndarray], quantized: bool) -> float:
     bits, n = 0.0, 0
     device = next(model.parameters()).device
     for c in crops:
@@ -126,8 +126,8 @@ def train_pixelcnn(
         return m(x, quantized=step >= qat_start).mean()
 
     def val_fn(m: PixelCNN, step: int) -> dict[str, float]:
-        q = _bpsp(m, crops, quantized=True)
-        f = _bpsp(m, crops, quantized=False)
+        q = model_bpsp(m, crops, quantized=True)
+        f = model_bpsp(m, crops, quantized=False)
         return dict(loss=q, bpsp_quantized=q, bpsp_float=f)
 
     loop_cfg = LoopConfig(steps=steps, lr=recipe.lr, val_every=recipe.val_every, progress=progress,
@@ -138,8 +138,8 @@ def train_pixelcnn(
     model.load_state_dict(best["model"])
     model.cpu().eval()
     with torch.no_grad():
-        f = _bpsp(model, crops, quantized=False)
-        q = _bpsp(model, crops, quantized=True)
+        f = model_bpsp(model, crops, quantized=False)
+        q = model_bpsp(model, crops, quantized=True)
     exact = model.export()
     e = exact_bpsp(exact, crops)
     card = dict(
