@@ -30,6 +30,12 @@ class Failure(click.ClickException):
         click.echo(f"gencodec: error: {self.message}", err=True)
 
 
+class UsageFailure(Failure):
+    """Bad usage found after parsing (an option's value that cannot work here): one line, exit status 2."""
+
+    exit_code = 2
+
+
 def number(text: str, hint: str = "--quality") -> int | float:
     """A click option value that is an int if it reads as one, else a float."""
     try:

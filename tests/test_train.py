@@ -240,7 +240,55 @@ def test_train_command(folder, tmp_path):
     res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(tmp_path / "nope"), "--out", str(out)])
     assert res.exit_code == 2  # click: --data must exist
     res = CliRunner().invoke(cli, ["train", "--help"])
-    assert res.exit_code == 0 and "--resume" in res.output
+    assert res.exit_code == 0 and "pixelcnn" in res.output  # the models
+    res = CliRunner().invoke(cli, ["train", "pixelcnn", "--help"])
+    assert res.exit_code == 0 and "--resume" in res.output and "--chroma420" in res.output  # a model's options
+    res = CliRunner().invoke(cli, ["train", "nosuchmodel", "--data", str(folder), "--out", str(out)])
+    assert res.exit_code == 2 and "nosuchmodel" in res.output
+
+
+@pytest.mark.parametrize("device, why", [("cuda", "no CUDA device"), ("foo", "not a torch device"), ("cuda:7", "CUDA device")])
+def test_train_refuses_a_device_it_cannot_use_in_one_line(folder, tmp_path, device, why):
+    from click.testing import CliRunner
+
+    from gencodec_cli.main import cli
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has the device")
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "m.safetensors"
+    res = CliRunner().invoke(cli, ["train", "pixelcnn", "--data", str(folder), "--out", str(out),
+                                                   "--steps", "1", "--device", device])
+    assert res.exit_code == 2 and why in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not out.exists() and not (tmp_path / "m.run").exists()  # refused before any work
+
+
+def test_train_keeps_an_existing_out_without_force_and_files_follow_the_umask(folder, tmp_path):
+    import os
+    import stat
+
+    from click.testing import CliRunner
+
+    from gencodec_cli.main import cli
+
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"mine")
+    args = ["train", "pixelcnn", "--data", str(folder), "--out", str(out), "--steps", "1", "--crop", "16",
+            "--batch", "2", "--val-glob", "val/*", "--config", '{"hidden": 8, "trunk_layers": 1, "head_hidden": 4}']
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1 and "already exists (use -f to overwrite)" in res.stderr and out.read_bytes() == b"mine"
+    old = os.umask(0o027)
+    try:
+        res = CliRunner().invoke(cli, args + ["-f"])
+    finally:
+        os.umask(old)
+    assert res.exit_code == 0, res.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (out, out.with_suffix(".json"))}
+    assert modes == {"m.safetensors": 0o640, "m.json": 0o640}
+    # not a terminal: plain progress lines, no carriage returns
+    assert "\r" not in res.stderr and "step 1/1: validation" in res.stderr
 
 
 def test_train_command_config_builds_the_model_the_codec_rebuilds(folder, tmp_path):

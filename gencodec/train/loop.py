@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,8 @@ class LoopConfig:
     ckpt_every_s: float = 120.0  # seconds between checkpoints of last.pt
     log_every: int = 50
     grad_clip: float = 1.0
-    progress: bool = True  # tqdm bar on stderr
+    progress: bool | str = True  # True or "bar": a tqdm bar on stderr; "lines": a plain line every log_every steps
+    # (for logs: no carriage returns); False: nothing
     stop_after: int | None = None  # end this session after this step (a later --resume continues)
 
 
@@ -90,12 +92,16 @@ def train(
             res = val_fn(model, step)
         model.train()
         log(dict(event="val", step=step, seconds=round(seconds, 1), **res))
+        if lines:
+            vals = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if isinstance(v, float))
+            print(f"step {step}/{cfg.steps}: validation {vals}", file=sys.stderr, flush=True)
         if res["loss"] < best:
             best = res["loss"]
             _save_atomic(dict(model=model.state_dict(), step=step, val=res), workdir / "best.pt")
 
     bar = None
-    if cfg.progress:
+    lines = cfg.progress == "lines"
+    if cfg.progress and not lines:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
@@ -122,6 +128,9 @@ def train(
             bar.set_postfix_str(f"{unit} {running:.3f}")
         if step % cfg.log_every == 0:
             log(dict(event="train", step=step, seconds=round(seconds, 1), loss=running, lr=lr_at(cfg, step)))
+            if lines:
+                print(f"step {step}/{cfg.steps}: {unit} {running:.4f}, lr {lr_at(cfg, step):.2e}, {seconds:.0f} s",
+                      file=sys.stderr, flush=True)
         if step % cfg.val_every == 0 or step == cfg.steps:
             validate()
         if time.monotonic() - t_ckpt > cfg.ckpt_every_s or step == end:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import GencodecError
 from ..models.pixelcnn import OPTIONAL_FEATURES, ExactPixelCNN, PixelCNN, PixelCNNConfig
 from .data import CropSampler, TorchCropSampler, chroma_subsample, load_folder, val_crops
 from .loop import LoopConfig, train
@@ -67,7 +68,7 @@ def train_pixelcnn(
     workdir: str | Path | None = None,
     config: PixelCNNConfig = PixelCNNConfig(),
     recipe: PixelCNNRecipe = PixelCNNRecipe(),
-    progress: bool = True,
+    progress: bool | str = True,
     stop_after: int | None = None,
     init_from: str | Path | None = None,
     device: str = "cpu",
@@ -287,6 +288,30 @@ def _write_text_atomic(path: Path, text: str) -> None:
 def recipe_from_options(**kw: Any) -> PixelCNNRecipe:
     """A recipe with the given fields replaced (None values are ignored)."""
     return replace(PixelCNNRecipe(), **{k: v for k, v in kw.items() if v is not None})
+
+
+def run(data: str | Path, out: str | Path, *, steps: int, resume: bool = False, workdir: str | Path | None = None,
+        device: str = "cpu", progress: bool | str = True, config: dict[str, Any] | None = None,
+        init_from: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """The recipe's entry point for ``gencodec train pixelcnn`` (:mod:`gencodec.train.recipes`):
+    ``config`` changes ``init_from``'s config (or the defaults); the other options are recipe fields."""
+    cfg = run_config(init_from, config or {})
+    return train_pixelcnn(data, out, steps=steps, resume=resume, workdir=workdir, recipe=recipe_from_options(**options),
+                          progress=progress, init_from=init_from, device=device, config=cfg)
+
+
+def check_options(config: dict[str, Any] | None = None, init_from: str | Path | None = None, **options: Any) -> None:
+    """The recipe's options checked before any work (:class:`gencodec.train.recipes.OptionError`)."""
+    from .recipes import OptionError
+
+    try:
+        run_config(init_from, config or {})
+    except (ValueError, TypeError, GencodecError) as e:
+        raise OptionError("config", str(e)) from None
+    try:
+        recipe_from_options(**options)
+    except TypeError as e:  # pragma: no cover - the CLI only passes declared options
+        raise OptionError("recipe", str(e)) from None
 
 
 def export_checkpoint(ckpt: str | Path, out: str | Path, config: PixelCNNConfig = PixelCNNConfig()) -> ExactPixelCNN:
