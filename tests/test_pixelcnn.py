@@ -835,3 +835,34 @@ def test_the_decoder_probes_both_thread_counts_and_keeps_one(monkeypatch):
     assert tuner.choice in (0, 1) and tuner._amounts[0] == tuner._amounts[1] == 100 * tuner.BLOCK * tuner.ROUNDS
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert not BlasThreads()._controller()  # a thread count the user set is theirs
+
+
+def test_model_files_carry_arch_config_and_format_and_first_format_files_still_load(tmp_path, codec):
+    """One model-file format (gencodec.models.modelfile): arch, config, format and model id in the
+    metadata. Files of the first format (gencodec-pixelcnn-1, no arch) load as pixelcnn with the same id;
+    a file of another arch, or with tensors that do not match its id, is refused."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from gencodec.errors import GencodecError
+    from gencodec.models import modelfile
+
+    path = tmp_path / "m.safetensors"
+    codec.model.save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["format"] == modelfile.FORMAT and meta["arch"] == "pixelcnn" and meta["model_id"] == codec.model_id.hex()
+    assert json.loads(meta["config"])["hidden"] == codec.model.cfg.hidden
+    legacy = tmp_path / "legacy.safetensors"
+    save_file(tensors, str(legacy), metadata={"format": "gencodec-pixelcnn-1", "config": meta["config"],
+                                              "model_id": meta["model_id"]})
+    assert zoo.load(legacy).model_id == codec.model_id
+    other = tmp_path / "other.safetensors"
+    save_file(tensors, str(other), metadata={**meta, "arch": "bytemodel"})
+    with pytest.raises(GencodecError, match="a bytemodel model file, not pixelcnn"):
+        ExactPixelCNN.load(other)
+    damaged = dict(tensors)
+    damaged["trunk.0.bias"] = damaged["trunk.0.bias"] + 1
+    save_file(damaged, str(other), metadata=meta)
+    with pytest.raises(GencodecError, match="does not match its tensors"):
+        zoo.load(other)
