@@ -831,8 +831,8 @@ def test_the_decoder_probes_both_thread_counts_and_keeps_one(monkeypatch):
         pytest.skip("BLAS runs one thread here: nothing to choose")
     with tuner.scope():
         for _ in range(tuner.WARM + 2 * tuner.BLOCK * tuner.ROUNDS + 1):
-            tuner.step(100)
-    assert tuner.choice in (0, 1) and tuner._amounts[0] == tuner._amounts[1] == 100 * tuner.BLOCK * tuner.ROUNDS
+            tuner.step(tuner.MIN_WORK)
+    assert tuner.choice in (0, 1) and tuner._amounts[0] == tuner._amounts[1] == tuner.MIN_WORK * tuner.BLOCK * tuner.ROUNDS
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert not BlasThreads()._controller()  # a thread count the user set is theirs
 

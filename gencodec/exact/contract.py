@@ -78,6 +78,9 @@ class Session(Protocol):
     def push(self, symbols: np.ndarray) -> None:
         """The group's (n_t,) symbols, just decoded (or known, when the encoder runs the session)."""
 
+    # optional: ``result() -> symbols`` (the decoded symbols, in the schedule's shape) for a session
+    # that keeps them anyway; the driver then does not collect them group by group
+
 
 class ExactModel(Protocol):
     """What an exact model offers the coding driver and the model zoo."""

@@ -28,12 +28,22 @@ __all__ = ["encode", "decode", "tables_in_order"]
 PROGRESS_GROUPS = 192  # groups between two progress reports of the decoder
 
 
-def _tables(model: ExactModel, params: Any, hooks: Sequence[Hook]):
-    for h in hooks:
-        params = h.params(params)
+class _Hooks:
+    """The hooks' methods that do something (a hook overrides them), bound once per encode or decode."""
+
+    def __init__(self, hooks: Sequence[Hook]):
+        def bound(name):
+            return [getattr(h, name) for h in hooks if getattr(type(h), name, None) is not getattr(Hook, name)]
+
+        self.params, self.mix, self.coded, self.end_round = (bound(n) for n in ("params", "mix", "coded", "end_round"))
+
+
+def _tables(model: ExactModel, params: Any, hooks: _Hooks):
+    for f in hooks.params:
+        params = f(params)
     freqs, total = model.freqs(params)
-    for h in hooks:
-        total = h.mix(freqs, params, total)
+    for f in hooks.mix:
+        total = f(freqs, params, total)
     return params, freqs, total
 
 
@@ -47,7 +57,7 @@ def encode(model: ExactModel, symbols: np.ndarray, hooks: Sequence[Hook] = (), p
     params: the model's parallel pass when the caller already ran it (e.g. to fit a hook to it);
     default ``model.parallel(symbols)``."""
     with _coding(model):
-        return _encode(model, symbols, hooks, params)
+        return _encode(model, symbols, _Hooks(hooks), params)
 
 
 def _encode(model, symbols, hooks, params):
@@ -66,14 +76,14 @@ def _encode(model, symbols, hooks, params):
         p, freqs, total = _tables(model, p, hooks)
         sym = flat[idx]
         enc.encode(sym, freqs, validate=validate, total=total)
-        for h in hooks:
-            h.coded(sym, freqs, p)
+        for f in hooks.coded:
+            f(sym, freqs, p)
 
     rounds = sched.round_slices()
     for r, sl in enumerate(rounds):
         if r:
-            for h in hooks:
-                h.end_round()
+            for f in hooks.end_round:
+                f()
         groups = sched.groups[sl]
         if session is None:  # the whole round from the parallel pass, in one batch
             idx = np.concatenate(groups) if len(groups) > 1 else groups[0]
@@ -89,33 +99,35 @@ def _encode(model, symbols, hooks, params):
 def decode(model: ExactModel, shape: Sequence[int], stream: bytes, hooks: Sequence[Hook] = ()) -> np.ndarray:
     """Inverse of :func:`encode`: walks the schedule group by group -> int64 symbols of ``shape``."""
     with _coding(model):
-        return _decode(model, shape, stream, hooks)
+        return _decode(model, shape, stream, _Hooks(hooks))
 
 
 def _decode(model, shape, stream, hooks):
     sched = model.schedule(shape)
-    out = np.zeros(sched.n_symbols, dtype=np.int64)
     validate = not getattr(model, "trusted_tables", False)
     session = model.session(shape)
+    result = getattr(session, "result", None)  # a session that keeps the symbols itself
+    out = np.zeros(sched.n_symbols, dtype=np.int64) if result is None else None
     dec = RangeDecoder(stream)
     starts = set(sched.rounds[1:])
     n = len(sched.groups)
     for gi, group in enumerate(sched.groups):
         if gi in starts:
-            for h in hooks:
-                h.end_round()
+            for f in hooks.end_round:
+                f()
         if gi % PROGRESS_GROUPS == 0:
             progress.report(gi, n)
         p, freqs, _ = _tables(model, session.next(), hooks)
         if freqs.shape[0] != group.size:
             raise ExactnessError(f"model gave {freqs.shape[0]} tables for a group of {group.size}")
         sym = dec.decode(freqs, validate=validate)
-        for h in hooks:
-            h.coded(sym, freqs, p)
-        out[group] = sym
+        for f in hooks.coded:
+            f(sym, freqs, p)
+        if out is not None:
+            out[group] = sym
         session.push(sym)
     progress.report(n, n)
-    return out.reshape(tuple(shape))
+    return (out if result is None else np.asarray(result(), np.int64)).reshape(tuple(shape))
 
 
 def tables_in_order(model: ExactModel, symbols: np.ndarray, path: str, hooks: Sequence[Hook] = ()) -> np.ndarray:
@@ -123,6 +135,7 @@ def tables_in_order(model: ExactModel, symbols: np.ndarray, path: str, hooks: Se
     ``"session"`` (fed the true symbols group by group), through fresh ``hooks``. For exactness tests:
     the two must be identical."""
     symbols = np.asarray(symbols)
+    hooks = _Hooks(hooks)
     sched = model.schedule(symbols.shape)
     flat = symbols.reshape(-1).astype(np.int64)
     parts = []
@@ -132,23 +145,23 @@ def tables_in_order(model: ExactModel, symbols: np.ndarray, path: str, hooks: Se
             raise ValueError(f"{type(model).__name__} has no parallel pass")
         for r, sl in enumerate(sched.round_slices()):
             if r:
-                for h in hooks:
-                    h.end_round()
+                for f in hooks.end_round:
+                    f()
             idx = np.concatenate(sched.groups[sl])
             p, freqs, _ = _tables(model, params(idx), hooks)
-            for h in hooks:
-                h.coded(flat[idx], freqs, p)
+            for f in hooks.coded:
+                f(flat[idx], freqs, p)
             parts.append(np.array(freqs, dtype=np.float64))
     elif path == "session":
         session = model.session(symbols.shape)
         starts = set(sched.rounds[1:])
         for gi, group in enumerate(sched.groups):
             if gi in starts:
-                for h in hooks:
-                    h.end_round()
+                for f in hooks.end_round:
+                    f()
             p, freqs, _ = _tables(model, session.next(), hooks)
-            for h in hooks:
-                h.coded(flat[group], freqs, p)
+            for f in hooks.coded:
+                f(flat[group], freqs, p)
             parts.append(np.array(freqs, dtype=np.float64))
             session.push(flat[group])
     else:

@@ -72,20 +72,26 @@ def serial_torch() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+MARGIN = 0.95  # BlasThreads keeps one thread only where it took less than this share of the default's time
+
+
 class BlasThreads:
     """Whether numpy's BLAS runs the coding path's products with its default thread count or with one
     thread, whichever a timed probe of the real work found faster on this machine (the bits are the
     same either way: every product is exact). Two BLAS threads won on some two-core machines and lost
     on others, where their spinning between small products took the core the rest of the loop needs.
 
-    A loop calls :meth:`step` before each step with that step's amount of work: after WARM steps, blocks
-    of BLOCK steps alternate between the default and one thread (ROUNDS blocks each, so that both see
-    steps of every size), and the faster per unit of work is kept for the rest of the process. Run
+    A loop calls :meth:`step` before each step with that step's amount of work. Steps of at least
+    MIN_WORK take part (small steps are not what the choice is for: threads cost more than they
+    bring there): after WARM of them, blocks of BLOCK alternate between the default and one thread
+    (ROUNDS blocks each, so that both see steps of every size), and the faster per unit of work is
+    kept for the rest of the process -- one thread only where it was clearly faster (by more than
+    1 - MARGIN: the probe is short, and the default wins a tie). Run
     the loop inside :meth:`scope`, which applies the choice and restores the library's setting after.
     Nothing is tuned where threadpoolctl is missing, BLAS has one thread anyway, or the user set a
     thread count (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS)."""
 
-    WARM, BLOCK, ROUNDS = 16, 8, 8
+    WARM, BLOCK, ROUNDS, MIN_WORK = 8, 8, 8, 128
 
     def __init__(self) -> None:
         self.choice: int | None = None  # None: not decided; 0: the default; 1: one thread
@@ -137,16 +143,21 @@ class BlasThreads:
         import time
 
         now = time.perf_counter()
-        k, self._k = self._k, self._k + 1
+        k = self._k  # steps that took part so far
         if self._t is not None and k > self.WARM:  # the step that just ended ran under its block's setting
             last = (k - 1 - self.WARM) // self.BLOCK % 2
             self._costs[last] += now - self._t
             self._amounts[last] += self._work
+        self._t = None
+        if work < self.MIN_WORK:
+            return
+        self._k = k + 1
         done = k - self.WARM
         if done == 2 * self.BLOCK * self.ROUNDS:
             per = [c / max(a, 1) for c, a in zip(self._costs, self._amounts)]
-            self.choice = int(per[1] < per[0])
+            self.choice = int(per[1] < MARGIN * per[0])
             self._set(self.choice == 1)
-        elif done >= 0 and done % self.BLOCK == 0:
+            return
+        if done >= 0 and done % self.BLOCK == 0:
             self._set(done // self.BLOCK % 2 == 1)
         self._t, self._work = time.perf_counter(), work

@@ -761,6 +761,11 @@ class WavefrontSession:
         mean, idx = self.m.head_forward(c, self.pre, head_extra(c, self.resid, self.bases, cfg), self.p[:, c])
         return c, mean, idx
 
+    def result(self) -> np.ndarray:
+        """The decoded planes (n_coded, H, W)."""
+        top, left, _ = self.m.cfg.pad
+        return self.padded[: self.n_coded, top:, left : left + self.w]
+
     def push(self, sym: np.ndarray) -> None:
         c, pos, plane = self.c, self.pos, self.plane
         self.flat[pos + c * plane] = sym
