@@ -313,3 +313,19 @@ def test_harness_across_instruction_sets_threads_and_mkl():
     assert len(set(exact.values())) == 1 and set(exact.values()) == {_here_hash()}, exact
     by_cap = {str(s["ATEN_CPU_CAPABILITY"]): r["float/b64/t1"] for s, r in results}
     assert by_cap["default"] != by_cap["avx2"], "float outputs did not depend on the instruction set"
+
+
+@settings(max_examples=20, deadline=None)
+@given(in_frac=st.integers(0, 5), w_frac=st.integers(3, 9), out_frac=st.integers(0, 5), seed=st.integers(0, 2**31 - 1))
+def test_the_numpy_path_computes_what_the_exact_layer_computes(in_frac, w_frac, out_frac, seed):
+    """gencodec.exact.fastpath (pre-scaled float32 products, rounded by torch): the coding path of
+    every exact model gives ExactLinear's integers exactly."""
+    from gencodec.exact.fastpath import dense, prescaled, serial_torch
+
+    in_fmt, out_fmt = QFormat(in_frac, -127, 127), QFormat(out_frac, 0, 255)
+    layer = QuantLinear(40, 9, in_fmt, out_fmt, w_frac_bits=w_frac)
+    _randomize(layer, seed)
+    exact = layer.export()
+    x = torch.randint(-127, 128, (33, 40), generator=torch.Generator().manual_seed(seed)).float()
+    with exact_mode(), serial_torch():
+        assert np.array_equal(dense(x.numpy(), prescaled(exact)), exact(x).numpy())

@@ -1,6 +1,6 @@
 """Platform-independent integer tables from transcendental functions.
 
-Lookup tables (sigmoid, exp, logistic CDFs) are built at model load from formulas. ``numpy.exp``
+Lookup tables (the integer log table of :mod:`gencodec.exact.intlog`) are built from formulas. ``numpy.exp``
 may differ in the last bit between CPUs (numpy dispatches to SIMD kernels per instruction set), so a
 value that lands next to a rounding boundary could round differently on another machine. Here
 every entry is computed in float64, and any entry whose float estimate lies within
@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["det_floor", "det_round", "CTX", "D", "dsigmoid"]
+__all__ = ["det_floor", "det_round", "CTX", "D"]
 
 #: Decimal context: 50 significant digits, far beyond float64's error on these values. Every
 #: Decimal operation here goes through it explicitly (never ``+`` / ``**``, which would use the
@@ -34,13 +34,6 @@ GUARD = 1e-6
 def D(x: float | int | str) -> decimal.Decimal:
     """Exact Decimal of a float/int (a float64 converts exactly)."""
     return CTX.create_decimal(x) if isinstance(x, str) else decimal.Decimal(x)
-
-
-def dsigmoid(z: decimal.Decimal) -> decimal.Decimal:
-    """Logistic sigmoid 1 / (1 + exp(-z)) in :data:`CTX`."""
-    if z < -700:
-        return decimal.Decimal(0)
-    return CTX.divide(1, CTX.add(1, CTX.exp(CTX.minus(z))))
 
 
 def det_floor(

@@ -23,7 +23,7 @@ try:  # the clip ufunc itself, without np.clip's Python wrapper (called ~20,000 
 except ImportError:  # numpy 1.x
     from numpy.core.umath import clip
 
-__all__ = ["clip", "row_windows", "scaled", "round_clip", "serial_torch"]
+__all__ = ["clip", "row_windows", "scaled", "prescaled", "dense", "round_clip", "serial_torch", "BlasThreads"]
 
 
 def row_windows(a: np.ndarray, width: int, step: int = 1, writeable: bool = False) -> np.ndarray:
@@ -42,6 +42,22 @@ def scaled(a: np.ndarray, shift: int) -> np.ndarray:
     """a * 2**-shift as float32: exact (a power of two), and so is every partial sum of a matmul
     with such weights, since each is an integer partial sum (below 2**24) times 2**-shift."""
     return (np.asarray(a, np.float64) * 2.0**-shift).astype(np.float32)
+
+
+def prescaled(layer) -> tuple[np.ndarray, np.ndarray, QFormat]:
+    """An :class:`~gencodec.exact.layers.ExactLinear` for the numpy path: (weight (in, out) and bias
+    (out,) times 2**-shift as float32, output format)."""
+    return scaled(layer.weight.numpy().T, layer.shift), scaled(layer.bias.numpy(), layer.shift), layer.out_fmt
+
+
+def dense(x: np.ndarray, layer: tuple[np.ndarray, np.ndarray, QFormat]) -> np.ndarray:
+    """What ``ExactLinear.forward`` computes, on the numpy path: x (N, in) integer activations
+    (float32) and a :func:`prescaled` layer -> (N, out) integer activations (float32, a new array).
+    Run it inside :func:`serial_torch`."""
+    w, b, fmt = layer
+    y = x @ w
+    y += b
+    return round_clip(y, fmt)
 
 
 def round_clip(y: np.ndarray, fmt: QFormat) -> np.ndarray:

@@ -48,7 +48,7 @@ from .. import progress
 from ..errors import ExactnessError, GencodecError
 from ..exact import ExactLinear, QFormat, QuantLinear, check_accumulators, exact_mode
 from ..exact.contract import Schedule, wavefront_groups
-from ..exact.fastpath import BlasThreads, clip as _clip, round_clip, scaled, serial_torch
+from ..exact.fastpath import BlasThreads, clip as _clip, dense, prescaled, round_clip, scaled, serial_torch
 from ..exact.logistic import CDF_TOTAL, N_SYMBOLS, DiscretizedLogistic
 from . import modelfile
 
@@ -397,8 +397,7 @@ class ExactPixelCNN:
         hid = self.cfg.hidden
         # every layer's weights and bias come pre-multiplied by 2**-shift (exact, see _scaled), so a
         # requantization is only a rounding and a clip
-        self._trunk = [(scaled(l.weight.numpy().T, l.shift), scaled(l.bias.numpy(), l.shift), l.out_fmt)
-                       for l in self.trunk]
+        self._trunk = [prescaled(layer) for layer in self.trunk]
         if self.cfg.phase_inputs:  # the phase inputs' share of the first layer, folded into 4 biases
             first = self.trunk[0]
             w_ph = first.weight.numpy()[:, -2:].astype(np.float64)  # (hidden, 2): the y and x inputs
@@ -410,8 +409,7 @@ class ExactPixelCNN:
         up = self.cfg.act_frac_bits - RESID_FRAC_BITS  # residuals as q on the activation grid
         self._head_r = [scaled(fc.weight.numpy()[:, hid:].T, fc.shift - up) for fc, _ in self.heads]  # (c, hh)
         self._head_fmt = [fc.out_fmt for fc, _ in self.heads]
-        self._head_out = [(scaled(o.weight.numpy().T, o.shift), scaled(o.bias.numpy(), o.shift), o.out_fmt)
-                          for _, o in self.heads]
+        self._head_out = [prescaled(out) for _, out in self.heads]
 
     def trunk_forward(self, feats: np.ndarray, phase: np.ndarray | None = None) -> np.ndarray:
         """feats (N, 3K+3) integers in [-255, 255] -> hidden (N, hidden) integer activations (float32).
@@ -448,10 +446,7 @@ class ExactPixelCNN:
     def head_out(self, c: int, a: np.ndarray, p_c: np.ndarray):
         """Channel c's output layer: a (N, hh) from :meth:`head_hidden`, p_c (N,) MED prediction ->
         (md, scale index), int64 (N,) each; the mean is md / cfg.mean_steps."""
-        w, b, fmt = self._head_out[c]
-        o = a @ w
-        o += b
-        o = round_clip(o, fmt).astype(np.int64)  # (N, 2)
+        o = dense(a, self._head_out[c]).astype(np.int64)  # (N, 2)
         d_steps = self.cfg.mean_steps
         mean = _clip(d_steps * p_c + o[:, 0], 0, 255 * d_steps)
         idx = _clip(o[:, 1], 0, self.cfg.n_scales - 1)
