@@ -334,6 +334,11 @@ class PixelCNN(nn.Module):
             bits.append(-self.dist.log2_prob(pix[..., c], mean, idx))
         return torch.stack(bits, dim=-1)
 
+    def roles(self) -> list[tuple[str, QuantLinear]]:
+        """Every layer with its role ("trunk", "head_fc", "head_out"), trunk first, then each head's
+        two layers: the order of :meth:`ExactPixelCNN.layers`."""
+        return [("trunk", l) for l in self.trunk] + [(r, l) for hd in self.heads for r, l in (("head_fc", hd.fc), ("head_out", hd.out))]
+
     @classmethod
     def from_exact(cls, exact: "ExactPixelCNN") -> "PixelCNN":
         """The training model whose fake-quantized forward is ``exact`` (``from_exact(e).export()`` == e).

@@ -229,11 +229,12 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
     """
     init_from = Path(init_from)
     if init_from.suffix == ".safetensors":  # an exported model file, e.g. the shipped one
-        exact = ExactPixelCNN.load(init_from)
-        old_cfg, state = exact.cfg, PixelCNN.from_exact(exact).state_dict()
+        old = PixelCNN.from_exact(ExactPixelCNN.load(init_from))
     else:
-        state = torch.load(init_from, map_location="cpu", weights_only=True)["model"]
         old_cfg = config_of(init_from) or config
+        old = PixelCNN(old_cfg)
+        old.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=True)["model"])
+    old_cfg = old.cfg
     differ = {f for f in asdict(config) if getattr(config, f) != getattr(old_cfg, f)}
     switched_on = {f for f in differ if f in OPTIONAL_FEATURES and getattr(old_cfg, f) == getattr(PixelCNNConfig, f)
                    and getattr(config, f) == OPTIONAL_FEATURES[f]}
@@ -244,35 +245,35 @@ def start_from(init_from: str | Path, config: PixelCNNConfig) -> PixelCNN:
                          f"--config; only {sorted(OPTIONAL_FEATURES)} may be switched on, "
                          f"{list(REFINABLE_GRIDS)} refined and {list(WIDENABLE)} increased)")
     model = PixelCNN(config)
-    new = model.state_dict()
     mean_factor = 2.0 ** (config.mean_frac_bits - old_cfg.mean_frac_bits)
     scale_factor = (config.n_scales - 1) / (old_cfg.n_scales - 1)
     with torch.no_grad():
-        for k, v in new.items():
-            o = state[k].clone()
-            if o.shape != v.shape:
-                o = _grown(k, o, v, old_cfg.hidden, config.hidden)
-            if ".out." in k:  # row 0: the mean offset in 1/D levels, row 1: the scale index
-                o[0] *= mean_factor
-                o[1] *= scale_factor
-            new[k] = o
-    model.load_state_dict(new)
+        for (role, new_layer), (_, old_layer) in zip(model.roles(), old.roles()):
+            for name in ("weight", "bias"):
+                o, v = getattr(old_layer, name).detach().clone(), getattr(new_layer, name)
+                if o.shape != v.shape:
+                    # the heads' first layers read [trunk output, extra inputs]: a wider trunk moves the extras
+                    moved = (old_cfg.hidden, config.hidden) if role == "head_fc" else None
+                    o = _grown(o, v.detach(), moved)
+                if role == "head_out":  # row 0: the mean offset in 1/D levels, row 1: the scale index
+                    o[0] *= mean_factor
+                    o[1] *= scale_factor
+                v.copy_(o)
     return model
 
 
-def _grown(name: str, old: torch.Tensor, init: torch.Tensor, old_hidden: int, hidden: int) -> torch.Tensor:
+def _grown(old: torch.Tensor, init: torch.Tensor, moved: tuple[int, int] | None) -> torch.Tensor:
     """A parameter grown to the new shape without changing what the network computes: the old
     values in place, every input that is new (colour or phase inputs, the outputs of new units)
     with zero weight, new units keeping their fresh initialisation (``init``) so that they can learn.
-    The heads' first layers read [trunk output, extra inputs]: their extra columns move behind the
-    wider trunk output."""
+    moved: (old, new) width of the leading inputs, whose later inputs move behind the wider ones."""
     if old.dim() == 1:  # a bias: new units keep their initial bias
         grown = init.clone()
         grown[: old.shape[0]] = old
         return grown
     cols = torch.arange(old.shape[1])
-    if name.startswith("heads.") and ".fc." in name:
-        cols = torch.where(cols < old_hidden, cols, cols + (hidden - old_hidden))
+    if moved is not None:
+        cols = torch.where(cols < moved[0], cols, cols + (moved[1] - moved[0]))
     grown = init.clone()
     grown[: old.shape[0]] = 0  # old units: no weight on new inputs
     grown[: old.shape[0], cols] = old
