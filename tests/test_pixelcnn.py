@@ -866,3 +866,8 @@ def test_model_files_carry_arch_config_and_format_and_first_format_files_still_l
     save_file(damaged, str(other), metadata=meta)
     with pytest.raises(GencodecError, match="does not match its tensors"):
         zoo.load(other)
+
+
+def test_the_pins_are_in_the_checkout():
+    assert sorted(p.stem for p in PINS) == sorted(_pins().inputs()), "tests/golden/pixelcnn/pins/ must hold a frame per pinned input"
+    assert len(PNG_INSIDE) == 3
