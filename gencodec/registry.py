@@ -64,7 +64,7 @@ register("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, qualit
 
 #: ``auto`` for lossless images: the first available codec here that accepts the image's mode.
 #: pixelcnn leads since it coded Kodak smaller than JPEG XL at effort 7 and 9 in the same run
-#: (docs/BENCHMARKS.md); it hands modes it does not model (1, P, I;16) on down the ranking.
+#: (docs/BENCHMARKS.md); modes it does not model (1, P, I;16) go on down the ranking.
 AUTO_IMAGE_RANKING = ["pixelcnn", "jpeg-xl-lossless", "webp-lossless", "png"]
 #: ``auto`` for bytes: all of these are tried and the smallest payload wins ("stored" always last).
 AUTO_BYTES_CANDIDATES = ["xz", "brotli", "zstd", "bz2", "stored"]
