@@ -586,7 +586,6 @@ def test_finer_means_extend_the_coarser_tables(coarse):
     """With one more mean_frac_bit the tables of even md are exactly the coarser tables, the odd ones
     lie between, and every table is valid (entries >= 1, sum 2**16); ``prob_freq`` reads the same
     entries one symbol at a time."""
-    from gencodec.models.pixelcnn import DiscretizedLogistic
 
     whole = PixelCNNConfig(mean_frac_bits=coarse).distribution()
     half = PixelCNNConfig(mean_frac_bits=coarse + 1).distribution()
@@ -610,7 +609,6 @@ def test_finer_means_extend_the_coarser_tables(coarse):
 @pytest.mark.parametrize("damage", ["decreasing", "too_high"])
 def test_a_cdf_that_could_give_an_invalid_table_is_refused(damage):
     from gencodec.errors import ExactnessError
-    from gencodec.models.pixelcnn import DiscretizedLogistic
 
     cdf = PixelCNNConfig().distribution().cdf.copy()
     if damage == "decreasing":

@@ -31,7 +31,6 @@ so the training loss is the code length up to table rounding.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,11 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import progress
-from ..errors import ExactnessError, GencodecError
+from ..errors import GencodecError
 from ..exact import ExactLinear, QFormat, QuantLinear, check_accumulators, exact_mode
 from ..exact.contract import Schedule, wavefront_groups
 from ..exact.fastpath import BlasThreads, clip as _clip, dense, prescaled, round_clip, scaled, serial_torch
-from ..exact.logistic import CDF_TOTAL, N_SYMBOLS, DiscretizedLogistic
+from ..exact.logistic import CDF_TOTAL, DiscretizedLogistic
 from . import modelfile
 
 RESID_FRAC_BITS = 4  # earlier channels' residuals enter the heads as resid / 16 (whatever act_frac_bits)

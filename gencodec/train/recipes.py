@@ -99,7 +99,7 @@ def check_device(name: str) -> str:
 
     try:
         device = torch.device(name)
-    except (RuntimeError, ValueError) as e:
+    except (RuntimeError, ValueError):
         raise ValueError(f"{name!r} is not a torch device (cpu, cuda, cuda:N)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
