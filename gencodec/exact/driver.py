@@ -4,7 +4,7 @@
     symbols = decode(model, symbols.shape, stream, hooks=[...])   # group by group, cached state
 
 The encoder takes every table from the model's parallel pass (:meth:`ExactModel.parallel`),
-a round of the schedule at a time; a model without one (it adapts as it codes) is encoded by
+a round of the schedule at a time (in batches of at most CHUNK_ROWS symbols); a model without one (it adapts as it codes) is encoded by
 running its decoding session on the known symbols. The decoder walks the groups. Per-input
 adaptation runs as :class:`~gencodec.exact.contract.Hook` s, identically on both sides: for each
 batch of symbols ``params -> hook.params -> model.freqs -> hook.mix -> code -> hook.coded``, and
@@ -26,6 +26,7 @@ from .contract import ExactModel, Hook
 __all__ = ["encode", "decode", "tables_in_order"]
 
 PROGRESS_GROUPS = 192  # groups between two progress reports of the decoder
+CHUNK_ROWS = 8192  # the encoder codes a round in batches of at most this many symbols (bounded memory)
 
 
 class _Hooks:
@@ -85,9 +86,11 @@ def _encode(model, symbols, hooks, params):
             for f in hooks.end_round:
                 f()
         groups = sched.groups[sl]
-        if session is None:  # the whole round from the parallel pass, in one batch
+        if session is None:  # the round from the parallel pass, in a few large batches
             idx = np.concatenate(groups) if len(groups) > 1 else groups[0]
-            code(idx, params(idx))
+            for start in range(0, idx.size, CHUNK_ROWS):
+                chunk = idx[start : start + CHUNK_ROWS]
+                code(chunk, params(chunk))
         else:  # a model that adapts as it codes: its decoder's session, fed the true symbols
             for g in groups:
                 code(g, session.next())
