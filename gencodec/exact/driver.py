@@ -114,21 +114,29 @@ def _decode(model, shape, stream, hooks):
     dec = RangeDecoder(stream)
     starts = set(sched.rounds[1:])
     n = len(sched.groups)
+    # the loop runs once per group (thousands per image): its callables bound to local names
+    next_params, push, freqs_of, decode_group = session.next, session.push, model.freqs, dec.decode
+    adjust, mix, coded, end_round = hooks.params, hooks.mix, hooks.coded, hooks.end_round
     for gi, group in enumerate(sched.groups):
         if gi in starts:
-            for f in hooks.end_round:
+            for f in end_round:
                 f()
         if gi % PROGRESS_GROUPS == 0:
             progress.report(gi, n)
-        p, freqs, _ = _tables(model, session.next(), hooks)
+        p = next_params()
+        for f in adjust:
+            p = f(p)
+        freqs, total = freqs_of(p)
+        for f in mix:
+            total = f(freqs, p, total)
         if freqs.shape[0] != group.size:
             raise ExactnessError(f"model gave {freqs.shape[0]} tables for a group of {group.size}")
-        sym = dec.decode(freqs, validate=validate)
-        for f in hooks.coded:
+        sym = decode_group(freqs, validate=validate)
+        for f in coded:
             f(sym, freqs, p)
         if out is not None:
             out[group] = sym
-        session.push(sym)
+        push(sym)
     progress.report(n, n)
     return (out if result is None else np.asarray(result(), np.int64)).reshape(tuple(shape))
 
