@@ -869,3 +869,22 @@ def test_model_files_carry_arch_config_and_format_and_first_format_files_still_l
 def test_the_pins_are_in_the_checkout():
     assert sorted(p.stem for p in PINS) == sorted(_pins().inputs()), "tests/golden/pixelcnn/pins/ must hold a frame per pinned input"
     assert len(PNG_INSIDE) == 3
+
+
+def test_a_model_file_without_its_id_is_refused_and_a_frames_long_model_id_finds_no_archive(tmp_path, codec):
+    """The integrity check cannot be switched off by dropping the model_id key; a frame's model id
+    that is not 16 bytes never becomes an archive path (a 255-byte id made the file name too long)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from gencodec.errors import GencodecError
+
+    path = tmp_path / "m.safetensors"
+    codec.model.save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    del meta["model_id"]
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(GencodecError, match="does not match its tensors"):
+        zoo.load(path)
+    assert zoo.archived("pixelcnn", b"\x01" * 255) is None and codec.for_model_id(b"\x01" * 255) is None
