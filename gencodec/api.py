@@ -168,7 +168,7 @@ def _encode_bytes(raw: bytes, codec_name: str, name: str, params: dict[str, Any]
     enc = codec.encode(raw, **encode_params)
     header = Header(
         codec=codec.name, kind="bytes", checksum=container.checksum(raw), params=enc.params,
-        model_id=codec.model_id, name=name, length=len(raw),
+        model_id=codec.model_id if enc.uses_model else b"", name=name, length=len(raw),
     )
     return header, enc
 

@@ -61,6 +61,7 @@ register("bz2", "bytes", ".codecs.classic_bytes:Bz2Codec", "bzip2, level 9")
 register("xz", "bytes", ".codecs.classic_bytes:XzCodec", "xz / LZMA2, preset 9 extreme")
 register("zstd", "bytes", ".codecs.classic_bytes:ZstdCodec", "Zstandard, level 19")
 register("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, quality 11")
+register("bytemodel", "bytes", ".codecs.bytemodel:ByteModelCodec", "context mixing over bits, learned while coding, integer-exact")
 
 #: ``auto`` for lossless images: the first available codec here that accepts the image's mode.
 #: pixelcnn leads since it coded Kodak smaller than JPEG XL at effort 7 and 9 in the same run

@@ -1,0 +1,141 @@
+"""bytemodel: round trips at the edges and on real files, stored fallback that never grows a file,
+segment boundaries, causality, exactness across processes, a pinned golden file, damaged payloads."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gencodec
+from gencodec import container
+from gencodec.errors import GencodecError
+
+pytest.importorskip("torch")
+
+from gencodec.exact import driver  # noqa: E402
+from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CANTERBURY = ROOT / "corpora" / "canterbury"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "bytemodel" / "grammar.lsp.gcx"
+SMALL = ExactByteModel(ByteModelConfig(table_bits=16, segment_min=64, segments=16))  # a small, fast configuration
+
+
+def _bits(data: bytes) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(data, np.uint8)).reshape(-1, 8)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 255, 256, 257, 1000])
+def test_round_trips_at_the_edges(n):
+    data = (b"the quick brown fox jumps over the lazy dog; " * 30)[:n]
+    blob = gencodec.compress(data, codec="bytemodel")
+    assert gencodec.decompress(blob) == data
+
+
+def test_random_bytes_are_stored_and_never_grow_beyond_the_frame():
+    data = np.random.default_rng(1).integers(0, 256, 20000, np.uint8).tobytes()
+    blob = gencodec.compress(data, codec="bytemodel")
+    head = gencodec.info(blob)
+    assert head["params"] == {"coding": "stored"} and not head["model_id"]  # no model needed to restore it
+    assert len(blob) <= len(gencodec.compress(data, codec="stored")) + 32 and gencodec.decompress(blob) == data
+
+
+@pytest.mark.parametrize("name", ["grammar.lsp", "xargs.1", "fields.c", "cp.html"])
+def test_real_files_round_trip_and_beat_xz(name):
+    data = (CANTERBURY / name).read_bytes()
+    rep = gencodec.compress_report(data, codec="bytemodel")
+    assert gencodec.decompress(rep.blob) == data
+    assert rep.n_bytes_out < len(gencodec.compress(data, codec="xz"))
+    assert 8 * rep.payload_bytes <= 1.005 * rep.stats["ideal_bits"] + 64  # the stream is its ideal code length
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(p.name for p in CANTERBURY.iterdir() if p.suffix != ".json"))
+def test_every_canterbury_file_round_trips(name):
+    data = (CANTERBURY / name).read_bytes()
+    assert gencodec.decompress(gencodec.compress(data, codec="bytemodel")) == data
+
+
+@pytest.mark.parametrize("n", [64 * 16 - 1, 64 * 16, 64 * 16 + 1, 64 * 17 + 63, 64])
+def test_segment_boundaries(n):
+    """Inputs one byte around whole segments (the last segment shorter, or one byte long)."""
+    data = bytes((i * 37 + i // 7) % 251 for i in range(n))
+    bits = _bits(data)
+    SMALL.schedule(bits.shape).check()
+    stream, _ = driver.encode(SMALL, bits)
+    assert np.array_equal(driver.decode(SMALL, bits.shape, stream), bits)
+
+
+def test_no_table_depends_on_a_later_bit():
+    data = (CANTERBURY / "grammar.lsp").read_bytes()[:1500]
+    bits = _bits(data)
+    base = driver.tables_in_order(SMALL, bits, "session")
+    order = SMALL.schedule(bits.shape).order
+    k = 5000
+    changed = bits.reshape(-1).copy()
+    changed[order[k]] ^= 1
+    other = driver.tables_in_order(SMALL, changed.reshape(bits.shape), "session")
+    assert np.array_equal(base[: k + 1], other[: k + 1]) and not np.array_equal(base, other)
+
+
+CHILD = r"""
+import sys, gencodec
+data = open(sys.argv[1], "rb").read()
+blob = gencodec.compress(data, codec="bytemodel")
+open(sys.argv[2], "wb").write(blob)
+assert gencodec.decompress(open(sys.argv[3], "rb").read() if len(sys.argv) > 3 else blob) == data
+"""
+
+
+def test_the_same_bytes_under_other_kernels_and_threads(tmp_path):
+    """Baseline torch kernels, one thread, SSE3 BLAS vs AVX2 kernels and two threads: the same frame,
+    and each process decodes the other's."""
+    src = CANTERBURY / "fields.c"
+    envs = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1", OPENBLAS_CORETYPE="Prescott"),
+            dict(OMP_NUM_THREADS="2")]
+    outs = []
+    for i, extra in enumerate(envs):
+        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
+        env.update(extra)
+        out = tmp_path / f"{i}.gcx"
+        args = [sys.executable, "-c", CHILD, str(src), str(out)] + ([str(outs[0])] if outs else [])
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_golden_file():
+    blob = GOLDEN.read_bytes()
+    data = (CANTERBURY / "grammar.lsp").read_bytes()
+    assert gencodec.decompress(blob) == data
+    assert gencodec.compress(data, codec="bytemodel", name="grammar.lsp") == blob
+
+
+def test_a_damaged_payload_is_refused_in_one_line_and_writes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from gencodec_cli.main import cli
+
+    header, payload = container.unpack(GOLDEN.read_bytes())
+    damaged = bytearray(payload)
+    damaged[len(damaged) // 3] ^= 0x10
+    with pytest.raises(GencodecError):
+        gencodec.decompress(container.pack(header, bytes(damaged)))
+    bad = tmp_path / "bad.gcx"
+    bad.write_bytes(container.pack(header, bytes(damaged)))
+    res = CliRunner().invoke(cli, ["decompress", str(bad), "-o", str(tmp_path / "out.lsp")])
+    assert res.exit_code == 1 and len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (tmp_path / "out.lsp").exists()
+
+
+def test_a_frame_of_another_model_version_is_refused():
+    from gencodec.models import zoo
+
+    with pytest.raises(GencodecError, match="version 0"):
+        zoo.model_class("bytemodel").from_state({"version": 0}, {})
