@@ -11,8 +11,11 @@ machine.
   current word, and the partial byte alone, hashed into one table of 16-bit probabilities with
   a hit count each; a probability moves towards each coded bit by 1/(count + 1.5) (fast while a
   context is new, slower as it fills), counts saturating at ``LIMITS``.
+- **Match model**: where the last 5 bytes were seen before (a hash table of positions, shared by
+  the segments, a pointer used only once both sides know the byte it points at), the bits of the
+  byte that followed them are predicted, with a confidence learned by match length.
 - **Mixer**: the models' stretched probabilities ``ln(p / (1 - p))`` (a 4096-entry table) and a
-  bias enter a linear mixer whose weights are chosen by the partial byte and trained online by
+  bias enter a linear mixer whose weights are chosen by the partial byte and the match state and trained online by
   the coding error; its output is squashed back (a table) to a 12-bit probability.
 - **Lockstep segments**: the input is cut into segments coded side by side, one bit of every
   segment per group (:meth:`ExactByteModel.schedule`), so each numpy operation works on all of them
@@ -38,6 +41,8 @@ from . import modelfile
 PROB_BITS = 12  # the coder sees p(bit = 1) as p / 4096, 1 <= p <= 4095
 ORDERS = ("o1", "o2", "o3", "o4", "o6", "word", "o0")  # the context models, in mixer input order
 LIMITS = (127, 255, 255, 255, 255, 255, 60)  # count limits: lower adapts faster (chosen on text-train files, never Canterbury)
+MATCH_MIN = 5  # bytes of context the match model looks up
+MATCH_LEN_CAP = 15  # match lengths above this share one confidence
 WEIGHT_LIMIT = 1 << 22  # |mixer weight| <= 64 (in units of 2**-16): the dot product stays far inside int64
 STRETCH_SCALE = 256  # stretch(p) = round(256 ln(p / (1 - p))), |.| <= 2047
 _MASK64 = (1 << 64) - 1
@@ -160,7 +165,17 @@ class MixSession:
         self.prob = np.full(m << bits, 1 << 15, np.int64)  # p(bit = 1) in 1/65536
         self.count = np.zeros(m << bits, np.int64)
         self.limits = np.array(LIMITS, np.int64)[:, None]
-        self.weights = np.full((256, m + 1), (1 << cfg.mixer_shift) // 4, np.int64)  # by partial byte
+        # mixer weights by (match model active, partial byte); inputs: the context models, the match model, a bias
+        self.weights = np.full((512, m + 2), (1 << cfg.mixer_shift) // 4, np.int64)
+        # the match model: where the last MATCH_MIN bytes were seen before, and whether the byte after
+        # them continues here (its bits predicted, with a confidence learned by match length)
+        self.buf = np.zeros(n, np.int64)
+        mbits = min(22, max(12, n.bit_length() + 1))
+        self.mshift = np.uint64(64 - mbits)
+        self.mtab = np.zeros(1 << mbits, np.int64)  # hash -> 1 + the position after those bytes (0: none)
+        self.mptr = np.full(n_seg, -1, np.int64)
+        self.mlen = np.zeros(n_seg, np.int64)
+        self.mprob = np.full(MATCH_LEN_CAP + 1, 3 << 14, np.int64)  # p(the predicted bit is right) by length
         # the APM: by (previous byte, partial byte), 33 interpolation points over the stretched mix
         points = (np.arange(33) * 128 - 2048).clip(-2047, 2047) + 2047
         self.apm = np.tile(self.squash[points] * 16, (1 << 16, 1)).reshape(-1)
@@ -188,8 +203,15 @@ class MixSession:
             spread = (self.ctx[:, :k] >> np.uint64(20)) + c0 * np.uint64(0x2F0F1)
         self.idx = self.offsets + (spread & self.mask).astype(np.int64)  # (m, k)
         st = self.stretch[self.prob[self.idx] >> 4]  # (m, k)
-        self.inputs = np.concatenate([st, np.full((1, k), 256, np.int64)])  # + bias
-        self.wrow = self.c0[:k]
+        ptr = self.mptr[:k]
+        pbyte = self.buf[np.maximum(ptr, 0)] | 256
+        shift = 8 - self.bit
+        self.active = (ptr >= 0) & ((pbyte >> shift) == self.c0[:k])  # the match still agrees with this byte
+        self.expected = (pbyte >> (shift - 1)) & 1
+        self.mlen_idx = np.minimum(self.mlen[:k], MATCH_LEN_CAP)
+        sm = self.stretch[self.mprob[self.mlen_idx] >> 4] * (2 * self.expected - 1) * self.active
+        self.inputs = np.concatenate([st, sm[None, :], np.full((1, k), 256, np.int64)])  # + bias
+        self.wrow = self.c0[:k] + 256 * self.active
         dot = np.clip(np.einsum("ij,ji->j", self.inputs, self.weights[self.wrow]) >> self.cfg.mixer_shift, -2047, 2047)
         self.pmix = self.squash[dot + 2047]
         # the APM refines the mix by context: interpolated between the two nearest of its 33 points
@@ -219,6 +241,12 @@ class MixSession:
         # the APM's nearer point moves 1/64 of the way to the bit
         a = self.apm_idx
         np.add.at(self.apm, a, ((bits << 16) - self.apm[a]) >> 6)
+        act = self.active
+        if act.any():
+            li = self.mlen_idx[act]
+            right = (bits[act] == self.expected[act]).astype(np.int64) << 16
+            np.add.at(self.mprob, li, (right - self.mprob[li]) >> 5)
+            np.clip(self.mprob, 32, 65536 - 32, out=self.mprob)
         rows = self.starts[:k] + self.p
         self.out[rows, self.bit] = bits
         self.c0[:k] = (self.c0[:k] << 1) | bits
@@ -231,8 +259,32 @@ class MixSession:
                 grown = (self.word[:k] + (byte | np.uint64(32))) * np.uint64(0x100000001B3)
             self.word[:k] = np.where(letter, grown, np.uint64(0))
             self.c0[:k] = 1
+            self._match(rows, byte.astype(np.int64))
             self.bit, self.p = 0, self.p + 1
             self._byte_contexts()
+
+    def _match(self, rows: np.ndarray, byte: np.ndarray) -> None:
+        """After the byte at ``rows`` (one per active segment): extend or drop each segment's match,
+        look up a new one where there is none, and record where these MATCH_MIN bytes end."""
+        k, p_next = rows.size, self.p + 1
+        self.buf[rows] = byte
+        ptr, ln = self.mptr[:k], self.mlen[:k]
+        cont = (ptr >= 0) & (self.buf[np.maximum(ptr, 0)] == byte)
+        ptr = np.where(cont, ptr + 1, -1)
+        ln = np.where(cont, ln + 1, 0)
+        if p_next >= MATCH_MIN:
+            with np.errstate(over="ignore"):
+                h = (((self.hist[:k] & np.uint64((1 << 8 * MATCH_MIN) - 1)) * _PRIMES[0]) >> self.mshift).astype(np.int64)
+            cand = self.mtab[h] - 1
+            take = (ptr < 0) & (cand >= 0)
+            ptr = np.where(take, cand, ptr)
+            _, first = np.unique(h[::-1], return_index=True)  # one entry per hash: the last segment's
+            keep = k - 1 - first
+            self.mtab[h[keep]] = rows[keep] + 2
+        # a pointer is usable only where both sides know the byte it points at
+        known = (ptr >= 0) & (ptr < self.n) & (ptr - ptr // self.seg * self.seg < p_next)
+        self.mptr[:k] = np.where(known, ptr, -1)
+        self.mlen[:k] = np.where(known, ln, 0)
 
     def result(self) -> np.ndarray:
         return self.out
