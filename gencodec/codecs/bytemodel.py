@@ -1,8 +1,8 @@
 """``bytemodel``: any file coded bit by bit under a context-mixing model that learns as it codes
 (:mod:`gencodec.models.bytemodel`), through the neural codec contract.
 
-Payload: the range-coded stream of the bits (``"coding": "model"``), or the bytes themselves
-(``"coding": "stored"``) where the model would not pay: a zlib probe of the first 64 KiB finds
+Payload: the range-coded stream of the bits (no params: the header stays small), or the bytes
+themselves (``"coding": "stored"``) where the model would not pay: a zlib probe of the first 64 KiB finds
 random or already-compressed input cheaply, and a stream no smaller than the input is never
 kept. Stored payloads need no model and record no model id. Inputs above MAX_BYTES are refused
 (the schedule is held in memory; streaming in chunks is still to come).
@@ -51,14 +51,16 @@ class ByteModelCodec(NeuralCodec):
         enc = super().encode(data)
         if len(enc.payload) >= len(data):
             return self._stored(data)
-        return Encoded(enc.payload, {"coding": "model"}, enc.stats)
+        return Encoded(enc.payload, {}, enc.stats)  # no params: model coding (the header stays small)
 
     @staticmethod
     def _stored(data: bytes) -> Encoded:
         return Encoded(data, {"coding": "stored"}, {"ideal_bits": 8 * len(data)}, uses_model=False)
 
     def decode(self, payload: bytes, header: Any) -> bytes:
-        coding = header.params.get("coding")
+        coding = header.params.get("coding", "model")
+        if set(header.params) - {"coding"}:
+            raise CorruptFileError(f"bytemodel: unknown params {sorted(set(header.params) - {'coding'})} in the header")
         if coding == "stored":
             return payload
         if coding != "model":

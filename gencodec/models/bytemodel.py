@@ -28,7 +28,6 @@ input is the next step (issue 14).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -109,6 +108,10 @@ class ExactByteModel:
 
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.cfg)
+
+    def save(self, path, card: dict[str, Any] | None = None) -> None:
+        """A model file of this config (gencodec.models.modelfile), e.g. for ``model=PATH``."""
+        modelfile.save(self, path, card)
 
     def state(self) -> dict[str, Any]:
         return {}  # nothing pretrained yet: every number is learned from the input
@@ -288,7 +291,3 @@ class MixSession:
 
     def result(self) -> np.ndarray:
         return self.out
-
-
-def ideal_bits_per_byte(stream_bits: float, n: int) -> float:
-    return stream_bits / max(n, 1) if n else math.nan

@@ -1,0 +1,99 @@
+"""bytemodel against the classical byte codecs, in one run: bits per byte of whole .gcx files, the
+model's ideal code length, encode and decode speed (model loaded; start-up apart), and the
+size/speed trade-off of the segment count.
+
+    python benchmarks/bytemodel.py [--corpus corpora/canterbury] [--files alice29.txt ...] [--segments 16 64 256]
+                                   [--extra FILE ...] [--json out.json]
+
+Prints markdown. Every frame is decoded and checked. Speeds depend on the machine: read them beside
+the classical codecs timed in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import gencodec
+from gencodec.codecs.bytemodel import ByteModelCodec
+from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel
+
+TEXT = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "cp.html", "fields.c", "grammar.lsp", "xargs.1"]
+CLASSICAL = ["xz", "zstd", "brotli", "bz2"]
+
+
+def timed(fn, *args, **kw):
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def run_file(data: bytes, name: str) -> dict:
+    row = {"file": name, "bytes": len(data)}
+    for codec in ["bytemodel", *CLASSICAL]:
+        rep, t_enc = timed(gencodec.compress_report, data, codec=codec)
+        out, t_dec = timed(gencodec.decompress, rep.blob)
+        assert out == data, (name, codec)
+        row[codec] = {"bpb": 8 * len(rep.blob) / len(data), "n_bytes": len(rep.blob), "encode_s": t_enc, "decode_s": t_dec}
+        if codec == "bytemodel":
+            row[codec]["ideal_bpb"] = rep.stats["ideal_bits"] / len(data)
+            row[codec]["coding"] = gencodec.info(rep.blob)["params"].get("coding", "model")
+    return row
+
+
+def segments_curve(data: bytes, counts: list[int]) -> list[dict]:
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for s in counts:
+            path = Path(tmp) / f"s{s}.safetensors"
+            ExactByteModel(ByteModelConfig(segments=s, segment_min=16, segment_max=1 << 30)).save(path)
+            codec = ByteModelCodec(model=path)
+            codec.encode(b"warm up " * 10)
+            enc, t_enc = timed(codec.encode, data)
+            out.append({"segments": s, "bpb": 8 * len(enc.payload) / len(data), "encode_kb_s": len(data) / t_enc / 1e3})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", type=Path, default=Path("corpora/canterbury"))
+    ap.add_argument("--files", nargs="+", default=TEXT)
+    ap.add_argument("--extra", nargs="*", type=Path, default=[], help="more files (held-out text)")
+    ap.add_argument("--segments", nargs="*", type=int, default=[8, 32, 64, 128, 256], help="segment counts for the curve (on the first file)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    gencodec.compress(b"warm up the model " * 20, codec="bytemodel")
+    rows = [run_file((args.corpus / f).read_bytes(), f) for f in args.files]
+    rows += [run_file(p.read_bytes(), str(p)) for p in args.extra]
+    codecs = ["bytemodel", *CLASSICAL]
+    print(f"Machine: {platform.machine()} {platform.processor() or ''}; gencodec {gencodec.__version__}\n")
+    print("| file | bytes | " + " | ".join(f"`{c}`" for c in codecs) + " | bytemodel ideal |")
+    print("| :--- | ---: | " + " | ".join("---:" for _ in codecs) + " | ---: |")
+    for r in rows:
+        best = min(codecs, key=lambda c: r[c]["bpb"])
+        cells = [(f"**{r[c]['bpb']:.3f}**" if c == best else f"{r[c]['bpb']:.3f}") for c in codecs]
+        print(f"| {r['file']} | {r['bytes']:,} | " + " | ".join(cells) + f" | {r['bytemodel']['ideal_bpb']:.3f} |")
+    total = sum(r["bytes"] for r in rows)
+    tot = {c: 8 * sum(r[c]["n_bytes"] for r in rows) / total for c in codecs}
+    print("| **all** | " + f"{total:,} | " + " | ".join(f"{tot[c]:.3f}" for c in codecs) + " | |")
+    print("\nSpeed (KB/s over all files; model loaded):\n")
+    print("| codec | encode KB/s | decode KB/s |\n| :--- | ---: | ---: |")
+    for c in codecs:
+        enc = sum(r[c]["encode_s"] for r in rows)
+        dec = sum(r[c]["decode_s"] for r in rows)
+        print(f"| `{c}` | {total / enc / 1e3:.1f} | {total / dec / 1e3:.1f} |")
+    curve = segments_curve((args.corpus / args.files[0]).read_bytes(), args.segments) if args.segments else []
+    if curve:
+        print(f"\nSegments coded in lockstep ({args.files[0]}): size against encode speed\n")
+        print("| segments | bits/byte | encode KB/s |\n| ---: | ---: | ---: |")
+        for c in curve:
+            print(f"| {c['segments']} | {c['bpb']:.3f} | {c['encode_kb_s']:.1f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "totals": tot, "segments": curve}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
