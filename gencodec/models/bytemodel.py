@@ -40,6 +40,7 @@ from . import modelfile
 PROB_BITS = 12  # the coder sees p(bit = 1) as p / 4096, 1 <= p <= 4095
 ORDERS = ("o1", "o2", "o3", "o4", "o6", "word", "o0")  # the context models, in mixer input order
 LIMITS = (127, 255, 255, 255, 255, 255, 60)  # count limits: lower adapts faster (chosen on text-train files, never Canterbury)
+SHARED = 24  # a shared mixer row, APM point or match confidence takes up to this many steps per group (chosen on text-train)
 MATCH_MIN = 5  # bytes of context the match model looks up
 MATCH_LEN_CAP = 15  # match lengths above this share one confidence
 WEIGHT_LIMIT = 1 << 22  # |mixer weight| <= 64 (in units of 2**-16): the dot product stays far inside int64
@@ -94,6 +95,20 @@ def luts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if _LUTS is None:
         _LUTS = _tables()
     return _LUTS
+
+
+def _mean_add(table: np.ndarray, idx: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Add to each entry of ``table`` (along its first axis) the deltas aimed at it in one group,
+    summed up to SHARED of them and averaged beyond (the sum divided by ceil(k / SHARED), floored):
+    the many segments of a group in one context move it as at most SHARED steps would, not k steps
+    at once, which made a mixer oscillate (integers only; the same on both sides). Returns the
+    entries touched."""
+    uniq, inv, cnt = np.unique(idx, return_inverse=True, return_counts=True)
+    sums = np.zeros((uniq.size,) + delta.shape[1:], np.int64)
+    np.add.at(sums, inv, delta)
+    div = (cnt + SHARED - 1) // SHARED
+    table[uniq] += sums // (div if delta.ndim == 1 else div[:, None])
+    return uniq
 
 
 class ExactByteModel:
@@ -167,7 +182,7 @@ class MixSession:
         self.offsets = (np.arange(m, dtype=np.int64) << bits)[:, None]  # (m, 1): each model's part of the table
         self.prob = np.full(m << bits, 1 << 15, np.int64)  # p(bit = 1) in 1/65536
         self.count = np.zeros(m << bits, np.int64)
-        self.limits = np.array(LIMITS, np.int64)[:, None]
+        self.limit_of, self.bits = np.array(LIMITS, np.int64), bits
         # mixer weights by (match model active, partial byte); inputs: the context models, the match model, a bias
         self.weights = np.full((512, m + 2), (1 << cfg.mixer_shift) // 4, np.int64)
         # the match model: where the last MATCH_MIN bytes were seen before, and whether the byte after
@@ -233,22 +248,22 @@ class MixSession:
         target = bits << 16
         delta = ((target[None, :] - self.prob[idx]) * self.recip[self.count[idx]]) >> 16
         flat = idx.ravel()
-        np.add.at(self.prob, flat, delta.ravel())
+        np.add.at(self.prob, flat, delta.ravel())  # summed: each segment's evidence counts
         self.prob[flat] = np.clip(self.prob[flat], 32, 65536 - 32)
         np.add.at(self.count, flat, 1)
-        self.count[flat] = np.minimum(self.count[flat], np.broadcast_to(self.limits, idx.shape).ravel())
+        self.count[flat] = np.minimum(self.count[flat], self.limit_of[flat >> self.bits])
         # the mixer: w += inputs * err * lr / 2**16
         err = ((bits << PROB_BITS) - self.pmix) * self.cfg.learning_rate
-        np.add.at(self.weights, self.wrow, ((self.inputs * err[None, :]) >> 16).T)
-        self.weights[self.wrow] = np.clip(self.weights[self.wrow], -WEIGHT_LIMIT, WEIGHT_LIMIT)
+        rows_w = _mean_add(self.weights, self.wrow, ((self.inputs * err[None, :]) >> 16).T)
+        self.weights[rows_w] = np.clip(self.weights[rows_w], -WEIGHT_LIMIT, WEIGHT_LIMIT)
         # the APM's nearer point moves 1/64 of the way to the bit
         a = self.apm_idx
-        np.add.at(self.apm, a, ((bits << 16) - self.apm[a]) >> 6)
+        _mean_add(self.apm, a, ((bits << 16) - self.apm[a]) >> 6)
         act = self.active
         if act.any():
             li = self.mlen_idx[act]
             right = (bits[act] == self.expected[act]).astype(np.int64) << 16
-            np.add.at(self.mprob, li, (right - self.mprob[li]) >> 5)
+            _mean_add(self.mprob, li, (right - self.mprob[li]) >> 5)
             np.clip(self.mprob, 32, 65536 - 32, out=self.mprob)
         rows = self.starts[:k] + self.p
         self.out[rows, self.bit] = bits
