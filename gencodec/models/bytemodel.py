@@ -103,9 +103,16 @@ def _mean_add(table: np.ndarray, idx: np.ndarray, delta: np.ndarray) -> np.ndarr
     the many segments of a group in one context move it as at most SHARED steps would, not k steps
     at once, which made a mixer oscillate (integers only; the same on both sides). Returns the
     entries touched."""
-    uniq, inv, cnt = np.unique(idx, return_inverse=True, return_counts=True)
-    sums = np.zeros((uniq.size,) + delta.shape[1:], np.int64)
-    np.add.at(sums, inv, delta)
+    if table.shape[0] <= 4096:  # a small table (mixer rows, match confidences): count over all of it
+        cnt = np.bincount(idx, minlength=table.shape[0])
+        uniq = np.flatnonzero(cnt)
+        sums = np.zeros(table.shape, np.int64)
+        np.add.at(sums, idx, delta)
+        sums, cnt = sums[uniq], cnt[uniq]
+    else:
+        uniq, inv, cnt = np.unique(idx, return_inverse=True, return_counts=True)
+        sums = np.zeros((uniq.size,) + delta.shape[1:], np.int64)
+        np.add.at(sums, inv, delta)
     div = (cnt + SHARED - 1) // SHARED
     table[uniq] += sums // (div if delta.ndim == 1 else div[:, None])
     return uniq
@@ -194,6 +201,7 @@ class MixSession:
         self.mptr = np.full(n_seg, -1, np.int64)
         self.mlen = np.zeros(n_seg, np.int64)
         self.mprob = np.full(MATCH_LEN_CAP + 1, 3 << 14, np.int64)  # p(the predicted bit is right) by length
+        self.bias_row = np.full((1, n_seg), 256, np.int64)
         # the APM: by (previous byte, partial byte), 33 interpolation points over the stretched mix
         points = (np.arange(33) * 128 - 2048).clip(-2047, 2047) + 2047
         self.apm = np.tile(self.squash[points] * 16, (1 << 16, 1)).reshape(-1)
@@ -228,7 +236,7 @@ class MixSession:
         self.expected = (pbyte >> (shift - 1)) & 1
         self.mlen_idx = np.minimum(self.mlen[:k], MATCH_LEN_CAP)
         sm = self.stretch[self.mprob[self.mlen_idx] >> 4] * (2 * self.expected - 1) * self.active
-        self.inputs = np.concatenate([st, sm[None, :], np.full((1, k), 256, np.int64)])  # + bias
+        self.inputs = np.concatenate([st, sm[None, :], self.bias_row[:, :k]])  # + bias
         self.wrow = self.c0[:k] + 256 * self.active
         dot = np.clip(np.einsum("ij,ji->j", self.inputs, self.weights[self.wrow]) >> self.cfg.mixer_shift, -2047, 2047)
         self.pmix = self.squash[dot + 2047]
