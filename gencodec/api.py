@@ -23,7 +23,7 @@ from .errors import (
     ModelMismatchError,
     UnsupportedInputError,
 )
-from .registry import AUTO_BYTES_CANDIDATES, AUTO_IMAGE_RANKING, get_codec, get_entry
+from .registry import AUTO_BYTES_CANDIDATES, AUTO_IMAGE_RANKING, AUTO_NEURAL_BYTES, get_codec, get_entry
 
 #: Images whose header claims more pixels than this are refused before decoding
 #: (override per call with ``max_pixels=`` or with the GENCODEC_MAX_PIXELS environment variable).
@@ -215,14 +215,18 @@ def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
 
 
 def _auto_bytes(raw: bytes, name: str, params: dict[str, Any]):
-    best = None
-    for codec_name in AUTO_BYTES_CANDIDATES:
+    """Every candidate that is available (and, for a neural one, sized for the input); the smallest
+    whole frame wins (a neural frame's header also carries a model id), ties to the earlier one."""
+    best, best_size = None, None
+    neural = [c for c, limit in AUTO_NEURAL_BYTES.items() if len(raw) <= limit]
+    for codec_name in [*neural, *AUTO_BYTES_CANDIDATES]:
         codec = get_codec(codec_name)
         if not codec.available:
             continue
         header, enc = _encode_bytes(raw, codec_name, name, params)
-        if best is None or len(enc.payload) < len(best[1].payload):
-            best = (header, enc)
+        size = container.frame_size(header, len(enc.payload))
+        if best is None or size < best_size:
+            best, best_size = (header, enc), size
     return best
 
 

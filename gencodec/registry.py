@@ -67,8 +67,11 @@ register("bytemodel", "bytes", ".codecs.bytemodel:ByteModelCodec", "context mixi
 #: pixelcnn leads since it coded Kodak smaller than JPEG XL at effort 7 and 9 in the same run
 #: (docs/BENCHMARKS.md); modes it does not model (1, P, I;16) go on down the ranking.
 AUTO_IMAGE_RANKING = ["pixelcnn", "jpeg-xl-lossless", "webp-lossless", "png"]
-#: ``auto`` for bytes: all of these are tried and the smallest payload wins ("stored" always last).
+#: ``auto`` for bytes: all of these are tried and the smallest frame wins ("stored" always last).
 AUTO_BYTES_CANDIDATES = ["xz", "brotli", "zstd", "bz2", "stored"]
+#: ... and these neural byte codecs too, for inputs up to this many bytes (beyond, their time is not
+#: worth it here: bytemodel codes about 50 KB/s each way; ``--codec bytemodel`` still forces it)
+AUTO_NEURAL_BYTES = {"bytemodel": 256 << 10}
 
 def entries() -> list[CodecEntry]:
     return list(_ENTRIES.values())
