@@ -150,7 +150,7 @@ class ExactByteModel:
 
     def schedule(self, shape: Sequence[int]) -> Schedule:
         """Bits (n, 8): group 8 p + b holds bit b of byte p of every segment that long; rounds every
-        4096 groups (progress only: this model has no hooks)."""
+        512 groups (the encoder's progress reports; this model has no hooks)."""
         n = shape[0]
         seg = self.cfg.segment_length(n)
         starts = np.arange(0, n, seg, dtype=np.int64)
@@ -158,7 +158,7 @@ class ExactByteModel:
         for p in range(min(n, seg)):
             rows = 8 * (starts[starts + p < n] + p)
             groups.extend(rows + b for b in range(8))
-        return Schedule(tuple(groups), 8 * n, tuple(range(0, len(groups), 4096)) or (0,))
+        return Schedule(tuple(groups), 8 * n, tuple(range(0, len(groups), 512)) or (0,))
 
     def parallel(self, symbols: np.ndarray):
         return None  # every table depends on what was learned from the bits before it
