@@ -153,7 +153,7 @@ class ExactByteModel:
         512 groups (the encoder's progress reports; this model has no hooks)."""
         n = shape[0]
         seg = self.cfg.segment_length(n)
-        starts = np.arange(0, n, seg, dtype=np.int64)
+        starts = np.arange(0, n, seg, dtype=np.int64 if 8 * n >= 1 << 31 else np.int32)  # int32: half the memory
         groups = []
         for p in range(min(n, seg)):
             rows = 8 * (starts[starts + p < n] + p)
@@ -188,13 +188,13 @@ class MixSession:
         m = len(ORDERS)
         self.offsets = (np.arange(m, dtype=np.int64) << bits)[:, None]  # (m, 1): each model's part of the table
         self.prob = np.full(m << bits, 1 << 15, np.int64)  # p(bit = 1) in 1/65536
-        self.count = np.zeros(m << bits, np.int64)
+        self.count = np.zeros(m << bits, np.int32)  # <= 255
         self.limit_of, self.bits = np.array(LIMITS, np.int64), bits
         # mixer weights by (match model active, partial byte); inputs: the context models, the match model, a bias
         self.weights = np.full((512, m + 2), (1 << cfg.mixer_shift) // 4, np.int64)
         # the match model: where the last MATCH_MIN bytes were seen before, and whether the byte after
         # them continues here (its bits predicted, with a confidence learned by match length)
-        self.buf = np.zeros(n, np.int64)
+        self.buf = np.zeros(n, np.uint8)
         mbits = min(22, max(12, n.bit_length() + 1))
         self.mshift = np.uint64(64 - mbits)
         self.mtab = np.zeros(1 << mbits, np.int64)  # hash -> 1 + the position after those bytes (0: none)
@@ -211,7 +211,7 @@ class MixSession:
         self.ctx = np.zeros((m, n_seg), np.uint64)  # each model's hash of the byte context
         self.p, self.k = 0, n_seg  # byte position within the segments; segments still going
         self.bit = 0
-        self.out = np.zeros((n, 8), np.int64)
+        self.out = np.zeros((n, 8), np.uint8)
         self._byte_contexts()
 
     def _byte_contexts(self) -> None:
@@ -230,7 +230,7 @@ class MixSession:
         self.idx = self.offsets + (spread & self.mask).astype(np.int64)  # (m, k)
         st = self.stretch[self.prob[self.idx] >> 4]  # (m, k)
         ptr = self.mptr[:k]
-        pbyte = self.buf[np.maximum(ptr, 0)] | 256
+        pbyte = self.buf[np.maximum(ptr, 0)].astype(np.int64) | 256
         shift = 8 - self.bit
         self.active = (ptr >= 0) & ((pbyte >> shift) == self.c0[:k])  # the match still agrees with this byte
         self.expected = (pbyte >> (shift - 1)) & 1
