@@ -67,6 +67,4 @@ class ByteModelCodec(NeuralCodec):
             raise CorruptFileError(f"bytemodel: unknown coding {coding!r} in the header")
         if header.length > MAX_BYTES:
             raise LimitError(f"bytemodel frame of {header.length:,} bytes exceeds its limit of {MAX_BYTES >> 20} MiB")
-        if len(payload) % 4:
-            raise CorruptFileError("bytemodel payload is not whole 32-bit words")
         return super().decode(payload, header)

@@ -103,9 +103,9 @@ class PixelCNNCodec(NeuralCodec):
         _, h, w = planes.shape
         with progress.part(0, 2):  # the parallel pass is the first half of an encode's progress
             if adapt if fit is None else fit:
-                model, mean, idx, packed_fit = fit_and_tables(m, planes, n_coded)
+                mean, idx, packed_fit = fit_and_tables(m, planes, n_coded)
             else:
-                (mean, idx), model, packed_fit = m.tables_parallel(planes, n_coded), m, b""
+                (mean, idx), packed_fit = m.tables_parallel(planes, n_coded), b""
         hooks = []
         packed = b""
         if adapt and h * w:
@@ -118,7 +118,9 @@ class PixelCNNCodec(NeuralCodec):
         if adapt if hist is None else hist:
             hooks.append(HistHook(m.cfg, n_coded, totals=True))
         with progress.part(1, 2):  # the coding rounds are the second half of an encode's progress
-            stream, ideal = driver.encode(model, planes[:n_coded], hooks, params=PlaneParams(mean, idx))
+            # every table comes from (mean, idx): the base model's schedule and law code them (the
+            # refitted heads are in the parameters already; the decoder rebuilds their model)
+            stream, ideal = driver.encode(m, planes[:n_coded], hooks, params=PlaneParams(mean, idx))
         return stream, ideal, packed, packed_fit
 
     # -- decode ---------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ and strided row windows for hot loops, and :func:`serial_torch`.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -120,8 +122,6 @@ class BlasThreads:
 
     def _controller(self):
         if self._ctl is None:
-            import os
-
             self._ctl = False
             if any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
                 return False
@@ -156,8 +156,6 @@ class BlasThreads:
     def step(self, work: int) -> None:
         if self.choice is not None or not self._ctl:
             return
-        import time
-
         now = time.perf_counter()
         k = self._k  # steps that took part so far
         if self._t is not None and k > self.WARM:  # the step that just ended ran under its block's setting

@@ -97,7 +97,7 @@ def luts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _LUTS
 
 
-def _mean_add(table: np.ndarray, idx: np.ndarray, delta: np.ndarray) -> np.ndarray:
+def _shared_add(table: np.ndarray, idx: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """Add to each entry of ``table`` (along its first axis) the deltas aimed at it in one group,
     summed up to SHARED of them and averaged beyond (the sum divided by ceil(k / SHARED), floored):
     the many segments of a group in one context move it as at most SHARED steps would, not k steps
@@ -262,16 +262,16 @@ class MixSession:
         self.count[flat] = np.minimum(self.count[flat], self.limit_of[flat >> self.bits])
         # the mixer: w += inputs * err * lr / 2**16
         err = ((bits << PROB_BITS) - self.pmix) * self.cfg.learning_rate
-        rows_w = _mean_add(self.weights, self.wrow, ((self.inputs * err[None, :]) >> 16).T)
+        rows_w = _shared_add(self.weights, self.wrow, ((self.inputs * err[None, :]) >> 16).T)
         self.weights[rows_w] = np.clip(self.weights[rows_w], -WEIGHT_LIMIT, WEIGHT_LIMIT)
         # the APM's nearer point moves 1/64 of the way to the bit
         a = self.apm_idx
-        _mean_add(self.apm, a, ((bits << 16) - self.apm[a]) >> 6)
+        _shared_add(self.apm, a, ((bits << 16) - self.apm[a]) >> 6)
         act = self.active
         if act.any():
             li = self.mlen_idx[act]
             right = (bits[act] == self.expected[act]).astype(np.int64) << 16
-            _mean_add(self.mprob, li, (right - self.mprob[li]) >> 5)
+            _shared_add(self.mprob, li, (right - self.mprob[li]) >> 5)
             np.clip(self.mprob, 32, 65536 - 32, out=self.mprob)
         rows = self.starts[:k] + self.p
         self.out[rows, self.bit] = bits

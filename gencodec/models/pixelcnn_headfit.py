@@ -317,8 +317,8 @@ def fitted_model(model, fits):
 
 
 def fit_and_tables(model, planes: np.ndarray, n_coded: int):
-    """The encoder's per-image heads and its parallel pass: planes (3, H, W) uint8 -> (the model to
-    code with, mean, scale index (n_coded, H, W), packed heads or b"").
+    """The encoder's per-image heads and its parallel pass: planes (3, H, W) uint8 -> (mean, scale
+    index (n_coded, H, W) under the heads kept, packed heads or b"").
 
     Each channel's head is refitted to a sample of rows (:func:`fit_channel`); the parallel pass
     then evaluates both heads at once, and a channel keeps its refit only where, over the whole
@@ -327,7 +327,7 @@ def fit_and_tables(model, planes: np.ndarray, n_coded: int):
     _, h, w = planes.shape
     if h * w < MIN_PIXELS:
         mean, idx = m.tables_parallel(planes, n_coded)
-        return m, mean, idx, b""
+        return mean, idx, b""
     tables = CostTables(m.dist)
     rows = list(sample_rows(h, w))
     samples = m.head_samples(planes, rows, n_coded)
@@ -340,7 +340,7 @@ def fit_and_tables(model, planes: np.ndarray, n_coded: int):
     models = [m, fitted_model(m, fits)] if fits else [m]
     means, idxs = m.tables_parallel_multi(planes, models, n_coded, known=(rows, samples))
     if not fits:
-        return m, means[0], idxs[0], b""
+        return means[0], idxs[0], b""
     d = m.cfg.mean_steps
     keep = {}
     for c in fits:  # whole-image integer costs (1/1024 bit), against the stored integers' cost
@@ -350,6 +350,4 @@ def fit_and_tables(model, planes: np.ndarray, n_coded: int):
             keep[c] = fits[c]
     for c in keep:
         means[0][c], idxs[0][c] = means[1][c], idxs[1][c]
-    if not keep:
-        return m, means[0], idxs[0], b""
-    return fitted_model(m, keep), means[0], idxs[0], pack_fit(keep, m)
+    return means[0], idxs[0], pack_fit(keep, m) if keep else b""
