@@ -11,7 +11,7 @@ import click
 import gencodec
 from gencodec import container, imageio
 from gencodec.errors import GencodecError
-from gencodec.registry import get_entry
+from gencodec.registry import DEFAULT_LEARNED_LOSSY, get_entry
 
 from . import io
 from .common import Failure, Message, for_each_file, key_value, number
@@ -53,8 +53,13 @@ def _with_common(f):
 @click.option("--codec", default="auto", show_default=True, metavar="NAME", help="Codec name (see `gencodec codecs`).")
 @click.option("--model", metavar="PATH", help="Model file for a neural codec (needs --codec).")
 @click.option("--quality", type=number, metavar="Q", help="Quality for a lossy image codec.")
+@click.option("--lossy", is_flag=True, help="Code images with the learned lossy codec (hyperprior) unless --codec names another.")
+@click.option("--psnr", type=click.FloatRange(min=0, min_open=True), metavar="DB",
+              help="Rate control: the smallest file with at least this PSNR (hyperprior).")
+@click.option("--bpp", type=click.FloatRange(min=0, min_open=True), metavar="B",
+              help="Rate control: the best PSNR within this many bits per pixel, frame included (hyperprior).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra codec parameter (repeatable; VALUE parsed as JSON if it can be).")
-def compress(files, output, to_stdout, force, quiet, as_json, codec, model, quality, params):
+def compress(files, output, to_stdout, force, quiet, as_json, codec, model, quality, lossy, psnr, bpp, params):
     """Compress each FILE into FILE.gcx (keeping FILE); '-' reads stdin and writes stdout.
 
     PNG, PPM/PGM, BMP and TIFF images are coded as pixels (restored as PNG with identical
@@ -63,8 +68,15 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
     """
     _check_sources(files, output, to_stdout)
     codec_params = dict(key_value(p) for p in params)
-    if quality is not None:
-        codec_params["quality"] = quality
+    targets = [n for n, v in (("--quality", quality), ("--psnr", psnr), ("--bpp", bpp)) if v is not None]
+    if len(targets) > 1:
+        raise click.UsageError(f"{' and '.join(targets)} exclude each other")
+    for key, value in (("quality", quality), ("psnr", psnr), ("bpp", bpp)):
+        if value is not None:
+            codec_params[key] = value
+    if lossy or ((psnr is not None or bpp is not None) and codec == "auto"):
+        if codec == "auto":
+            codec = DEFAULT_LEARNED_LOSSY
     if codec == "auto" and (codec_params or model):
         raise click.UsageError("--model, --quality and -p need an explicit --codec NAME")
     try:
@@ -73,6 +85,8 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
         raise Failure(str(e)) from None
     if "quality" in codec_params and kind != "lossy-image":
         raise click.UsageError(f"--quality applies to lossy image codecs, and {codec!r} is {kind}")
+    if lossy and kind != "lossy-image":
+        raise click.UsageError(f"--lossy picks a lossy image codec, and {codec!r} is {kind}")
     if model is not None:
         codec_params["model"] = model
 

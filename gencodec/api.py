@@ -184,15 +184,20 @@ def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
     imageio.bit_depth(img.mode)  # refuses unknown modes with a message naming the mode
     codec.check_mode(img)
     _require_available(codec)
-    enc = codec.encode(img, **encode_params)
     lossy = codec.kind == "lossy-image"
-    header = Header(
-        codec=codec.name, kind="image",
-        checksum=container.checksum(enc.payload) if lossy else imageio.pixel_digest(img),
-        params=enc.params, model_id=codec.model_id if enc.uses_model else b"", name=name,
-        width=img.width, height=img.height, mode=img.mode, bit_depth=imageio.bit_depth(img.mode),
-    )
-    return header, enc
+
+    def make_header(enc_params: dict[str, Any], checksum: bytes, uses_model: bool = True) -> Header:
+        return Header(
+            codec=codec.name, kind="image", checksum=checksum, params=enc_params,
+            model_id=codec.model_id if uses_model else b"", name=name,
+            width=img.width, height=img.height, mode=img.mode, bit_depth=imageio.bit_depth(img.mode),
+        )
+
+    if getattr(codec, "rate_control", False) and "bpp" in encode_params:  # budgets count the whole frame
+        encode_params["frame_size"] = lambda p, n: container.frame_size(make_header(p, bytes(16)), n)
+    enc = codec.encode(img, **encode_params)
+    checksum = container.checksum(enc.payload) if lossy else imageio.pixel_digest(img)
+    return make_header(enc.params, checksum, enc.uses_model), enc
 
 
 def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):

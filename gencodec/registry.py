@@ -54,6 +54,11 @@ register("jpeg", "lossy-image", ".codecs.classic_image:JPEGCodec", "JPEG (libjpe
 register("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, quality 0-100")
 register("avif", "lossy-image", ".codecs.classic_image:AVIFCodec", "AVIF (libavif), quality 0-100")
 register("jpeg-xl", "lossy-image", ".codecs.classic_image:JPEGXLCodec", "JPEG XL lossy (libjxl), quality 0-100")
+register("hyperprior", "lossy-image", ".codecs.hyperprior:HyperpriorCodec",
+         "learned: mean-scale hyperprior autoencoder, exact entropy parameters, quality 1-6, --psnr/--bpp")
+
+#: ``--lossy``: the learned lossy codec used when none is named
+DEFAULT_LEARNED_LOSSY = "hyperprior"
 # -- bytes --------------------------------------------------------------------------------------
 register("stored", "bytes", ".codecs.classic_bytes:StoredCodec", "no compression")
 register("gzip", "bytes", ".codecs.classic_bytes:GzipCodec", "DEFLATE (zlib level 9, gzip framing)")

@@ -177,4 +177,7 @@ def tables_in_order(model: ExactModel, symbols: np.ndarray, path: str, hooks: Se
             session.push(flat[group])
     else:
         raise ValueError(f"path must be 'parallel' or 'session', got {path!r}")
-    return np.concatenate(parts) if parts else np.zeros((0, 0))
+    if not parts:
+        return np.zeros((0, 0))
+    width = max(p.shape[1] for p in parts)  # a model may give each group its own table width
+    return np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]))) for p in parts])

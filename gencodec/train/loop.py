@@ -60,14 +60,18 @@ def train(
     val_fn: Callable[[torch.nn.Module, int], dict[str, float]],
     resume: bool = False,
     unit: str = "loss",
+    no_clip: Callable[[str], bool] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place; returns {"step", "best_val", "seconds", "log"}.
 
     With ``resume`` the run continues from ``workdir/last.pt`` (same step, optimizer and best).
+    no_clip: names of parameters left out of gradient clipping (e.g. the entropy bottleneck's
+    quantiles, whose auxiliary loss has gradients of another scale).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    clipped = [p for n, p in model.named_parameters() if no_clip is None or not no_clip(n)]
     step, best, seconds = 0, math.inf, 0.0
     last = workdir / "last.pt"
     if resume and last.exists():
@@ -117,7 +121,7 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(clipped, cfg.grad_clip)
         opt.step()
         step += 1
         seconds += time.monotonic() - t0

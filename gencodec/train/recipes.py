@@ -140,3 +140,23 @@ register(Recipe(
                "codec rebuilds it)."),
     ),
 ))
+
+
+register(Recipe(
+    model="hyperprior",
+    summary_line="the learned lossy image codec: one model for the whole quality ladder (random crops of a folder)",
+    target=".hyperprior:run",
+    check_target=".hyperprior:check_options",
+    default_steps=20000,
+    options=(
+        Option("val_glob", "str", "Hold out images whose relative path matches (default: 5% by hash)."),
+        Option("crop", "int", "Training crop side, a multiple of 64 (default 128).", lo=64),
+        Option("batch", "int", "Crops per step (default 8).", lo=1),
+        Option("lr", "float", "Peak learning rate (default 3e-4)."),
+        Option("seed", "int", "Seed of crops, levels and initial weights (default 0)."),
+        Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
+        Option("threads", "int", "torch CPU threads (default 2).", lo=1),
+        Option("config", "json", "Model config fields to change, as a JSON object, e.g. '{\"N\": 128, \"M\": 192, "
+               "\"lambdas\": [0.0067, 0.013, 0.025]}' (see HyperpriorConfig; saved in the model file)."),
+    ),
+))

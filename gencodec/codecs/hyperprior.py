@@ -1,0 +1,200 @@
+"""``hyperprior``: the learned lossy image codec (gencodec.models.hyperprior), with rate control.
+
+Parameters (one of them): ``quality`` -- a number in [1, L] (L = the ladder's length, 6 for the
+shipped model; fractions interpolate the gains between ladder points, default 4); ``psnr`` -- the
+smallest file whose PSNR is at least this; ``bpp`` -- the best PSNR whose file (its frame
+included) has at most this many bits per pixel. Rate control bisects the continuous quality
+(RATE_STEPS tries, each reusing the one analysis transform: only the hyper-transforms, the coder
+and -- for ``psnr`` -- the synthesis run again).
+
+Modes: RGB; L through replication (restored as L); RGBA and LA with the alpha plane coded
+losslessly beside the colour (PNG). The frame stores the quality and a checksum of the latents
+(CRC-32 of the symbols), which decoding verifies before any pixel is made.
+
+Payload: ``u32 alpha length | alpha PNG | range-coded symbols`` (no alpha: length 0).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..codec import Encoded
+from ..errors import CorruptFileError, UnsupportedInputError
+from .neural import NeuralCodec
+
+__all__ = ["HyperpriorCodec", "DEFAULT_QUALITY", "FRAME_ALLOWANCE"]
+
+DEFAULT_QUALITY = 4.0
+RATE_STEPS = 9  # bisection steps of rate control (the quality interval shrinks by 2**-9)
+#: bytes of frame around the payload that ``bpp`` budgets for when the caller does not say (the
+#: API passes the exact frame size: ``frame_size(params, payload_length)``)
+FRAME_ALLOWANCE = 160
+
+
+def _crc(symbols: np.ndarray) -> str:
+    return f"{zlib.crc32(np.ascontiguousarray(symbols, dtype='<i4').tobytes()) & 0xFFFFFFFF:08x}"
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+class HyperpriorCodec(NeuralCodec):
+    name = "hyperprior"
+    kind = "lossy-image"
+    arch = "hyperprior"
+    description = "learned lossy: mean-scale hyperprior autoencoder, exact entropy parameters, quality 1-6"
+    modes = frozenset({"L", "LA", "RGB", "RGBA"})
+    bench_qualities = (1, 2, 3, 4, 5, 6)
+    rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
+    MAX_SIDE = 65535
+
+    @property
+    def levels(self) -> int:
+        return self.model.cfg.levels
+
+    # -- parameters -----------------------------------------------------------------------------
+    def _target(self, params: dict[str, Any]) -> tuple[str, float]:
+        params = dict(params)
+        given = [k for k in ("quality", "psnr", "bpp") if params.get(k) is not None]
+        for k in ("quality", "psnr", "bpp"):
+            params.pop(k, None)
+        self.check_no_params(params)
+        if len(given) > 1:
+            raise UnsupportedInputError(f"codec {self.name!r}: give one of quality, psnr and bpp, not {' and '.join(given)}")
+        return (given[0], None) if given else ("quality", DEFAULT_QUALITY)
+
+    def _quality(self, value: Any) -> float:
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)) or not 1 <= float(value) <= self.levels:
+            raise UnsupportedInputError(f"codec {self.name!r}: quality must be a number from 1 to {self.levels}, not {value!r}")
+        return float(value)
+
+    # -- encode ---------------------------------------------------------------------------------
+    def encode(self, img: Image.Image, **params: Any) -> Encoded:
+        from ..exact import driver
+
+        self.check_mode(img)
+        params = dict(params)
+        frame_size = params.pop("frame_size", None)
+        kind, _ = self._target(params)
+        value = params.get(kind, DEFAULT_QUALITY)
+        if img.width < 1 or img.height < 1:
+            raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")
+        if max(img.size) > self.MAX_SIDE:
+            raise UnsupportedInputError(f"codec {self.name!r} codes images up to {self.MAX_SIDE} pixels a side")
+        rgb = np.asarray(img.convert("RGB"))
+        alpha = self._alpha(img)
+        model = self.model
+        analysis = model.analyse(rgb, DEFAULT_QUALITY)
+        target = np.asarray(img.convert("L")) if img.mode in ("L", "LA") else rgb
+        n_pixels = img.width * img.height
+
+        def trial(q: float):
+            sym, y_sym, means = analysis.at(q)
+            stream, ideal = driver.encode(model, sym)
+            return sym, y_sym, means, stream, ideal
+
+        def restored(y_sym, means, q):
+            px = analysis.pixels(y_sym, means, q)
+            return np.asarray(Image.fromarray(px).convert("L")) if target.ndim == 2 else px
+
+        if kind == "quality":
+            q = self._quality(value)
+            sym, y_sym, means, stream, ideal = trial(q)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise UnsupportedInputError(f"codec {self.name!r}: {kind} must be a positive number, not {value!r}")
+            def size(res, q) -> int:
+                n = len(res[3]) + len(alpha) + 4
+                if frame_size is None:
+                    return n + FRAME_ALLOWANCE
+                return frame_size({"quality": q, "latents": _crc(res[0])}, n)
+
+            def good(res, q) -> bool:
+                if kind == "psnr":
+                    return _psnr(restored(res[1], res[2], q), target) >= value
+                return 8 * size(res, q) / n_pixels <= value
+
+            # psnr: the smallest quality that reaches it; bpp: the largest that fits. ``ok`` is the
+            # end known to succeed, ``other`` the end that does not (or is not tried yet).
+            want_low = kind == "psnr"
+            ok, other = (float(self.levels), 1.0) if want_low else (1.0, float(self.levels))
+            res_ok = trial(ok)
+            if not good(res_ok, ok):
+                what = (f"PSNR {value} dB is beyond this model (quality {self.levels})" if want_low
+                        else f"{value} bits per pixel is below what quality 1 needs")
+                raise UnsupportedInputError(f"codec {self.name!r}: {what}")
+            res_other = trial(other)
+            if good(res_other, other):
+                ok, res_ok = other, res_other
+            else:
+                for _ in range(RATE_STEPS):
+                    mid = (ok + other) / 2
+                    res = trial(mid)
+                    if good(res, mid):
+                        ok, res_ok = mid, res
+                    else:
+                        other = mid
+            q = ok
+            sym, y_sym, means, stream, ideal = res_ok
+        payload = struct.pack("<I", len(alpha)) + alpha + stream
+        stats = {"ideal_bits": ideal + 8 * (len(alpha) + 4), "model_ideal_bits": ideal, "quality": q}
+        return Encoded(payload, {"quality": q, "latents": _crc(sym)}, stats)
+
+    @staticmethod
+    def _alpha(img: Image.Image) -> bytes:
+        if img.mode not in ("LA", "RGBA"):
+            return b""
+        buf = io.BytesIO()
+        img.getchannel("A").save(buf, format="PNG", optimize=True)
+        return buf.getvalue()
+
+    # -- decode ---------------------------------------------------------------------------------
+    def decode(self, payload: bytes, header: Any) -> Image.Image:
+        from ..exact import driver
+
+        self.check_model(header)
+        if header.mode not in self.modes:
+            raise CorruptFileError(f"a {self.name} frame cannot hold image mode {header.mode!r}")
+        params = dict(header.params or {})
+        if set(params) != {"quality", "latents"}:
+            raise CorruptFileError(f"{self.name} frame params must be quality and latents, not {sorted(params)}")
+        try:
+            q = self._quality(params["quality"])
+        except UnsupportedInputError:
+            raise CorruptFileError(f"{self.name} frame: bad quality {params['quality']!r}") from None
+        if len(payload) < 4:
+            raise CorruptFileError(f"{self.name} payload truncated")
+        (n_alpha,) = struct.unpack_from("<I", payload)
+        if 4 + n_alpha > len(payload) or (n_alpha > 0) != (header.mode in ("LA", "RGBA")):
+            raise CorruptFileError(f"{self.name} payload: bad alpha section")
+        alpha_png, stream = payload[4 : 4 + n_alpha], payload[4 + n_alpha :]
+        model = self.model
+        shape = model.symbol_shape(header.height, header.width)
+        sym = driver.decode(model, shape, stream)
+        if _crc(sym) != params["latents"]:
+            raise CorruptFileError("latents differ from the encoder's (checksum): the file is damaged, or this "
+                                   "machine computed other tables (please report)")
+        px = model.synthesise(sym, q, header.height, header.width)
+        img = Image.fromarray(px)
+        if header.mode in ("L", "LA"):
+            img = img.convert("L")
+        if n_alpha:
+            try:
+                a = Image.open(io.BytesIO(alpha_png))
+                a.load()
+            except Exception:
+                raise CorruptFileError(f"{self.name} payload: damaged alpha plane") from None
+            if a.size != img.size or a.mode != "L":
+                raise CorruptFileError(f"{self.name} payload: alpha plane of the wrong size or mode")
+            img = Image.merge(header.mode, (*img.split(), a))
+        return img

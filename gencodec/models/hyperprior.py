@@ -1,0 +1,581 @@
+"""hyperprior: a mean-scale hyperprior autoencoder (Ballé et al. 2018, Minnen et al. 2018) with gain
+units for a continuous quality ladder (Cui et al. 2021), whose decoder-side entropy parameters are exact.
+
+Encoder: ``y = g_a(x)``; per quality a channel gain ``y_g = y * gain(q)``; ``z = h_a(y_g)``,
+coded with a factorized prior (compressai's ``EntropyBottleneck``); the **hyper-synthesis**
+``h_s(z_hat)`` gives each latent a mean and a scale; ``y_g - mean`` is rounded and coded under a
+Gaussian of that scale (compressai's ``GaussianConditional``). Decoder: ``x_hat = g_s((sym + mean) / gain(q))``.
+
+What must be identical on every machine is only what chooses the coder's tables: the hyper-latent
+symbols (integers) and ``h_s``. So ``h_s`` is trained fake-quantized
+(:class:`~gencodec.exact.conv.QuantConv2d`) and run exactly (:class:`ExactHyperprior`): integer
+weights, float64 integer accumulators, power-of-two rescales; its means land on a 2**-8 grid and its
+scales pick a table by integer thresholds. The analysis and synthesis transforms stay float (their
+last-bit differences move pixels, never the bitstream); the frame stores a checksum of the latents.
+
+Quality ``q`` is continuous in ``[1, len(lambdas)]``: the model is trained at each lambda of the
+ladder with its own gain vector; between two ladder points the gains are interpolated geometrically.
+
+Example::
+
+    model = Hyperprior(HyperpriorConfig())
+    out = model(x, level)            # x (B, 3, H, W) in [0, 1]; level (B,) ladder indices
+    loss = (lam * 255**2 * out["mse"] + out["bits"] / pixels).mean()
+    exact = model.export()           # ExactHyperprior
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..exact.conv import ExactConv2d, QuantConv2d
+from ..exact.quant import QFormat, round_ste
+
+__all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table", "gaussian_tables"]
+
+
+@dataclass(frozen=True)
+class HyperpriorConfig:
+    N: int = 96  # channels of the transforms and of the hyper-latent
+    M: int = 128  # latent channels
+    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.013, 0.025, 0.0483)  # the ladder (MSE, 255**2 scale)
+    z_frac_bits: int = 4  # h_s input: hyper-latent symbol + median, on a 2**-4 grid
+    z_max: int = 2**14  # |h_s input| in those units
+    act_frac_bits: int = 6  # h_s hidden activations (after ReLU)
+    act_max: int = 2**16
+    w_frac_bits: int = 10  # h_s weights
+    w_max: int = 2**14
+    mean_frac_bits: int = 8  # latent means
+    mean_max: int = 2**16  # |mean| in those units (256)
+    n_scales: int = 64  # Gaussian tables, scales log-uniform in [scale_min, scale_max]
+    scale_min: float = 0.11
+    scale_max: float = 64.0
+    table_bits: int = 20  # every table sums to 2**table_bits
+    tail: float = 8.0  # a table covers +-ceil(tail * scale) + 1 (the encoder clamps beyond)
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lambdas"] = list(self.lambdas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "HyperpriorConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown hyperprior config fields: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if "lambdas" in d:
+            d["lambdas"] = tuple(float(v) for v in d["lambdas"])
+        return cls(**d)
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+
+def scale_table(cfg: HyperpriorConfig) -> np.ndarray:
+    """The scales of the Gaussian tables (n_scales,) float64, log-uniform (CompressAI's get_scale_table)."""
+    return np.exp(np.linspace(math.log(cfg.scale_min), math.log(cfg.scale_max), cfg.n_scales))
+
+
+def _quantize_pmf(pmf: np.ndarray, total: int) -> np.ndarray:
+    """Non-negative pmf rows -> integer rows, every entry >= 1, each row summing to ``total`` exactly.
+    Run once at export (float here is fine: the integers are stored)."""
+    pmf = np.maximum(pmf, 0.0)
+    pmf = pmf / pmf.sum(axis=1, keepdims=True)
+    k = pmf.shape[1]
+    q = np.maximum(1, np.floor(pmf * (total - k)).astype(np.int64) + 1)
+    for r in range(q.shape[0]):  # put the remainder on the largest entries (deterministic)
+        diff = total - int(q[r].sum())
+        order = np.argsort(-pmf[r], kind="stable")
+        i = 0
+        while diff != 0:
+            j = order[i % k]
+            if diff > 0:
+                q[r, j] += 1
+                diff -= 1
+            elif q[r, j] > 1:
+                q[r, j] -= 1
+                diff += 1
+            i += 1
+    return q
+
+
+def gaussian_tables(cfg: HyperpriorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(tables (n_scales, 2R+1) int64 padded with zeros, half-widths (n_scales,) int64): table j codes
+    residuals in [-R_j, R_j] (centre column R), the tails folded into the end bins."""
+    from scipy.special import ndtr  # export time only
+
+    scales = scale_table(cfg)
+    halves = np.ceil(cfg.tail * scales).astype(np.int64) + 1
+    R = int(halves.max())
+    out = np.zeros((cfg.n_scales, 2 * R + 1), dtype=np.int64)
+    for j, (s, h) in enumerate(zip(scales, halves)):
+        v = np.arange(-h, h + 1, dtype=np.float64)
+        upper = ndtr((v + 0.5) / s)
+        lower = ndtr((v - 0.5) / s)
+        upper[-1], lower[0] = 1.0, 0.0
+        out[j, R - h : R + h + 1] = _quantize_pmf((upper - lower)[None], 2**cfg.table_bits)[0]
+    return out, halves
+
+
+def _gdn(ch: int, inverse: bool = False) -> nn.Module:
+    from compressai.layers import GDN
+
+    return GDN(ch, inverse=inverse)
+
+
+def _conv(i: int, o: int, k: int = 5, s: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(i, o, k, stride=s, padding=k // 2)
+
+
+def _deconv(i: int, o: int, k: int = 5, s: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(i, o, k, stride=s, padding=k // 2, output_padding=s - 1)
+
+
+class HyperSynthesis(nn.Module):
+    """h_s: z_hat -> (means, scales), fake-quantized so its export is exact."""
+
+    def __init__(self, cfg: HyperpriorConfig):
+        super().__init__()
+        zf = QFormat(cfg.z_frac_bits, -cfg.z_max, cfg.z_max)
+        af = QFormat(cfg.act_frac_bits, 0, cfg.act_max)
+        kw = dict(w_frac_bits=cfg.w_frac_bits, w_max=cfg.w_max)
+        mid = cfg.M * 3 // 2
+        self.l1 = QuantConv2d(cfg.N, cfg.M, 5, zf, af, stride=2, transposed=True, **kw)
+        self.l2 = QuantConv2d(cfg.M, mid, 5, af, af, stride=2, transposed=True, **kw)
+        self.l3 = QuantConv2d(mid, 2 * cfg.M, 3, af, None, stride=1, **kw)
+        self.M = cfg.M
+        self.mean_fmt = QFormat(cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
+
+    def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.l3(self.l2(self.l1(z_hat)))
+        from ..exact.quant import fake_quant
+
+        means = fake_quant(h[:, : self.M], self.mean_fmt)
+        return means, h[:, self.M :]
+
+
+class Hyperprior(nn.Module):
+    """The trainable model (float transforms, fake-quantized hyper-synthesis)."""
+
+    def __init__(self, cfg: HyperpriorConfig = HyperpriorConfig()):
+        super().__init__()
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+        self.cfg = cfg
+        N, M = cfg.N, cfg.M
+        self.g_a = nn.Sequential(_conv(3, N), _gdn(N), _conv(N, N), _gdn(N), _conv(N, N), _gdn(N), _conv(N, M))
+        self.g_s = nn.Sequential(_deconv(M, N), _gdn(N, True), _deconv(N, N), _gdn(N, True), _deconv(N, N),
+                                 _gdn(N, True), _deconv(N, 3))
+        self.h_a = nn.Sequential(_conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), _conv(N, N),
+                                 nn.LeakyReLU(inplace=True), _conv(N, N))
+        self.h_s = HyperSynthesis(cfg)
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian = GaussianConditional(None, scale_bound=cfg.scale_min)
+        L = cfg.levels
+        ramp = torch.linspace(-0.35 * (L - 1), 0.0, L)[:, None].repeat(1, M)  # higher quality, finer steps
+        self.log_gain = nn.Parameter(ramp.clone())
+        self.log_igain = nn.Parameter(-ramp.clone())
+
+    def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """level: (B,) float in [0, L-1] -> gain, inverse gain (B, M, 1, 1), geometric interpolation."""
+        L = self.cfg.levels
+        lo = torch.clamp(level.floor().long(), 0, max(L - 2, 0))
+        t = (level - lo.to(level.dtype)).clamp(0, 1)[:, None]
+        hi = torch.clamp(lo + 1, max=L - 1)
+
+        def mix(p):
+            return ((1 - t) * p[lo] + t * p[hi]).exp()[:, :, None, None]
+
+        return mix(self.log_gain), mix(self.log_igain)
+
+    def z_hat(self, z: torch.Tensor) -> torch.Tensor:
+        """The hyper-latent as h_s sees it: round(z - median) + median (straight-through)."""
+        med = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+        return round_ste(z - med) + med
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x (B, 3, H, W) in [0, 1], H and W multiples of 64; level (B,) ladder positions.
+        Returns per-image ``bits`` (rate of y and z, noisy proxy) and ``mse`` (of the rounded latents)."""
+        gain, igain = self.gains(level.to(x.dtype))
+        y = self.g_a(x) * gain
+        z = self.h_a(y)
+        _, z_lik = self.entropy_bottleneck(z)
+        means, scales = self.h_s(self.z_hat(z))
+        _, y_lik = self.gaussian(y, scales, means)
+        y_hat = round_ste(y - means) + means
+        x_hat = self.g_s(y_hat * igain)
+        bits = -(torch.log2(y_lik).flatten(1).sum(1) + torch.log2(z_lik).flatten(1).sum(1))
+        mse = ((x_hat - x) ** 2).flatten(1).mean(1)
+        return dict(bits=bits, mse=mse, x_hat=x_hat)
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    @torch.no_grad()
+    def export(self) -> "ExactHyperprior":
+        return ExactHyperprior.from_trained(self)
+
+
+FLOAT_PARTS = ("g_a", "g_s", "h_a")  # stored as float16 parameters: they move pixels, never the bitstream
+EXACT_LAYERS = ("l1", "l2", "l3")
+
+
+def _id_view(t: torch.Tensor) -> torch.Tensor:
+    """A tensor as integers holding its exact bits (what the model id hashes)."""
+    if t.dtype == torch.float16:
+        return t.view(torch.int16)
+    if t.dtype == torch.float32:
+        return t.view(torch.int32)
+    if t.dtype == torch.int64:
+        return t.view(torch.int32)
+    return t
+
+
+def _build_float(cfg: HyperpriorConfig) -> Hyperprior:
+    return Hyperprior(cfg)
+
+
+class _Session:
+    """Decoder: the hyper-latent groups, then (once all of them are known) the latents under h_s's tables."""
+
+    def __init__(self, model: "ExactHyperprior", shape):
+        self.model, self.shape = model, tuple(shape)
+        self.sched = model.schedule(self.shape)
+        self.nz = model.n_z(self.shape)
+        self.z = np.zeros(self.nz, dtype=np.int64)
+        self.rows = model.z_rows(self.shape)
+        self.group = 0
+
+    def next(self) -> np.ndarray:
+        g = self.sched.groups[self.group]
+        if g[0] == self.nz:  # the first latent group: every hyper-latent is known
+            z = self.z.reshape(self.model.cfg.N, self.shape[1], self.shape[2])
+            self.rows = np.concatenate([self.rows, self.model.y_rows_sorted(z)])
+        return self.rows[g]
+
+    def push(self, symbols: np.ndarray) -> None:
+        g = self.sched.groups[self.group]
+        if g[0] < self.nz:
+            self.z[g] = symbols
+        self.group += 1
+
+
+class ExactHyperprior:
+    """The exported model: float transforms (g_a, h_a, g_s) and gains, the exact hyper-synthesis,
+    and the integer tables of both entropy models.
+
+    Symbols (what the coding driver codes) have shape ``(N + 16 M, h, w)`` for an image padded to
+    ``64 h x 64 w``: the N hyper-latent channels (N, h, w), then the 16 M h w latents sorted by
+    their table (stable: within a table in (channel, row, column) order of the (M, 4h, 4w)
+    latents), each as a column of its table (value + offset). Tables: one bank, rows 0..N-1 for the
+    hyper-latent channels, then one row per Gaussian scale. Sorting keeps each decoding group to one
+    or two tables, so its rows are padded (with ones, counted in the totals) to a narrow width.
+    Every group is its own round: the encoder codes it in one batch, as the decoder does, so the
+    padding -- which depends on the group's widest table -- is the same on both sides.
+    """
+
+    arch = "hyperprior"
+    trusted_tables = True  # the bank is checked when the model is loaded
+    CHUNK = 8192  # symbols per decoding group (at most the driver's batch: a group is never split)
+
+    def __init__(self, cfg: HyperpriorConfig, tensors: dict[str, torch.Tensor]):
+        from ..errors import GencodecError
+
+        self.cfg = cfg
+        self._tensors = tensors
+        try:
+            self._setup(tensors)
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
+            raise GencodecError(f"hyperprior model: inconsistent tensors ({type(e).__name__}: {e})") from None
+        from . import modelfile
+
+        self.model_id = modelfile.model_id(self.id_config(), {k: _id_view(v) for k, v in tensors.items()})
+
+    # -- construction -----------------------------------------------------------------------------
+    def _setup(self, t: dict[str, torch.Tensor]) -> None:
+        from ..errors import GencodecError
+
+        cfg = self.cfg
+        net = _build_float(cfg)
+        for part in FLOAT_PARTS:
+            module = getattr(net, part)
+            params = dict(module.named_parameters())
+            if {f"{part}.{k}" for k in params} != {k for k in t if k.startswith(part + ".")}:
+                raise ValueError(f"{part} parameters do not match the config")
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(t[f"{part}.{k}"].float())
+            module.eval()
+        self.g_a, self.g_s, self.h_a = net.g_a, net.g_s, net.h_a
+        with torch.no_grad():
+            net.log_gain.copy_(t["gain.log"])
+            net.log_igain.copy_(t["gain.ilog"])
+        self._gains = net.gains
+        self._net = net
+        self.h_s = {}
+        hs = net.h_s
+        for name in EXACT_LAYERS:
+            q = getattr(hs, name)
+            w, b = t[f"h_s.{name}.weight"].double(), t[f"h_s.{name}.bias"].double()
+            if w.shape != q.weight.shape or b.shape != q.bias.shape:
+                raise ValueError(f"h_s.{name} has shape {tuple(w.shape)}, the config needs {tuple(q.weight.shape)}")
+            if w.abs().max() > cfg.w_max:
+                raise ValueError(f"h_s.{name} weights beyond w_max")
+            shift = None if q.out_fmt is None else q.acc_frac_bits - q.out_fmt.frac_bits
+            self.h_s[name] = ExactConv2d(w, b, shift, q.in_fmt, q.out_fmt, q.stride, q.transposed)
+        self.acc_frac_bits = hs.l3.acc_frac_bits
+        self.medians = t["medians"].float().numpy()
+        bank = t["tables.bank"].numpy().astype(np.float64)
+        widths = t["tables.widths"].numpy().astype(np.int64)
+        self.z_lo = t["z.lo"].numpy().astype(np.int64)
+        self.halves = t["y.halves"].numpy().astype(np.int64)
+        self.thresholds = t["scale.thresholds"].numpy().astype(np.int64)
+        N = cfg.N
+        if self.medians.shape != (N,) or self.z_lo.shape != (N,) or self.halves.shape != (cfg.n_scales,):
+            raise ValueError("table shapes do not match the config")
+        if self.thresholds.shape != (cfg.n_scales - 1,) or np.any(np.diff(self.thresholds) < 0):
+            raise ValueError("scale thresholds must be n_scales - 1 increasing integers")
+        if bank.shape[0] != N + cfg.n_scales or widths.shape != (bank.shape[0],):
+            raise ValueError("table bank does not match the config")
+        if np.any(widths < 1) or np.any(widths > bank.shape[1]) or np.any(2 * self.halves + 1 != widths[N:]):
+            raise ValueError("table widths out of range")
+        if np.any(self.z_lo < 0) or np.any(self.z_lo >= widths[:N]):
+            raise ValueError("hyper-latent offsets out of range")
+        cols = np.arange(bank.shape[1])[None, :]
+        inside = cols < widths[:, None]
+        if np.any(inside & (bank < 1)) or np.any(np.where(inside, bank, 0).sum(axis=1) != 2**cfg.table_bits):
+            raise GencodecError("hyperprior model: a table is not a distribution over 2**table_bits")
+        bank[~inside] = 1.0  # padding: the driver's totals count it
+        self.bank, self.widths = bank, widths
+
+    @classmethod
+    @torch.no_grad()
+    def from_trained(cls, model: Hyperprior) -> "ExactHyperprior":
+        """Export: float parameters as float16, h_s as integers, the entropy models as integer tables."""
+        cfg = model.cfg
+        model = model.cpu().eval()
+        t: dict[str, torch.Tensor] = {}
+        for part in FLOAT_PARTS:
+            for k, p in getattr(model, part).named_parameters():
+                t[f"{part}.{k}"] = p.detach().half().contiguous()
+        t["gain.log"] = model.log_gain.detach().float().contiguous()
+        t["gain.ilog"] = model.log_igain.detach().float().contiguous()
+        for name in EXACT_LAYERS:
+            e = getattr(model.h_s, name).export()
+            t[f"h_s.{name}.weight"] = e.weight.to(torch.int64)
+            t[f"h_s.{name}.bias"] = e.bias.to(torch.int64)
+        eb = model.entropy_bottleneck
+        med = eb._get_medians().reshape(-1).float()
+        q = eb.quantiles.detach()[:, 0, :]
+        minima = torch.clamp(torch.ceil(med - q[:, 0]), min=0).long()
+        maxima = torch.clamp(torch.ceil(q[:, 2] - med), min=0).long()
+        zw = (minima + maxima + 1).numpy()
+        gt, halves = gaussian_tables(cfg)
+        kmax = max(int(zw.max()), gt.shape[1])
+        bank = np.zeros((cfg.N + cfg.n_scales, kmax), dtype=np.int64)
+        total = 2**cfg.table_bits
+        for c in range(cfg.N):
+            v = torch.arange(-int(minima[c]), int(maxima[c]) + 1, dtype=torch.float32) + med[c]
+            x = v.reshape(1, 1, -1).repeat(cfg.N, 1, 1)  # (N, 1, n): the bottleneck's layout
+            lower = eb._logits_cumulative(x - 0.5, stop_gradient=True)[c, 0].double()
+            upper = eb._logits_cumulative(x + 0.5, stop_gradient=True)[c, 0].double()
+            cdf_hi, cdf_lo = torch.sigmoid(upper), torch.sigmoid(lower)
+            cdf_hi[-1], cdf_lo[0] = 1.0, 0.0  # tails folded into the end bins (the encoder clamps)
+            bank[c, : zw[c]] = _quantize_pmf((cdf_hi - cdf_lo).numpy()[None], total)[0]
+        R = (gt.shape[1] - 1) // 2
+        for j, h in enumerate(halves):
+            bank[cfg.N + j, : 2 * h + 1] = gt[j, R - h : R + h + 1]
+        widths = np.concatenate([zw, 2 * halves + 1])
+        scales = scale_table(cfg)
+        thresholds = np.floor(scales[:-1] * 2.0**model.h_s.l3.acc_frac_bits).astype(np.int64)
+        t["medians"] = med.contiguous()
+        t["tables.bank"] = torch.from_numpy(bank.astype(np.int32))
+        t["tables.widths"] = torch.from_numpy(widths.astype(np.int32))
+        t["z.lo"] = minima.to(torch.int32)
+        t["y.halves"] = torch.from_numpy(halves.astype(np.int32))
+        t["scale.thresholds"] = torch.from_numpy(thresholds)
+        return cls(cfg, t)
+
+    # -- storage ----------------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def id_config(self) -> dict[str, Any]:
+        return dict(arch=self.arch, **self.cfg.to_dict())
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return dict(self._tensors)
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "ExactHyperprior":
+        from ..errors import GencodecError
+
+        try:
+            cfg = HyperpriorConfig.from_dict(config)
+        except (ValueError, TypeError) as e:
+            raise GencodecError(f"hyperprior model: bad config ({e})") from None
+        return cls(cfg, tensors)
+
+    def save(self, path, card: dict[str, Any] | None = None) -> None:
+        from . import modelfile
+
+        modelfile.save(self, path, card=card)
+
+    # -- shapes and schedule ----------------------------------------------------------------------
+    def symbol_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """Symbols of an image of this size (padded to multiples of 64)."""
+        return (self.cfg.N + 16 * self.cfg.M, -(-height // 64), -(-width // 64))
+
+    def symbol_shape_of(self, z: np.ndarray) -> tuple[int, int, int]:
+        return (self.cfg.N + 16 * self.cfg.M, z.shape[1], z.shape[2])
+
+    def n_z(self, shape) -> int:
+        return self.cfg.N * shape[1] * shape[2]
+
+    def schedule(self, shape):
+        from ..exact.contract import Schedule
+        from ..exact.driver import CHUNK_ROWS
+
+        assert self.CHUNK <= CHUNK_ROWS
+        n = int(np.prod(shape))
+        nz = self.n_z(shape)
+        starts = list(range(0, nz, self.CHUNK)) + list(range(nz, n, self.CHUNK))
+        ends = starts[1:] + [n]
+        groups = tuple(np.arange(a, b, dtype=np.int64) for a, b in zip(starts, ends))
+        return Schedule(groups, n, rounds=tuple(range(len(groups))))
+
+    def z_rows(self, shape) -> np.ndarray:
+        """Table rows of the hyper-latent symbols, (N h w,): the channel."""
+        return np.repeat(np.arange(self.cfg.N, dtype=np.int64), shape[1] * shape[2])
+
+    def order(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """From the hyper-latent symbols: (rows of the latents in (M, 4h, 4w) order flattened,
+        the coding order: a stable sort by row), plus what h_s gave, for callers that need it."""
+        means, idx = self.hyper(z_sym)
+        rows = self.cfg.N + idx.reshape(-1)
+        return rows, np.argsort(rows, kind="stable"), means, idx
+
+    def y_rows_sorted(self, z_cols: np.ndarray) -> np.ndarray:
+        rows, perm, _, _ = self.order(self.z_values(z_cols))
+        return rows[perm]
+
+    # -- the exact part -------------------------------------------------------------------------
+    def z_values(self, z_cols: np.ndarray) -> np.ndarray:
+        """Hyper-latent columns (N, h, w) -> symbols round(z - median) (int64)."""
+        return z_cols.astype(np.int64) - self.z_lo[:, None, None]
+
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact h_s: hyper-latent symbols (N, h, w) -> (means on the 2**-mean_frac_bits grid as
+        integers (M, 4h, 4w) int64, scale indices (M, 4h, 4w) int64)."""
+        from ..exact.quant import requantize
+
+        cfg = self.cfg
+        zf = (z_sym.astype(np.float32) + self.medians[:, None, None]) * np.float32(2**cfg.z_frac_bits)
+        zf = np.clip(np.round(zf), -cfg.z_max, cfg.z_max)
+        x = torch.from_numpy(zf.astype(np.float64))[None]
+        with torch.no_grad():
+            acc = self.h_s["l3"](self.h_s["l2"](self.h_s["l1"](x)))[0]
+            means = requantize(acc[: cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
+        idx = np.searchsorted(self.thresholds, acc[cfg.M :].numpy().astype(np.int64), side="left")
+        return means.numpy().astype(np.int64), idx.astype(np.int64)
+
+    # -- the contract -----------------------------------------------------------------------------
+    def parallel(self, symbols: np.ndarray):
+        shape = symbols.shape
+        flat = symbols.reshape(-1)
+        nz = self.n_z(shape)
+        z = flat[:nz].reshape(self.cfg.N, shape[1], shape[2])
+        rows = np.concatenate([self.z_rows(shape), self.y_rows_sorted(z)])
+        return lambda idx: rows[idx]
+
+    def session(self, shape):
+        return _Session(self, shape)
+
+    def freqs(self, rows: np.ndarray):
+        widths = self.widths[rows]
+        k = int(widths.max()) if widths.size else 1
+        tables = self.bank[rows, :k]
+        return tables, (2.0**self.cfg.table_bits + (k - widths)).astype(np.float64)
+
+    def coding(self):
+        from ..exact.quant import exact_mode
+
+        return exact_mode()
+
+    # -- the float transforms ---------------------------------------------------------------------
+    def gains(self, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        level = torch.tensor([float(quality) - 1.0])
+        with torch.no_grad():
+            return self._gains(level)
+
+    @torch.no_grad()
+    def analyse(self, rgb: np.ndarray, quality: float) -> "Analysis":
+        """(H, W, 3) uint8 -> the analysis at one quality: encoder state reusable across qualities."""
+        return Analysis(self, rgb, quality)
+
+    @torch.no_grad()
+    def synthesise(self, symbols: np.ndarray, quality: float, height: int, width: int) -> np.ndarray:
+        """Symbols (N + 16 M, h, w) -> (H, W, 3) uint8 (the decoder)."""
+        cfg = self.cfg
+        nz = self.n_z(symbols.shape)
+        z = symbols.reshape(-1)[:nz].reshape(cfg.N, symbols.shape[1], symbols.shape[2])
+        rows, perm, means, idx = self.order(self.z_values(z))
+        cols = np.empty(rows.size, dtype=np.int64)
+        cols[perm] = symbols.reshape(-1)[nz:]
+        y_sym = cols.reshape(idx.shape) - self.halves[idx]
+        return self._pixels(y_sym, means, quality, height, width)
+
+    def _pixels(self, y_sym, means, quality, height, width) -> np.ndarray:
+        y_hat = torch.from_numpy((y_sym.astype(np.float32) + means.astype(np.float32) / 2**self.cfg.mean_frac_bits))
+        _, igain = self.gains(quality)
+        x = self.g_s(y_hat[None] * igain)[0, :, :height, :width]
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+class Analysis:
+    """The encoder's work for one image: ``y = g_a(x)`` once; :meth:`at` gives the symbols for a
+    quality (gain, h_a, exact h_s, rounding) so that rate control tries qualities cheaply."""
+
+    def __init__(self, model: ExactHyperprior, rgb: np.ndarray, quality: float | None = None):
+        self.model = model
+        self.height, self.width = rgb.shape[:2]
+        ph, pw = -(-self.height // 64) * 64, -(-self.width // 64) * 64
+        x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
+        if (ph, pw) != (self.height, self.width):  # pad by edge replication; the decoder crops
+            x = torch.nn.functional.pad(x, (0, pw - self.width, 0, ph - self.height), mode="replicate")
+        with torch.no_grad():
+            self.y = model.g_a(x)
+
+    @torch.no_grad()
+    def at(self, quality: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (symbols (N + 16 M, h, w) int64, latent symbols (M, 4h, 4w), means (M, 4h, 4w) ints)."""
+        m, cfg = self.model, self.model.cfg
+        gain, _ = m.gains(quality)
+        y = self.y * gain
+        z = m.h_a(y)[0].numpy()
+        med = m.medians[:, None, None]
+        z_sym = np.round(z - med).astype(np.int64)
+        hi = (m.widths[: cfg.N] - 1 - m.z_lo)[:, None, None]
+        z_sym = np.clip(z_sym, -m.z_lo[:, None, None], hi)
+        rows, perm, means, idx = m.order(z_sym)
+        mu = means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits)
+        h = m.halves[idx]
+        y_sym = np.clip(np.round(y[0].numpy() - mu).astype(np.int64), -h, h)
+        y_cols = (y_sym + h).reshape(-1)[perm]
+        sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), y_cols]).reshape(m.symbol_shape_of(z_sym))
+        return sym, y_sym, means
+
+    def pixels(self, y_sym: np.ndarray, means: np.ndarray, quality: float) -> np.ndarray:
+        """What the decoder will restore from these latents, (H, W, 3) uint8."""
+        return self.model._pixels(y_sym, means, quality, self.height, self.width)

@@ -1,0 +1,231 @@
+"""The hyperprior recipe: random crops from a folder -> one model for the whole quality ladder.
+
+Each crop of a batch draws a ladder level (its lambda and its gain vector); the loss is
+``lambda * 255**2 * MSE + bits per pixel`` averaged over the batch, plus the entropy bottleneck's
+quantile loss (compressai's aux loss, same optimizer: it moves only the quantiles). The
+hyper-synthesis is fake-quantized from the first step, so the exact export computes what training
+saw. Validation: fixed centre crops of the held-out images at every level (bpp from the model's
+likelihoods of the rounded latents, PSNR of the reconstruction); the loss is their mean RD cost.
+
+Example::
+
+    card = train_hyperprior("photos/", "hp.safetensors", steps=20000, workdir="runs/hp")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.hyperprior import Hyperprior, HyperpriorConfig
+from .data import CropSampler, TorchCropSampler, load_folder, val_crops
+from .loop import LoopConfig, train
+
+
+@dataclass(frozen=True)
+class HyperpriorRecipe:
+    crop: int = 128  # side of the square training crops (a multiple of 64)
+    batch: int = 8
+    lr: float = 3e-4
+    seed: int = 0
+    downscale: int = 2  # area-downscaling of images not known to be lossless (washes out JPEG blocks)
+    val_glob: str | None = None
+    val_size: int = 256
+    threads: int = 2
+    val_every: int = 1000
+
+
+def _crops64(crops: list[np.ndarray]) -> list[np.ndarray]:
+    """Validation crops cut to multiples of 64 (the model's stride); smaller ones dropped."""
+    out = []
+    for c in crops:
+        h, w = c.shape[1] // 64 * 64, c.shape[2] // 64 * 64
+        if h and w:
+            out.append(np.ascontiguousarray(c[:, :h, :w]))
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: Hyperprior, crops: list[np.ndarray]) -> dict[str, float]:
+    """Per ladder level: bpp (model likelihoods, eval-mode rounding) and PSNR; ``loss`` their mean RD cost."""
+    model.eval()
+    device = next(model.parameters()).device
+    res: dict[str, float] = {}
+    costs = []
+    for lv, lam in enumerate(model.cfg.lambdas):
+        bits = sq = pixels = 0.0
+        for c in crops:
+            x = torch.from_numpy(c).float().div(255)[None].to(device)
+            o = model(x, torch.tensor([float(lv)], device=device))
+            bits += float(o["bits"].sum())
+            xh = (o["x_hat"].clamp(0, 1) * 255).round()
+            sq += float(((xh - x * 255) ** 2).sum())
+            pixels += c.shape[1] * c.shape[2]
+        bpp = bits / pixels
+        mse = sq / (3 * pixels)
+        psnr = 10 * math.log10(255**2 / max(mse, 1e-12))
+        res[f"bpp_q{lv + 1}"] = bpp
+        res[f"psnr_q{lv + 1}"] = psnr
+        costs.append(lam * mse + bpp)
+    res["loss"] = float(np.mean(costs))
+    return res
+
+
+def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resume: bool = False,
+                     workdir: str | Path | None = None, config: HyperpriorConfig = HyperpriorConfig(),
+                     recipe: HyperpriorRecipe = HyperpriorRecipe(), progress: bool | str = True,
+                     stop_after: int | None = None, device: str = "cpu", export: bool = True) -> dict[str, Any]:
+    """Train on ``data``; export the best checkpoint to ``out`` with its card (.json beside it)."""
+    out = Path(out)
+    if out.with_suffix(".json") == out:
+        raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
+    if recipe.crop % 64:
+        raise ValueError(f"crop {recipe.crop} is not a multiple of 64")
+    torch.set_num_threads(recipe.threads)
+    workdir = Path(workdir) if workdir else out.with_suffix(".run")
+    workdir.mkdir(parents=True, exist_ok=True)
+    setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data))
+    setup_path = workdir / "setup.json"
+    if resume and setup_path.exists():
+        old = json.loads(setup_path.read_text())
+        if old["config"] != setup["config"] or old["recipe"] != setup["recipe"]:
+            raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
+    tmp = setup_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(setup, indent=1))
+    tmp.replace(setup_path)
+
+    t_start = time.time()
+    images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
+    crops = _crops64(val_crops(images.val, recipe.val_size))
+    if not crops:
+        raise ValueError(f"{data}: no validation images of at least 64x64 (check val_glob)")
+    if torch.device(device).type == "cpu":
+        sampler = CropSampler(images.train, recipe.crop, recipe.seed)
+    else:
+        sampler = TorchCropSampler(images.train, recipe.crop, recipe.seed, device=device)
+    torch.manual_seed(recipe.seed)
+    model = Hyperprior(config).to(device)
+    lambdas = torch.tensor(config.lambdas, device=device)
+    L = config.levels
+
+    def batch_fn(step: int):
+        b = sampler.batch(step, recipe.batch)
+        x = (torch.from_numpy(b) if isinstance(b, np.ndarray) else b).float().div(255).to(device)
+        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+        level = torch.randint(0, L, (recipe.batch,), generator=g).to(device)
+        return x, level
+
+    def loss_fn(m: Hyperprior, batch, step: int) -> torch.Tensor:
+        x, level = batch
+        o = m(x, level.float())
+        pixels = x.shape[2] * x.shape[3]
+        rd = lambdas[level] * 255**2 * o["mse"] + o["bits"] / pixels
+        return rd.mean() + m.aux_loss()
+
+    def val_fn(m: Hyperprior, step: int) -> dict[str, float]:
+        return evaluate(m, crops)
+
+    loop_cfg = LoopConfig(steps=steps, lr=recipe.lr, warmup=200, val_every=recipe.val_every, progress=progress,
+                          stop_after=stop_after)
+    result = train(model, loop_cfg, workdir, batch_fn, loss_fn, val_fn, resume=resume, unit="rd + aux",
+                   no_clip=lambda name: name.endswith("quantiles"))
+    card = dict(model="hyperprior", config=config.to_dict(), recipe=asdict(recipe), steps=result["step"],
+                train_seconds=round(result["seconds"], 1), wall_seconds_this_run=round(time.time() - t_start, 1),
+                machine=_machine(device, recipe.threads), data=images.describe(),
+                validation_crops=f"centre crops (at most {recipe.val_size}, multiples of 64) of {len(crops)} held-out images")
+    (workdir / "card_partial.json").write_text(json.dumps(card, indent=1))
+    if export:
+        card = export_run(workdir, out, card)
+    return card
+
+
+def exact_results(exact, crops: list[np.ndarray]) -> dict[str, float]:
+    """The exported model on the validation crops, per ladder level: real coded bits per pixel
+    (the range coder's stream) and PSNR of what the decoder restores."""
+    from ..exact import driver
+
+    res: dict[str, float] = {}
+    for q in range(1, exact.cfg.levels + 1):
+        bits = sq = pixels = 0.0
+        for c in crops:
+            rgb = np.ascontiguousarray(c.transpose(1, 2, 0))
+            an = exact.analyse(rgb, q)
+            sym, y_sym, means = an.at(q)
+            stream, _ = driver.encode(exact, sym)
+            px = an.pixels(y_sym, means, q)
+            bits += 8 * len(stream)
+            sq += float(((px.astype(np.float64) - rgb) ** 2).sum())
+            pixels += rgb.shape[0] * rgb.shape[1]
+        res[f"bpp_q{q}"] = bits / pixels
+        res[f"psnr_q{q}"] = 10 * math.log10(255**2 / max(sq / (3 * pixels), 1e-12))
+    return res
+
+
+def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None = None,
+               data: str | Path | None = None) -> dict[str, Any]:
+    """Export ``workdir/best.pt`` (its config from ``setup.json``) to ``out`` + card: the model card
+    gets the best step, the fake-quantized model's validation numbers and the exact model's (coded
+    streams, restored pixels) on the same crops."""
+    workdir, out = Path(workdir), Path(out)
+    setup = json.loads((workdir / "setup.json").read_text())
+    cfg = HyperpriorConfig.from_dict(setup["config"])
+    recipe = HyperpriorRecipe(**setup["recipe"])
+    if card is None:
+        partial = workdir / "card_partial.json"
+        card = json.loads(partial.read_text()) if partial.exists() else dict(model="hyperprior", config=cfg.to_dict())
+    best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=True)
+    model = Hyperprior(cfg)
+    model.load_state_dict(best["model"])
+    model.eval()
+    images = load_folder(data or setup["data"], downscale=recipe.downscale, val_glob=recipe.val_glob)
+    crops = _crops64(val_crops(images.val, recipe.val_size))
+    exact = model.export()
+    card = dict(card, model_id=exact.model_id.hex(), best_step=best["step"], n_params=sum(
+        p.numel() for p in model.parameters()), validation=dict(model=best["val"], exact=exact_results(exact, crops)))
+    exact.save(out, card=dict(model_id=card["model_id"], steps=card.get("steps"), best_step=card["best_step"]))
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    tmp.replace(out.with_suffix(".json"))
+    return card
+
+
+def _machine(device: str, threads: int) -> str:
+    where = f"{platform.machine()} {platform.processor() or ''}".strip()
+    if torch.device(device).type == "cuda":
+        return where + f", {torch.cuda.get_device_name(device)}"
+    return where + f", torch threads {threads}"
+
+
+def recipe_from_options(**kw: Any) -> HyperpriorRecipe:
+    return replace(HyperpriorRecipe(), **{k: v for k, v in kw.items() if v is not None})
+
+
+def run(data: str | Path, out: str | Path, *, steps: int, resume: bool = False, workdir: str | Path | None = None,
+        device: str = "cpu", progress: bool | str = True, config: dict[str, Any] | None = None,
+        **options: Any) -> dict[str, Any]:
+    """Entry point of ``gencodec train hyperprior``."""
+    cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **(config or {})})
+    return train_hyperprior(data, out, steps=steps, resume=resume, workdir=workdir, config=cfg,
+                            recipe=recipe_from_options(**options), progress=progress, device=device)
+
+
+def check_options(config: dict[str, Any] | None = None, **options: Any) -> None:
+    from .recipes import OptionError
+
+    try:
+        cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **(config or {})})
+        if cfg.levels < 1:
+            raise ValueError("lambdas must name at least one quality")
+    except (ValueError, TypeError) as e:
+        raise OptionError("config", str(e)) from None
+    crop = options.get("crop")
+    if crop is not None and crop % 64:
+        raise OptionError("crop", f"--crop {crop} is not a multiple of 64")

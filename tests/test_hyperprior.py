@@ -1,0 +1,235 @@
+"""The learned lossy codec: export, exact entropy parameters, round trips in every mode, rate
+control, damaged frames, exactness across processes. A tiny untrained model (seeded) keeps these
+fast and independent of the shipped weights; the shipped model has its own pinned frame."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("compressai")
+
+import gencodec  # noqa: E402
+from gencodec import container  # noqa: E402
+from gencodec.errors import CorruptFileError, GencodecError, UnsupportedInputError  # noqa: E402
+from gencodec.exact import driver  # noqa: E402
+from gencodec.models import zoo  # noqa: E402
+from gencodec.models.hyperprior import ExactHyperprior, Hyperprior, HyperpriorConfig  # noqa: E402
+from gencodec.registry import get_codec  # noqa: E402
+
+TINY = HyperpriorConfig(N=8, M=8, lambdas=(0.004, 0.016, 0.064))
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    torch.manual_seed(3)
+    model = Hyperprior(TINY)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    crops = torch.from_numpy(np.stack([np.asarray(photo(64, 64, seed=s)) for s in range(8)])).permute(0, 3, 1, 2)
+    lam = torch.tensor(TINY.lambdas)
+    for step in range(120):  # a few steps: rate and distortion now depend on the quality
+        level = torch.arange(8) % 3
+        out = model(crops.float() / 255, level.float())
+        loss = (lam[level] * 255**2 * out["mse"] + out["bits"] / 64**2).mean() + model.aux_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    path = tmp_path_factory.mktemp("hp") / "tiny.safetensors"
+    model.export().save(path)
+    return path
+
+
+def photo(w: int = 70, h: int = 45, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = 120 + 70 * np.sin(x / 7.0)[..., None] + 40 * np.cos(y / 5.0)[..., None] + np.array([0, 25, -25])
+    rgb = np.clip(base + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
+    img = Image.fromarray(rgb)
+    if mode in ("L", "LA"):
+        img = img.convert("L")
+    if mode in ("LA", "RGBA"):
+        alpha = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8))
+        img = Image.merge(mode, (*img.split(), alpha))
+    return img
+
+
+def psnr(a: Image.Image, b: Image.Image) -> float:
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return 10 * np.log10(255**2 / max(np.mean((x - y) ** 2), 1e-12))
+
+
+def test_export_save_load_keeps_the_model_id(tiny_path):
+    model = zoo.load(tiny_path, "hyperprior")
+    again = ExactHyperprior.from_state(model.config_dict(), model.state())
+    assert again.model_id == model.model_id and len(model.model_id) == 16
+    assert model.cfg == TINY
+
+
+def test_tampered_tensor_is_refused(tiny_path, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(tiny_path))
+    tensors["g_s.0.weight"] = tensors["g_s.0.weight"].clone()
+    tensors["g_s.0.weight"][0, 0, 0, 0] += 1
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(GencodecError, match="model id"):
+        zoo.load(bad, "hyperprior")
+    tensors = load_file(str(tiny_path))
+    tensors["tables.bank"] = tensors["tables.bank"].clone()
+    tensors["tables.bank"][0, 0] += 5  # no longer sums to 2**20
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(GencodecError, match="table"):
+        zoo.load(bad, "hyperprior")
+
+
+@pytest.mark.parametrize("w,h", [(70, 45), (1, 1), (64, 64), (130, 3)])
+def test_parallel_and_session_tables_are_identical(tiny_path, w, h):
+    model = zoo.load(tiny_path, "hyperprior")
+    rgb = np.asarray(photo(w, h))
+    sym, _, _ = model.analyse(rgb, 2.0).at(2.0)
+    assert sym.shape == model.symbol_shape(h, w)
+    a = driver.tables_in_order(model, sym, "parallel")
+    b = driver.tables_in_order(model, sym, "session")
+    assert a.shape[0] == sym.size and np.array_equal(a, b)
+    stream, bits = driver.encode(model, sym)
+    assert np.array_equal(driver.decode(model, sym.shape, stream), sym)
+    assert 8 * len(stream) <= bits * 1.01 + 64  # the stream is within 1% of the model's ideal bits
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
+def test_round_trip_in_every_mode(tiny_path, mode):
+    img = photo(70, 45, mode)
+    blob = gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=2)
+    assert blob == gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=2)  # deterministic
+    out = gencodec.decompress(blob, model=str(tiny_path))
+    assert out.mode == mode and out.size == img.size
+    if "A" in mode:  # alpha is coded losslessly
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
+    # what the decoder restores is what the encoder measured (same machine, same float path)
+    codec = get_codec("hyperprior", model=str(tiny_path))
+    rgb = np.asarray(img.convert("RGB"))
+    an = codec.model.analyse(rgb, 2.0)
+    _, y_sym, means = an.at(2.0)
+    px = Image.fromarray(an.pixels(y_sym, means, 2.0))
+    assert np.array_equal(np.asarray(out.convert("RGB" if mode in ("RGB", "RGBA") else "L")),
+                          np.asarray(px if mode in ("RGB", "RGBA") else px.convert("L")))
+
+
+def test_quality_orders_rate(tiny_path):
+    img = photo(128, 96)
+    sizes = [len(gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=q)) for q in (1, 2, 3)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_quality_out_of_range_is_refused(tiny_path):
+    with pytest.raises(UnsupportedInputError, match="quality must be a number from 1 to 3"):
+        gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), quality=3.5)
+    with pytest.raises(UnsupportedInputError, match="one of quality, psnr and bpp"):
+        gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), quality=2, bpp=1.0)
+    with pytest.raises(UnsupportedInputError, match="no parameters|takes no"):
+        gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), effort=3)
+
+
+def test_rate_control_meets_psnr_and_bpp(tiny_path):
+    img = photo(128, 96, seed=4)
+    path = str(tiny_path)
+    lo = gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=1), model=path)
+    hi = gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=3), model=path)
+    p_lo, p_hi = psnr(lo, img), psnr(hi, img)
+    assert p_hi > p_lo
+    target = (p_lo + p_hi) / 2
+    blob = gencodec.compress(img, codec="hyperprior", model=path, psnr=target)
+    assert psnr(gencodec.decompress(blob, model=path), img) >= target
+    assert len(blob) <= len(gencodec.compress(img, codec="hyperprior", model=path, quality=3))
+    q = container.read_header(blob).params["quality"]
+    assert 1 < q < 3
+    budget = 8 * len(blob) / (img.width * img.height)  # a budget this file meets: the search must too
+    blob2 = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget)
+    assert 8 * len(blob2) / (img.width * img.height) <= budget
+    assert container.read_header(blob2).params["quality"] >= q - 1e-9
+    with pytest.raises(UnsupportedInputError, match="beyond this model"):
+        gencodec.compress(img, codec="hyperprior", model=path, psnr=99.0)
+    with pytest.raises(UnsupportedInputError, match="below what quality 1 needs"):
+        gencodec.compress(img, codec="hyperprior", model=path, bpp=0.001)
+
+
+def _edit(blob: bytes, **changes) -> bytes:
+    import dataclasses
+
+    header, payload = container.unpack(blob)
+    return container.pack(dataclasses.replace(header, **changes), payload)
+
+
+def test_damaged_frames_give_one_error(tiny_path):
+    path = str(tiny_path)
+    blob = gencodec.compress(photo(), codec="hyperprior", model=path, quality=2)
+    header = container.read_header(blob)
+    bad = [
+        _edit(blob, params={**header.params, "latents": "00000000"}),
+        _edit(blob, params={**header.params, "quality": 9}),
+        _edit(blob, params={**header.params, "extra": 1}),
+        _edit(blob, params={"quality": 2}),
+    ]
+    for b in bad:
+        with pytest.raises(CorruptFileError):
+            gencodec.decompress(b, model=path)
+
+
+def test_cli_round_trip_psnr_and_lossy_flag(tiny_path, tmp_path):
+    from gencodec_cli.main import cli as main
+
+    src = tmp_path / "p.png"
+    photo(96, 64).save(src)
+    runner = CliRunner()
+    r = runner.invoke(main, ["compress", "--codec", "hyperprior", "--model", str(tiny_path), "--quality", "2.5",
+                             str(src)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["decompress", "--model", str(tiny_path), "-o", str(tmp_path / "r.png"),
+                             str(src) + ".gcx"])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "r.png").size == (96, 64)
+    r = runner.invoke(main, ["compress", "--codec", "hyperprior", "--quality", "2", "--psnr", "30", str(src)])
+    assert r.exit_code == 2 and "exclude each other" in r.output
+    r = runner.invoke(main, ["compress", "--codec", "hyperprior", "--model", str(tiny_path), "-f", "--quality",
+                             "7", str(src)])
+    assert r.exit_code == 1 and "quality must be a number from 1 to 3" in r.output
+
+
+def test_exact_across_processes_instruction_sets_and_threads(tiny_path, tmp_path):
+    """Encode and decode in children under other ATEN_CPU_CAPABILITY and thread counts: the same
+    frame bytes, decoded symbols and tables as here."""
+    img = photo(100, 70, seed=9)
+    src = tmp_path / "x.png"
+    img.save(src)
+    frame = tmp_path / "x.gcx"
+    frame.write_bytes(gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=2.25))
+    script = Path(__file__).resolve().parent / "_hyperprior_child.py"
+    settings = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1"),
+                dict(ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="2"),
+                dict(OMP_NUM_THREADS="2")]
+    outs = []
+    for s in settings:
+        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
+        env.update(s)
+        r = subprocess.run([sys.executable, str(script), str(tiny_path), str(src), str(frame), "2.25"], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    here = hashlib.sha256(frame.read_bytes()).hexdigest()
+    assert all(o == outs[0] for o in outs)
+    assert outs[0]["frame"] == here
