@@ -130,8 +130,9 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
 @click.argument("files", nargs=-1, required=True, metavar="FILE.gcx...")
 @_with_common
 @click.option("--model", metavar="PATH", help="Model file the frame was coded with (user-trained neural codecs).")
-@click.option("--max-pixels", type=click.IntRange(min=1), metavar="N", help="Refuse images with more pixels than N (default 2^28, or $GENCODEC_MAX_PIXELS).")
-def decompress(files, output, to_stdout, force, quiet, as_json, model, max_pixels):
+@click.option("--max-pixels", type=click.IntRange(min=1), metavar="N", help="Refuse images with more pixels than N (default 2^28, 2^24 for pixelcnn, or $GENCODEC_MAX_PIXELS).")
+@click.option("--max-bytes", type=click.IntRange(min=1), metavar="N", help="Refuse byte frames that restore more than N bytes (default 2^30, or $GENCODEC_MAX_BYTES).")
+def decompress(files, output, to_stdout, force, quiet, as_json, model, max_pixels, max_bytes):
     """Restore each FILE.gcx beside it, under the name stored in its header.
 
     A lossless image is restored as PNG (same pixels and mode); bytes are restored byte for
@@ -152,7 +153,7 @@ def decompress(files, output, to_stdout, force, quiet, as_json, model, max_pixel
             target = output if output is not None else _restored_path(source, header)
             io.check_writable(target, force, source)
         t0 = time.perf_counter()
-        restored = gencodec.decompress(blob, model=model, max_pixels=max_pixels)
+        restored = gencodec.decompress(blob, model=model, max_pixels=max_pixels, max_bytes=max_bytes)
         data = restored if isinstance(restored, bytes) else imageio.png_bytes(restored)
         seconds = time.perf_counter() - t0
         if data_to_stdout:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import os
+import re
+import socket
 import sys
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -132,7 +134,8 @@ def write_atomic(target: str, data: bytes, force: bool, mode: int | None = None)
     failures of the output side (the temporary file is removed first).
     """
     directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".", suffix=".tmp")
+    remove_stale_temporaries(directory)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.{_OWNER}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -150,6 +153,44 @@ def write_atomic(target: str, data: bytes, force: bool, mode: int | None = None)
         except FileNotFoundError:
             pass
         raise
+
+
+#: temporaries are named ``.NAME.HOST-PID.RANDOM.gcxtmp``: a later write to the same folder removes
+#: those of this host whose process is gone (killed mid-write), never another live writer's
+TMP_SUFFIX = ".gcxtmp"
+_OWNER = f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+_TMP_RE = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+" + re.escape(TMP_SUFFIX) + "$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours to signal
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Remove our temporaries in ``directory`` left by processes of this host that no longer run;
+    returns their names. Errors (a folder we cannot list) are ignored: cleaning is best effort."""
+    host = socket.gethostname().replace(".", "_")
+    removed = []
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(TMP_SUFFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP_RE.match(name)
+        if m is None or m["host"] != host or _alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
 
 
 def _link_no_clobber(tmp: str, target: str) -> None:

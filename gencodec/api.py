@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import container, imageio
+from . import container, imageio, limits
 from .container import Header
 from .errors import (
     ChecksumError,
@@ -27,12 +27,11 @@ from .registry import AUTO_BYTES_CANDIDATES, AUTO_IMAGE_RANKING, AUTO_NEURAL_BYT
 
 #: Images whose header claims more pixels than this are refused before decoding
 #: (override per call with ``max_pixels=`` or with the GENCODEC_MAX_PIXELS environment variable).
-DEFAULT_MAX_PIXELS = 1 << 28
+DEFAULT_MAX_PIXELS = limits.DEFAULT_MAX_PIXELS
 
 
 def max_pixels_default() -> int:
-    env = os.environ.get("GENCODEC_MAX_PIXELS")
-    return int(env) if env else DEFAULT_MAX_PIXELS
+    return limits.max_pixels()[0]
 
 
 @dataclass
@@ -196,8 +195,10 @@ def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
     if getattr(codec, "rate_control", False) and "bpp" in encode_params:  # budgets count the whole frame
         encode_params["frame_size"] = lambda p, n: container.frame_size(make_header(p, bytes(16)), n)
     enc = codec.encode(img, **encode_params)
-    checksum = container.checksum(enc.payload) if lossy else imageio.pixel_digest(img)
-    return make_header(enc.params, checksum, enc.uses_model), enc
+    if lossy:  # the digest covers the header too: an edited mode or size never decodes
+        return make_header(enc.params, container.lossy_checksum(make_header(enc.params, b"", enc.uses_model),
+                                                                enc.payload), enc.uses_model), enc
+    return make_header(enc.params, imageio.pixel_digest(img), enc.uses_model), enc
 
 
 def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
@@ -239,27 +240,50 @@ def _auto_bytes(raw: bytes, name: str, params: dict[str, Any]):
 # decoding
 
 
-def decompress(blob: bytes, *, model: str | os.PathLike | None = None, max_pixels: int | None = None) -> Any:
+def decompress(blob: bytes, *, model: str | os.PathLike | None = None, max_pixels: int | None = None,
+               max_bytes: int | None = None) -> Any:
     """Restore what :func:`compress` framed: ``bytes``, or a PIL image for image frames.
 
     The checksum in the frame is verified before anything is returned. ``model`` decodes a frame
-    written with a user-trained model; a frame whose model id differs is refused. Images claiming
-    more than ``max_pixels`` pixels are refused before any allocation.
+    written with a user-trained model; a frame whose model id differs is refused. Frames claiming
+    more than ``max_pixels`` pixels or ``max_bytes`` bytes are refused before any allocation
+    (defaults: :mod:`gencodec.limits`). Every failure is a :class:`GencodecError` with a one-line message.
     """
     header, payload = container.unpack(bytes(blob))
-    return _decode(header, payload, model=model, max_pixels=max_pixels)
+    return _decode(header, payload, model=model, max_pixels=max_pixels, max_bytes=max_bytes)
 
 
-def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> Any:
-    codec = get_codec(header.codec, **({"model": model} if model is not None else {}))
+_IMAGE_KINDS = ("lossless-image", "lossy-image")
+
+
+def check_header(header: Header, codec, max_pixels: int | None = None, max_bytes: int | None = None) -> None:
+    """Every header field checked against the codec and the limits, before any decoding."""
+    if (header.kind == "image") != (codec.kind in _IMAGE_KINDS):
+        raise CorruptFileError(f"a {header.kind} frame cannot be coded with {codec.name} (a {codec.kind} codec)")
+    if len(header.model_id) not in (0, 16):
+        raise CorruptFileError(f"model id of {len(header.model_id)} bytes (ids are 16 bytes)")
     if header.kind == "image":
-        limit = max_pixels_default() if max_pixels is None else max_pixels
+        if header.mode not in getattr(codec, "frame_modes", codec.modes):
+            raise CorruptFileError(f"a {codec.name} frame cannot hold image mode {header.mode!r}")
+        if header.bit_depth != imageio.bit_depth(header.mode):
+            raise CorruptFileError(f"bit depth {header.bit_depth} does not match image mode {header.mode}")
+        if header.width < 1 or header.height < 1:
+            raise CorruptFileError(f"image of {header.width}x{header.height} pixels")
+        limit, how = limits.max_pixels(max_pixels, getattr(codec, "default_max_pixels", None))
         if header.width * header.height > limit:
-            raise LimitError(
-                f"image of {header.width}x{header.height} pixels exceeds the limit of {limit} pixels "
-                "(raise it with --max-pixels or GENCODEC_MAX_PIXELS)"
-            )
-        imageio.bit_depth(header.mode)
+            why = getattr(codec, "max_pixels_reason", "")
+            raise LimitError(f"image of {header.width}x{header.height} pixels exceeds the limit of {limit:,} pixels"
+                             f"{why} ({how})")
+    else:
+        limit = limits.max_bytes(max_bytes)
+        if header.length > limit:
+            raise LimitError(f"frame restores {header.length:,} bytes, over the limit of {limit:,} "
+                             "(raise it with --max-bytes or GENCODEC_MAX_BYTES)")
+
+
+def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None, max_bytes=None) -> Any:
+    codec = get_codec(header.codec, **({"model": model} if model is not None else {}))
+    check_header(header, codec, max_pixels, max_bytes)
     _require_available(codec)
     if codec.model_id != header.model_id and model is None:  # written by an earlier shipped model?
         codec = codec.for_model_id(header.model_id) or codec
@@ -269,21 +293,35 @@ def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None) -> A
             f"{codec.model_id.hex() or '(none)'}" + ("" if model is not None else " (give the model with --model PATH)")
         )
     lossy = codec.kind == "lossy-image"
-    if lossy and container.checksum(payload) != header.checksum:
-        raise ChecksumError("checksum mismatch: the coded data is damaged")
+    if lossy and header.checksum not in (container.lossy_checksum(header, payload), _legacy_lossy(header, payload)):
+        raise ChecksumError("checksum mismatch: the coded data or its header is damaged")
     try:
         out = codec.decode(payload, header)
     except GencodecError:
         raise
+    except MemoryError:
+        raise LimitError(f"out of memory decoding this {header.codec} frame (lower the limits, or free memory)") from None
     except Exception as e:  # a library choking on damaged data
         raise CorruptFileError(f"corrupt {header.codec} payload: {type(e).__name__}: {e}") from e
     if header.kind == "bytes":
-        if len(out) != header.length or container.checksum(out) != header.checksum:
+        if not isinstance(out, (bytes, bytearray)) or len(out) != header.length or container.checksum(out) != header.checksum:
             raise ChecksumError("checksum mismatch: the restored bytes differ from the original")
-    elif not lossy:
-        if out.size != (header.width, header.height) or out.mode != header.mode or imageio.pixel_digest(out) != header.checksum:
-            raise ChecksumError("checksum mismatch: the restored pixels differ from the original")
+    elif out.size != (header.width, header.height) or out.mode != header.mode:
+        raise CorruptFileError(f"payload restores a {out.mode} image of {out.width}x{out.height}, the header says "
+                               f"{header.mode} {header.width}x{header.height}")
+    elif not lossy and imageio.pixel_digest(out) != header.checksum:
+        raise ChecksumError("checksum mismatch: the restored pixels differ from the original")
     return out
+
+
+#: lossy codecs whose frames written before the header-covering digest hold the payload's digest
+_LEGACY_LOSSY = frozenset({"jpeg", "webp", "avif", "jpeg-xl"})
+
+
+def _legacy_lossy(header: Header, payload: bytes) -> bytes | None:
+    """The payload digest that lossy frames of earlier versions store; accepted for those codecs
+    only (their decoders refuse any mode the payload does not hold)."""
+    return container.checksum(payload) if header.codec in _LEGACY_LOSSY else None
 
 
 def info(blob: bytes) -> dict[str, Any]:

@@ -33,6 +33,16 @@ def checksum(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=DIGEST_SIZE).digest()
 
 
+def lossy_checksum(header: "Header", payload: bytes) -> bytes:
+    """The digest a lossy frame stores: of the payload and of every header field that changes what
+    is restored (codec, params, model id, kind, size, mode, bit depth), so that no edited header
+    decodes. (Frames written before this digest existed hold :func:`checksum` of the payload.)"""
+    fields = dict(codec=header.codec, params=header.params, model_id=header.model_id.hex(), kind=header.kind,
+                  width=header.width, height=header.height, mode=header.mode, bit_depth=header.bit_depth)
+    described = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return checksum(struct.pack("<I", len(described)) + described + payload)
+
+
 @dataclass(frozen=True)
 class Header:
     """What a frame says about its payload and about the data it restores.

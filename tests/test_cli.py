@@ -455,7 +455,7 @@ def _huge_frame(width: int, height: int) -> bytes:
 def test_huge_dimensions_refused_before_decoding(tmp_path):
     (tmp_path / "huge.gcx").write_bytes(_huge_frame(100_000, 100_000))
     result = run("decompress", tmp_path / "huge.gcx")
-    assert_one_line_error(result, "100000x100000", f"exceeds the limit of {1 << 28} pixels", "--max-pixels")
+    assert_one_line_error(result, "100000x100000", f"exceeds the limit of {1 << 28:,} pixels", "--max-pixels")
     assert files_in(tmp_path) == {"huge.gcx"}
 
 
@@ -464,7 +464,7 @@ def test_max_pixels_is_configurable(tmp_path):
     gcx = tmp_path / "k.gcx"
     assert run("compress", "-q", "--codec", "png", src, "-o", gcx).exit_code == 0
     result = run("decompress", "--max-pixels", 768 * 512 - 1, gcx)
-    assert_one_line_error(result, f"exceeds the limit of {768 * 512 - 1} pixels")
+    assert_one_line_error(result, f"exceeds the limit of {768 * 512 - 1:,} pixels")
     assert files_in(tmp_path) == {"k.gcx"}
     assert run("decompress", "-q", "--max-pixels", 768 * 512, gcx).exit_code == 0
     assert files_in(tmp_path) == {"k.gcx", "kodim23.png"}
@@ -505,10 +505,15 @@ def test_unknown_codec_option_and_param_errors(text_file):
 
 
 def test_frame_coded_with_another_model_is_refused(tmp_path):
-    header = Header(codec="stored", kind="bytes", checksum=container.checksum(b"x"), model_id=b"\x01\x02", name="x", length=1)
+    header = Header(codec="stored", kind="bytes", checksum=container.checksum(b"x"), model_id=bytes(range(1, 17)),
+                    name="x", length=1)
     (tmp_path / "m.gcx").write_bytes(container.pack(header, b"x"))
-    assert_one_line_error(run("decompress", tmp_path / "m.gcx"), "coded with model 0102, not with (none)", "--model")
+    assert_one_line_error(run("decompress", tmp_path / "m.gcx"), f"coded with model {bytes(range(1, 17)).hex()}, "
+                          "not with (none)", "--model")
     assert files_in(tmp_path) == {"m.gcx"}
+    short = Header(codec="stored", kind="bytes", checksum=container.checksum(b"x"), model_id=b"\x01\x02", name="x", length=1)
+    (tmp_path / "m.gcx").write_bytes(container.pack(short, b"x"))
+    assert_one_line_error(run("decompress", tmp_path / "m.gcx"), "model id of 2 bytes")
 
 
 def test_decompress_with_model_for_a_classical_frame(frame):

@@ -1,12 +1,34 @@
-"""Classical byte codecs: stored, gzip, bz2, xz, zstd, brotli (references and fallbacks)."""
+"""Classical byte codecs: stored, gzip, bz2, xz, zstd, brotli (references and fallbacks).
+
+Decoding is bounded by the frame's declared length: every decompressor runs incrementally and
+stops one byte past that length, so a payload that expands further (a decompression bomb, or a
+header whose length lies) costs at most ``length + 1`` bytes of output before it is refused, and
+a payload that ends early is refused too. (The API refuses a declared length beyond its byte
+limit before any decoding.)
+"""
 
 from __future__ import annotations
 
 import bz2
 import gzip
 import lzma
+import zlib
 
 from ..codec import Codec, Encoded
+from ..errors import CorruptFileError
+
+PIECE = 1 << 20  # bytes of input fed to a streaming decompressor at a time
+
+
+def _bounded(name: str, out: bytes, length: int, finished: bool, rest: bytes = b"") -> bytes:
+    """The output of a bounded decompression, checked against the declared length."""
+    if len(out) > length:
+        raise CorruptFileError(f"corrupt {name} payload: it expands beyond the declared {length} bytes")
+    if not finished or len(out) < length:
+        raise CorruptFileError(f"corrupt {name} payload: the stream ends after {len(out)} of the declared {length} bytes")
+    if rest:
+        raise CorruptFileError(f"corrupt {name} payload: {len(rest)} bytes after the end of the stream")
+    return out
 
 
 class _ByteCodec(Codec):
@@ -45,7 +67,9 @@ class GzipCodec(_ByteCodec):
         return gzip.compress(data, compresslevel=9, mtime=0)
 
     def _decompress(self, payload, length):
-        return gzip.decompress(payload)
+        d = zlib.decompressobj(wbits=31)  # one gzip member, as written
+        out = d.decompress(payload, length + 1)
+        return _bounded(self.name, out, length, d.eof, d.unused_data)
 
 
 class Bz2Codec(_ByteCodec):
@@ -56,7 +80,9 @@ class Bz2Codec(_ByteCodec):
         return bz2.compress(data, 9)
 
     def _decompress(self, payload, length):
-        return bz2.decompress(payload)
+        d = bz2.BZ2Decompressor()
+        out = d.decompress(payload, max_length=length + 1)
+        return _bounded(self.name, out, length, d.eof, d.unused_data)
 
 
 class XzCodec(_ByteCodec):
@@ -67,7 +93,9 @@ class XzCodec(_ByteCodec):
         return lzma.compress(data, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME)
 
     def _decompress(self, payload, length):
-        return lzma.decompress(payload, format=lzma.FORMAT_XZ)
+        d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+        out = d.decompress(payload, max_length=length + 1)
+        return _bounded(self.name, out, length, d.eof, d.unused_data)
 
 
 class ZstdCodec(_ByteCodec):
@@ -89,7 +117,11 @@ class ZstdCodec(_ByteCodec):
     def _decompress(self, payload, length):
         import zstandard
 
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=length)
+        # a stream reader never allocates what the frame's content size claims, only what is read
+        with zstandard.ZstdDecompressor().stream_reader(payload, read_across_frames=False) as r:
+            out = r.read(length + 1)
+            done = len(out) <= length and r.read(1) == b""
+        return _bounded(self.name, out, length, done)
 
 
 class BrotliCodec(_ByteCodec):
@@ -111,4 +143,12 @@ class BrotliCodec(_ByteCodec):
     def _decompress(self, payload, length):
         import brotli
 
-        return brotli.decompress(payload)
+        d = brotli.Decompressor()
+        out = bytearray()
+        for start in range(0, max(len(payload), 1), PIECE):
+            out += d.process(payload[start : start + PIECE], output_buffer_limit=length + 1 - len(out))
+            while len(out) <= length and not d.can_accept_more_data() and not d.is_finished():
+                out += d.process(b"", output_buffer_limit=length + 1 - len(out))
+            if len(out) > length:
+                break
+        return _bounded(self.name, bytes(out), length, d.is_finished())

@@ -41,16 +41,28 @@ def _check_side(codec: Codec, img: Image.Image, max_side: int) -> None:
         )
 
 
-def _open(data: bytes, header: Any) -> Image.Image:
-    """Open a bitstream with Pillow, checking its size against the header before decoding."""
+def _open(data: bytes, header: Any, fmt: str) -> Image.Image:
+    """Open a bitstream of format ``fmt`` (Pillow's name; no other format is tried, so a frame
+    labelled with the wrong codec is refused), checking its size against the header before decoding."""
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(io.BytesIO(data), formats=[fmt])
     except Image.DecompressionBombError:
         raise LimitError(f"Pillow refuses to decode images of over {2 * Image.MAX_IMAGE_PIXELS} pixels") from None
+    except Image.UnidentifiedImageError:
+        raise CorruptFileError(f"payload is not a {fmt} bitstream") from None
     if im.size != (header.width, header.height):
         raise CorruptFileError(f"payload holds a {im.width}x{im.height} image, the header says {header.width}x{header.height}")
     im.load()
     return im
+
+
+JXL_MAGIC = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")  # bare codestream, ISOBMFF container
+J2K_MAGIC = b"\xff\x4f\xff\x51"
+
+
+def _check_magic(data: bytes, magics: tuple[bytes, ...], label: str) -> None:
+    if not any(data.startswith(m) for m in magics):
+        raise CorruptFileError(f"payload is not a {label} bitstream")
 
 
 def _array_to_image(arr: np.ndarray, mode: str) -> Image.Image:
@@ -140,7 +152,7 @@ class PNGCodec(_LosslessImageCodec):
         return min(candidates, key=len)  # first of the smallest: deterministic
 
     def _decode_plane(self, bitstream: bytes, mode: str, header: Any) -> Image.Image:
-        return _open(bitstream, header)
+        return _open(bitstream, header, "PNG")
 
 
 class WebPLosslessCodec(_LosslessImageCodec):
@@ -167,7 +179,7 @@ class WebPLosslessCodec(_LosslessImageCodec):
         return buf.getvalue()
 
     def _decode_plane(self, bitstream: bytes, mode: str, header: Any) -> Image.Image:
-        im = _open(bitstream, header)
+        im = _open(bitstream, header, "WEBP")
         # libwebp drops an all-opaque alpha channel: RGB here means alpha 255 everywhere
         return im.convert(mode) if im.mode in ("RGB", "RGBA") and mode in ("RGB", "RGBA") else im
 
@@ -195,6 +207,7 @@ class JPEGXLLosslessCodec(_LosslessImageCodec):
     def _decode_plane(self, bitstream: bytes, mode: str, header: Any) -> Image.Image:
         import imagecodecs
 
+        _check_magic(bitstream, JXL_MAGIC, "JPEG XL")
         return _array_to_image(imagecodecs.jpegxl_decode(bitstream, numthreads=1), mode)
 
 
@@ -221,6 +234,7 @@ class JPEG2000LosslessCodec(_LosslessImageCodec):
     def _decode_plane(self, bitstream: bytes, mode: str, header: Any) -> Image.Image:
         import imagecodecs
 
+        _check_magic(bitstream, (J2K_MAGIC,), "JPEG 2000 codestream")
         return _array_to_image(imagecodecs.jpeg2k_decode(bitstream, numthreads=1), mode)
 
 
@@ -253,17 +267,32 @@ class _LossyImageCodec(Codec):
         payload = self._encode(image_planes.canonical(img), quality)
         return Encoded(payload, {"quality": quality})
 
+    #: header mode -> the mode the bitstream decodes to, where they differ (WebP codes L as RGB)
+    CODED_MODES: dict[str, str] = {}
+
     def decode(self, payload: bytes, header: Any) -> Image.Image:
+        if header.mode not in self.modes:
+            raise CorruptFileError(f"a {self.name} frame cannot hold image mode {header.mode!r}")
+        if set(header.params) != {"quality"}:
+            raise CorruptFileError(f"{self.name} frame params must be just quality, not {sorted(header.params)}")
+        q = header.params["quality"]
+        if isinstance(q, bool) or not isinstance(q, int) or not self.QUALITY_MIN <= q <= 100:
+            raise CorruptFileError(f"{self.name} frame: bad quality {q!r}")
         img = self._decode(payload, header)
         if img.size != (header.width, header.height):
             raise CorruptFileError(f"payload holds a {img.width}x{img.height} image, the header says {header.width}x{header.height}")
+        expected = self.CODED_MODES.get(header.mode, header.mode)
+        if img.mode != expected:  # never a silent conversion into a mode the encoder did not code
+            raise CorruptFileError(f"payload holds a {img.mode} image, the header says {header.mode}")
         return img if img.mode == header.mode else img.convert(header.mode)
 
     def _encode(self, img: Image.Image, quality: int) -> bytes:  # pragma: no cover - interface
         raise NotImplementedError
 
+    PILLOW_FORMAT = ""  # Pillow's name of the bitstream format
+
     def _decode(self, payload: bytes, header: Any) -> Image.Image:
-        return _open(payload, header)
+        return _open(payload, header, self.PILLOW_FORMAT)
 
 
 class JPEGCodec(_LossyImageCodec):
@@ -273,6 +302,7 @@ class JPEGCodec(_LossyImageCodec):
     description = "JPEG (libjpeg-turbo), quality 1-100"
     QUALITY_MIN = 1
     MAX_SIDE = 65500
+    PILLOW_FORMAT = "JPEG"
 
     def _encode(self, img: Image.Image, quality: int) -> bytes:
         buf = io.BytesIO()
@@ -286,6 +316,8 @@ class WebPCodec(_LossyImageCodec):
     name = "webp"
     description = "WebP lossy, quality 0-100"
     MAX_SIDE = 16383
+    PILLOW_FORMAT = "WEBP"
+    CODED_MODES = {"L": "RGB"}
 
     def unavailable_reason(self) -> str | None:
         return WebPLosslessCodec.unavailable_reason(self)
@@ -301,6 +333,7 @@ class AVIFCodec(_LossyImageCodec):
 
     name = "avif"
     description = "AVIF (libavif), quality 0-100"
+    PILLOW_FORMAT = "AVIF"
 
     def unavailable_reason(self) -> str | None:
         from PIL import features
@@ -330,6 +363,7 @@ class JPEGXLCodec(_LossyImageCodec):
     def _decode(self, payload: bytes, header: Any) -> Image.Image:
         import imagecodecs
 
+        _check_magic(payload, JXL_MAGIC, "JPEG XL")
         arr = imagecodecs.jpegxl_decode(payload, numthreads=1)
         if arr.ndim == 3 and arr.shape[2] == 1:
             arr = arr[:, :, 0]

@@ -56,6 +56,8 @@ class HyperpriorCodec(NeuralCodec):
     bench_qualities = (1, 2, 3, 4, 5, 6)
     rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
     MAX_SIDE = 65535
+    default_max_pixels = 1 << 26  # about a minute to decode on two cores
+    max_pixels_reason = " that hyperprior decodes by default"
 
     @property
     def levels(self) -> int:

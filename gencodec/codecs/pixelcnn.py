@@ -55,7 +55,12 @@ class PixelCNNCodec(NeuralCodec):
     kind = "lossless-image"
     arch = "pixelcnn"
     modes = frozenset({"L", "LA", "RGB", "RGBA"})
+    frame_modes = modes | {"1", "P", "I;16"}  # earlier versions framed those as PNG inside ("coding": "png")
     description = "PixelCNN-family neighbourhood model, integer-exact, wavefront decoding (L, LA, RGB, RGBA)"
+    #: decoding costs time in proportion to the pixels (about 10^5 a second on two cores): frames
+    #: beyond this are refused unless a limit is given explicitly (--max-pixels, GENCODEC_MAX_PIXELS)
+    default_max_pixels = 1 << 24
+    max_pixels_reason = " that pixelcnn decodes by default (about 10^5 pixels a second on two cores)"
 
     # -- encode ---------------------------------------------------------------------------------
     def encode(self, img: Any, **params: Any) -> Encoded:

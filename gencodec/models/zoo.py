@@ -86,7 +86,12 @@ def load(path: str | Path, arch: str | None = None) -> Any:
     found, config, tensors, meta = modelfile.read(path)
     if arch is not None and found != arch:
         raise GencodecError(f"{path}: a {found} model file, not {arch}")
-    model = model_class(found).from_state(config, tensors)
+    try:
+        model = model_class(found).from_state(config, tensors)
+    except GencodecError:
+        raise
+    except Exception as e:  # a damaged config or tensor set: one line, never a traceback
+        raise GencodecError(f"{path}: damaged {found} model file ({type(e).__name__}: {e})") from None
     if meta.get("model_id") != model.model_id.hex():  # a file without its id is refused too
         raise GencodecError(f"{path}: model id in the file does not match its tensors (damaged?)")
     return model
