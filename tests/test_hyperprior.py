@@ -101,7 +101,7 @@ def test_tampered_tensor_is_refused(tiny_path, tmp_path):
 def test_parallel_and_session_tables_are_identical(tiny_path, w, h):
     model = zoo.load(tiny_path, "hyperprior")
     rgb = np.asarray(photo(w, h))
-    sym, _, _ = model.analyse(rgb, 2.0).at(2.0)
+    sym, _, _ = model.analyse(rgb).at(2.0)
     assert sym.shape == model.symbol_shape(h, w)
     a = driver.tables_in_order(model, sym, "parallel")
     b = driver.tables_in_order(model, sym, "session")
@@ -123,7 +123,7 @@ def test_round_trip_in_every_mode(tiny_path, mode):
     # what the decoder restores is what the encoder measured (same machine, same float path)
     codec = get_codec("hyperprior", model=str(tiny_path))
     rgb = np.asarray(img.convert("RGB"))
-    an = codec.model.analyse(rgb, 2.0)
+    an = codec.model.analyse(rgb)
     _, y_sym, means = an.at(2.0)
     px = Image.fromarray(an.pixels(y_sym, means, 2.0))
     assert np.array_equal(np.asarray(out.convert("RGB" if mode in ("RGB", "RGBA") else "L")),

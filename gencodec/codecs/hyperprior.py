@@ -1,7 +1,7 @@
 """``hyperprior``: the learned lossy image codec (gencodec.models.hyperprior), with rate control.
 
 Parameters (one of them): ``quality`` -- a number in [1, L] (L = the ladder's length, 6 for the
-shipped model; fractions interpolate the gains between ladder points, default 4); ``psnr`` -- the
+shipped model; fractions interpolate the gains between ladder points, default 4, or L if smaller); ``psnr`` -- the
 smallest file whose PSNR is at least this; ``bpp`` -- the best PSNR whose file (its frame
 included) has at most this many bits per pixel. Rate control bisects the continuous quality
 (RATE_STEPS tries, each reusing the one analysis transform: only the hyper-transforms, the coder
@@ -88,7 +88,7 @@ class HyperpriorCodec(NeuralCodec):
         params = dict(params)
         frame_size = params.pop("frame_size", None)
         kind, _ = self._target(params)
-        value = params.get(kind, DEFAULT_QUALITY)
+        value = params.get(kind, min(DEFAULT_QUALITY, float(self.levels)))
         if img.width < 1 or img.height < 1:
             raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")
         if max(img.size) > self.MAX_SIDE:
@@ -96,7 +96,7 @@ class HyperpriorCodec(NeuralCodec):
         rgb = np.asarray(img.convert("RGB"))
         alpha = self._alpha(img)
         model = self.model
-        analysis = model.analyse(rgb, DEFAULT_QUALITY)
+        analysis = model.analyse(rgb)
         target = np.asarray(img.convert("L")) if img.mode in ("L", "LA") else rgb
         n_pixels = img.width * img.height
 

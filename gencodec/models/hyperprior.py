@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -520,9 +519,9 @@ class ExactHyperprior:
             return self._gains(level)
 
     @torch.no_grad()
-    def analyse(self, rgb: np.ndarray, quality: float) -> "Analysis":
-        """(H, W, 3) uint8 -> the analysis at one quality: encoder state reusable across qualities."""
-        return Analysis(self, rgb, quality)
+    def analyse(self, rgb: np.ndarray) -> "Analysis":
+        """(H, W, 3) uint8 -> the encoder's analysis, reusable across qualities (:meth:`Analysis.at`)."""
+        return Analysis(self, rgb)
 
     @torch.no_grad()
     def synthesise(self, symbols: np.ndarray, quality: float, height: int, width: int) -> np.ndarray:
@@ -547,7 +546,7 @@ class Analysis:
     """The encoder's work for one image: ``y = g_a(x)`` once; :meth:`at` gives the symbols for a
     quality (gain, h_a, exact h_s, rounding) so that rate control tries qualities cheaply."""
 
-    def __init__(self, model: ExactHyperprior, rgb: np.ndarray, quality: float | None = None):
+    def __init__(self, model: ExactHyperprior, rgb: np.ndarray):
         self.model = model
         self.height, self.width = rgb.shape[:2]
         ph, pw = -(-self.height // 64) * 64, -(-self.width // 64) * 64

@@ -157,7 +157,7 @@ def exact_results(exact, crops: list[np.ndarray]) -> dict[str, float]:
         bits = sq = pixels = 0.0
         for c in crops:
             rgb = np.ascontiguousarray(c.transpose(1, 2, 0))
-            an = exact.analyse(rgb, q)
+            an = exact.analyse(rgb)
             sym, y_sym, means = an.at(q)
             stream, _ = driver.encode(exact, sym)
             px = an.pixels(y_sym, means, q)
