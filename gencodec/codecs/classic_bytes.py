@@ -39,6 +39,8 @@ class _ByteCodec(Codec):
         return Encoded(self._compress(bytes(data)))
 
     def decode(self, payload: bytes, header) -> bytes:
+        if header.params:
+            raise CorruptFileError(f"{self.name} frames carry no params, this one has {sorted(header.params)}")
         return self._decompress(payload, header.length)
 
     def _compress(self, data: bytes) -> bytes:  # pragma: no cover - interface

@@ -110,8 +110,16 @@ def side_n_bytes(params: dict[str, Any]) -> int:
     return n
 
 
+#: every key :func:`to_plane` may write into a frame's params
+PARAM_KEYS = frozenset({"plane", "palette_mode", "palette_n_bytes", "transparency", "transparency_n_bytes"})
+
+
 def split_payload(payload: bytes, params: dict[str, Any]) -> tuple[bytes, bytes]:
-    """(side bytes, bitstream) of a payload written as ``plane.side + bitstream``."""
+    """(side bytes, bitstream) of a payload written as ``plane.side + bitstream``; params that
+    :func:`to_plane` does not write are refused."""
+    unknown = set(params) - PARAM_KEYS
+    if unknown:
+        raise CorruptFileError(f"unknown params {sorted(unknown)} in the header")
     n = side_n_bytes(params)
     if n > len(payload):
         raise CorruptFileError(f"truncated payload: {len(payload)} bytes, the palette alone needs {n}")

@@ -135,6 +135,9 @@ class PixelCNNCodec(NeuralCodec):
         from ..models.pixelcnn_adapt import HIST_VERSION, MAX_BIAS, unpack_remap
 
         coding = header.params.get("coding")
+        unknown = set(header.params) - {"coding", "hist", "fit", "alpha", "png"}
+        if unknown:
+            raise CorruptFileError(f"pixelcnn: unknown params {sorted(unknown)} in the header")
         self.check_model(header)
         if coding == "png":  # written by earlier versions for modes 1, P and I;16
             from .classic_image import PNGCodec
