@@ -233,3 +233,43 @@ def test_exact_across_processes_instruction_sets_and_threads(tiny_path, tmp_path
     here = hashlib.sha256(frame.read_bytes()).hexdigest()
     assert all(o == outs[0] for o in outs)
     assert outs[0]["frame"] == here
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    root = tmp_path / "photos"
+    (root / "val").mkdir(parents=True)
+    for i in range(3):
+        photo(128, 96, seed=10 + i).save(root / f"{i}.png")
+    photo(128, 96, seed=20).save(root / "val" / "v.png")
+    return root
+
+
+def test_train_command_exports_a_model_that_codes(photos, tmp_path):
+    from gencodec_cli.main import cli
+
+    out = tmp_path / "hp.safetensors"
+    config = json.dumps({"N": 8, "M": 8, "lambdas": [0.01, 0.04]})
+    r = CliRunner().invoke(cli, ["train", "hyperprior", "--data", str(photos), "--out", str(out), "--steps", "3",
+                                 "--crop", "64", "--batch", "2", "--val-glob", "val/*", "--threads", "1", "-q", "--downscale", "1",
+                                 "--config", config])
+    assert r.exit_code == 0, r.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 3 and card["model_id"] == zoo.load(out, "hyperprior").model_id.hex()
+    assert set(card["validation"]["exact"]) == {"bpp_q1", "psnr_q1", "bpp_q2", "psnr_q2"}
+    assert card["data"]["val"][0]["name"] == "val/v.png"
+    img = photo(50, 40)
+    assert gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=str(out), quality=1.5),
+                               model=str(out)).size == (50, 40)
+    r = CliRunner().invoke(cli, ["train", "hyperprior", "--data", str(photos), "--out", str(out), "--crop", "65"])
+    assert r.exit_code == 2 and "multiple of 64" in r.output
+
+
+def test_start_from_an_exported_model_keeps_its_weights(tiny_path):
+    from gencodec.train.hyperprior import start_from
+
+    exact = zoo.load(tiny_path, "hyperprior")
+    again = start_from(tiny_path, TINY).export()
+    for k, v in exact.state().items():
+        if not k.startswith(("tables.", "z.lo", "medians")):  # the entropy bottleneck starts afresh
+            assert torch.equal(v, again.state()[k]), k

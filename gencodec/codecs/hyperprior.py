@@ -103,7 +103,7 @@ class HyperpriorCodec(NeuralCodec):
         def trial(q: float):
             sym, y_sym, means = analysis.at(q)
             stream, ideal = driver.encode(model, sym)
-            return sym, y_sym, means, stream, ideal
+            return sym, y_sym, means, stream, ideal, analysis.clamped
 
         def restored(y_sym, means, q):
             px = analysis.pixels(y_sym, means, q)
@@ -111,7 +111,7 @@ class HyperpriorCodec(NeuralCodec):
 
         if kind == "quality":
             q = self._quality(value)
-            sym, y_sym, means, stream, ideal = trial(q)
+            sym, y_sym, means, stream, ideal, clamped = trial(q)
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UnsupportedInputError(f"codec {self.name!r}: {kind} must be a positive number, not {value!r}")
@@ -147,9 +147,10 @@ class HyperpriorCodec(NeuralCodec):
                     else:
                         other = mid
             q = ok
-            sym, y_sym, means, stream, ideal = res_ok
+            sym, y_sym, means, stream, ideal, clamped = res_ok
         payload = struct.pack("<I", len(alpha)) + alpha + stream
-        stats = {"ideal_bits": ideal + 8 * (len(alpha) + 4), "model_ideal_bits": ideal, "quality": q}
+        stats = {"ideal_bits": ideal + 8 * (len(alpha) + 4), "model_ideal_bits": ideal, "quality": q,
+                 "clamped_latents": clamped}
         return Encoded(payload, {"quality": q, "latents": _crc(sym)}, stats)
 
     @staticmethod

@@ -548,6 +548,7 @@ class Analysis:
 
     def __init__(self, model: ExactHyperprior, rgb: np.ndarray):
         self.model = model
+        self.clamped = 0  # latents of the last :meth:`at` beyond their tables
         self.height, self.width = rgb.shape[:2]
         ph, pw = -(-self.height // 64) * 64, -(-self.width // 64) * 64
         x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
@@ -566,11 +567,15 @@ class Analysis:
         med = m.medians[:, None, None]
         z_sym = np.round(z - med).astype(np.int64)
         hi = (m.widths[: cfg.N] - 1 - m.z_lo)[:, None, None]
-        z_sym = np.clip(z_sym, -m.z_lo[:, None, None], hi)
+        clipped = np.clip(z_sym, -m.z_lo[:, None, None], hi)
+        self.clamped = int(np.count_nonzero(clipped != z_sym))  # beyond the tables (rare): coded at their ends
+        z_sym = clipped
         rows, perm, means, idx = m.order(z_sym)
         mu = means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits)
         h = m.halves[idx]
-        y_sym = np.clip(np.round(y[0].numpy() - mu).astype(np.int64), -h, h)
+        y_raw = np.round(y[0].numpy() - mu).astype(np.int64)
+        y_sym = np.clip(y_raw, -h, h)
+        self.clamped += int(np.count_nonzero(y_sym != y_raw))
         y_cols = (y_sym + h).reshape(-1)[perm]
         sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), y_cols]).reshape(m.symbol_shape_of(z_sym))
         return sym, y_sym, means

@@ -82,8 +82,12 @@ def evaluate(model: Hyperprior, crops: list[np.ndarray]) -> dict[str, float]:
 def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resume: bool = False,
                      workdir: str | Path | None = None, config: HyperpriorConfig = HyperpriorConfig(),
                      recipe: HyperpriorRecipe = HyperpriorRecipe(), progress: bool | str = True,
-                     stop_after: int | None = None, device: str = "cpu", export: bool = True) -> dict[str, Any]:
-    """Train on ``data``; export the best checkpoint to ``out`` with its card (.json beside it)."""
+                     stop_after: int | None = None, device: str = "cpu", export: bool = True,
+                     init_from: str | Path | None = None) -> dict[str, Any]:
+    """Train on ``data``; export the best checkpoint to ``out`` with its card (.json beside it).
+
+    init_from: start from a checkpoint of a run with the same config (``best.pt`` / ``last.pt``)
+    or from an exported model file (:func:`start_from`) instead of a fresh init."""
     out = Path(out)
     if out.with_suffix(".json") == out:
         raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
@@ -92,7 +96,8 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
     torch.set_num_threads(recipe.threads)
     workdir = Path(workdir) if workdir else out.with_suffix(".run")
     workdir.mkdir(parents=True, exist_ok=True)
-    setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data))
+    setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data),
+                 init_from=str(init_from) if init_from else None)
     setup_path = workdir / "setup.json"
     if resume and setup_path.exists():
         old = json.loads(setup_path.read_text())
@@ -112,7 +117,10 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
     else:
         sampler = TorchCropSampler(images.train, recipe.crop, recipe.seed, device=device)
     torch.manual_seed(recipe.seed)
-    model = Hyperprior(config).to(device)
+    model = Hyperprior(config)
+    if init_from is not None and not (resume and (workdir / "last.pt").exists()):
+        model = start_from(init_from, config)
+    model = model.to(device)
     lambdas = torch.tensor(config.lambdas, device=device)
     L = config.levels
 
@@ -197,6 +205,36 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
     return card
 
 
+def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
+    """A trainable model with the weights of a checkpoint (``best.pt`` / ``last.pt``, same config) or of
+    an exported model file: its float16 transforms and gains, its integer hyper-synthesis (exactly
+    as trained), and a fresh entropy bottleneck (the file keeps only its tables; it relearns fast)."""
+    from safetensors.torch import load_file
+
+    model = Hyperprior(config)
+    path = Path(path)
+    if path.suffix == ".pt":
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        return model
+    from ..models import zoo
+
+    exact = zoo.load(path, "hyperprior")
+    if exact.cfg != config:
+        raise ValueError(f"{path}: its config differs from this run's (pass the same --config)")
+    t = load_file(str(path))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split(".")[0] in ("g_a", "g_s", "h_a"):
+                p.copy_(t[name].float())
+        model.log_gain.copy_(t["gain.log"])
+        model.log_igain.copy_(t["gain.ilog"])
+        for layer in ("l1", "l2", "l3"):
+            q = getattr(model.h_s, layer)
+            q.weight.copy_(t[f"h_s.{layer}.weight"].double() / 2.0**q.w_fmt.frac_bits)
+            q.bias.copy_(t[f"h_s.{layer}.bias"].double() / 2.0**q.b_fmt.frac_bits)
+    return model
+
+
 def _machine(device: str, threads: int) -> str:
     where = f"{platform.machine()} {platform.processor() or ''}".strip()
     if torch.device(device).type == "cuda":
@@ -213,11 +251,13 @@ def run(data: str | Path, out: str | Path, *, steps: int, resume: bool = False, 
         **options: Any) -> dict[str, Any]:
     """Entry point of ``gencodec train hyperprior``."""
     cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **(config or {})})
+    init_from = options.pop("init_from", None)
     return train_hyperprior(data, out, steps=steps, resume=resume, workdir=workdir, config=cfg,
-                            recipe=recipe_from_options(**options), progress=progress, device=device)
+                            recipe=recipe_from_options(**options), progress=progress, device=device,
+                            init_from=init_from)
 
 
-def check_options(config: dict[str, Any] | None = None, **options: Any) -> None:
+def check_options(config: dict[str, Any] | None = None, init_from: str | Path | None = None, **options: Any) -> None:
     from .recipes import OptionError
 
     try:

@@ -156,6 +156,8 @@ register(Recipe(
         Option("seed", "int", "Seed of crops, levels and initial weights (default 0)."),
         Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
         Option("threads", "int", "torch CPU threads (default 2).", lo=1),
+        Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
+               "exported model (.safetensors, e.g. the shipped gencodec/weights/hyperprior.safetensors)."),
         Option("config", "json", "Model config fields to change, as a JSON object, e.g. '{\"N\": 128, \"M\": 192, "
                "\"lambdas\": [0.0067, 0.013, 0.025]}' (see HyperpriorConfig; saved in the model file)."),
     ),
