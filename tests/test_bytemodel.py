@@ -139,3 +139,25 @@ def test_a_frame_of_another_model_version_is_refused():
 
     with pytest.raises(GencodecError, match="version 0"):
         zoo.model_class("bytemodel").from_state({"version": 0}, {})
+
+
+def test_long_inputs_are_coded_in_independent_blocks(monkeypatch):
+    """Beyond BLOCK bytes the input is cut into blocks, each its own stream (bounded memory)."""
+    import dataclasses
+
+    from gencodec import container
+    from gencodec.codecs import bytemodel as codec_module
+
+    monkeypatch.setattr(codec_module, "BLOCK", 3000)
+    data = (b"blocks keep the decoder's memory bounded, whatever the input. " * 120)[:7000]
+    blob = gencodec.compress(data, codec="bytemodel")
+    header, payload = container.unpack(blob)
+    assert header.params == {"block": 3000} and header.model_id
+    assert gencodec.decompress(blob) == data
+    assert len(payload) < len(data) // 2
+    with pytest.raises(gencodec.CorruptFileError, match="truncated in block|after the last block"):
+        gencodec.decompress(container.pack(header, payload[:-3]))
+    with pytest.raises(gencodec.CorruptFileError, match="blocks of 999"):
+        gencodec.decompress(container.pack(dataclasses.replace(header, params={"block": 999}), payload))
+    short = gencodec.compress(data[:3000], codec="bytemodel")
+    assert container.read_header(short).params == {}  # one block: one stream, no params, as before
