@@ -31,10 +31,15 @@ class FileError(Exception):
 # reading
 
 
+def _binary(stream):
+    """The byte stream under a text stream (``sys.stdin.buffer``); the stream itself if it has none."""
+    return getattr(stream, "buffer", stream)
+
+
 def read_input(path: str) -> bytes:
     """All bytes of ``path`` (``-`` reads stdin). Raises :class:`FileError` with a one-line reason."""
     if path == STDIO:
-        return click.get_binary_stream("stdin").read()
+        return _binary(sys.stdin).read()
     if os.path.isdir(path):
         raise FileError(f"{path}: is a directory")
     try:
@@ -103,7 +108,7 @@ def _default_mode() -> int:
 
 
 def write_stdout(data: bytes) -> None:
-    out = click.get_binary_stream("stdout")
+    out = _binary(sys.stdout)
     out.write(data)
     out.flush()
 

@@ -21,13 +21,17 @@ def compress_fields(report, source: str, target: str) -> dict[str, Any]:
 
 def compress_line(d: dict[str, Any]) -> str:
     """``a.png -> a.png.gcx: 557,596 -> 412,345 bytes, 4.195 bits/subpixel, codec png, 0.41 s``."""
-    if d.get("bits_per_subpixel") is not None:
-        rate = f"{d['bits_per_subpixel']:.3f} bits/subpixel"
-    else:
-        rate = f"{d['bits_per_byte']:.3f} bits/byte"
+    if d.get("psnr") is not None:  # a lossy codec that measured what it restores
+        rate = f"{d['bits_per_pixel']:.3f} bits/pixel, PSNR {d['psnr']:.2f} dB, "
+    elif d.get("bits_per_subpixel") is not None:
+        rate = f"{d['bits_per_subpixel']:.3f} bits/subpixel, "
+    elif d.get("n_bytes_in"):
+        rate = f"{d['bits_per_byte']:.3f} bits/byte, "
+    else:  # the empty input: no rate to speak of
+        rate = ""
     line = (
         f"{d['input']} -> {d['output']}: {d['n_bytes_in']:,} -> {d['n_bytes_out']:,} bytes, "
-        f"{rate}, codec {d['codec']}, {d['seconds']:.2f} s"
+        f"{rate}codec {d['codec']}, {d['seconds']:.2f} s"
     )
     if "ideal_n_bytes" in d:
         line += f"; model ideal {d['ideal_n_bytes']:,.0f} bytes, overhead {d['overhead_percent']:+.2f}%"

@@ -23,7 +23,15 @@ from .errors import (
     ModelMismatchError,
     UnsupportedInputError,
 )
-from .registry import AUTO_BYTES_CANDIDATES, AUTO_IMAGE_RANKING, AUTO_NEURAL_BYTES, get_codec, get_entry
+from .registry import (
+    AUTO_BYTES_CANDIDATES,
+    AUTO_IMAGE_RANKING,
+    AUTO_NEURAL_BYTES,
+    AUTO_NEURAL_MIN_BYTES,
+    AUTO_NEURAL_MIN_PIXELS,
+    get_codec,
+    get_entry,
+)
 
 #: Images whose header claims more pixels than this are refused before decoding
 #: (override per call with ``max_pixels=`` or with the GENCODEC_MAX_PIXELS environment variable).
@@ -65,11 +73,13 @@ class CompressReport:
             name=self.header.name,
             n_bytes_in=self.n_bytes_in,
             n_bytes_out=self.n_bytes_out,
-            bits_per_byte=self.bits_per_byte,
+            bits_per_byte=self.bits_per_byte if self.n_bytes_in else None,  # none for the empty input
             seconds=self.seconds,
         )
         if self.n_subpixels:
             d.update(n_subpixels=self.n_subpixels, bits_per_subpixel=self.bits_per_subpixel)
+            if self.header.width and self.header.height:
+                d["bits_per_pixel"] = 8 * self.n_bytes_out / (self.header.width * self.header.height)
         d.update(self.stats)
         return d
 
@@ -203,6 +213,8 @@ def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
 
 def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
     for codec_name in AUTO_IMAGE_RANKING:
+        if img.width * img.height < AUTO_NEURAL_MIN_PIXELS.get(codec_name, 0):
+            continue
         codec = get_codec(codec_name)
         if codec.available and img.mode in (codec.auto_modes or codec.modes):
             header, enc = _encode_image(img, codec_name, name, params)
@@ -224,7 +236,7 @@ def _auto_bytes(raw: bytes, name: str, params: dict[str, Any]):
     """Every candidate that is available (and, for a neural one, sized for the input); the smallest
     whole frame wins (a neural frame's header also carries a model id), ties to the earlier one."""
     best, best_size = None, None
-    neural = [c for c, limit in AUTO_NEURAL_BYTES.items() if len(raw) <= limit]
+    neural = [c for c, limit in AUTO_NEURAL_BYTES.items() if AUTO_NEURAL_MIN_BYTES <= len(raw) <= limit]
     for codec_name in [*neural, *AUTO_BYTES_CANDIDATES]:
         codec = get_codec(codec_name)
         if not codec.available:

@@ -72,11 +72,17 @@ register("bytemodel", "bytes", ".codecs.bytemodel:ByteModelCodec", "context mixi
 #: pixelcnn leads since it coded Kodak smaller than JPEG XL at effort 7 and 9 in the same run
 #: (docs/BENCHMARKS.md); modes it does not model (1, P, I;16) go on down the ranking.
 AUTO_IMAGE_RANKING = ["pixelcnn", "jpeg-xl-lossless", "webp-lossless", "png"]
+#: neural image codecs in that ranking are skipped for images with fewer pixels than this: their
+#: start-up (pixelcnn: about 2.7 s and 680 MB) buys a few bytes at most on a thumbnail
+AUTO_NEURAL_MIN_PIXELS = {"pixelcnn": 64 * 64}
 #: ``auto`` for bytes: all of these are tried and the smallest frame wins ("stored" always last).
 AUTO_BYTES_CANDIDATES = ["xz", "brotli", "zstd", "bz2", "stored"]
 #: ... and these neural byte codecs too, for inputs up to this many bytes (beyond, their time is not
 #: worth it here: bytemodel codes about 50 KB/s each way; ``--codec bytemodel`` still forces it)
 AUTO_NEURAL_BYTES = {"bytemodel": 256 << 10}
+#: ... but not for inputs shorter than this: there loading the model costs more time than any
+#: saving is worth (a few bytes at most)
+AUTO_NEURAL_MIN_BYTES = 512
 
 def entries() -> list[CodecEntry]:
     return list(_ENTRIES.values())

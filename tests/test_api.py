@@ -73,7 +73,7 @@ def test_auto_gives_a_codec_only_the_modes_it_codes_itself(kodak_crop, monkeypat
     import gencodec.api
 
     monkeypatch.setattr(gencodec.api, "AUTO_IMAGE_RANKING", ["pixelcnn", "webp-lossless", "png"])
-    rgb = kodak_crop().crop((0, 0, 24, 16))
+    rgb = kodak_crop().crop((0, 0, 80, 64))  # above auto's minimum for a neural codec
     assert gencodec.info(gencodec.compress(rgb))["codec"] == "pixelcnn"
     pal = rgb.convert("P")
     blob = gencodec.compress(pal)
@@ -128,6 +128,20 @@ def test_auto_leaves_large_inputs_to_the_classical_codecs(monkeypatch):
     monkeypatch.setattr(gencodec.api, "AUTO_NEURAL_BYTES", {"bytemodel": 1000})
     data = b"the quick brown fox jumps over the lazy dog. " * 100
     assert gencodec.info(gencodec.compress(data))["codec"] in AUTO_BYTES_CANDIDATES
+
+
+def test_auto_does_not_load_a_model_for_tiny_inputs(monkeypatch):
+    """Thumbnails and a few bytes go to classical codecs: the neural start-up would buy nothing."""
+    from gencodec.registry import AUTO_NEURAL_MIN_BYTES, AUTO_NEURAL_MIN_PIXELS
+
+    calls = []
+    real = gencodec.api.get_codec
+    monkeypatch.setattr(gencodec.api, "get_codec", lambda name, **kw: calls.append(name) or real(name, **kw))
+    assert gencodec.info(gencodec.compress(b"tiny text " * 10))["codec"] in AUTO_BYTES_CANDIDATES
+    img = Image.fromarray(np.full((8, 8, 3), 100, np.uint8))
+    assert gencodec.info(gencodec.compress(img))["codec"] != "pixelcnn"
+    assert "bytemodel" not in calls and "pixelcnn" not in calls
+    assert AUTO_NEURAL_MIN_BYTES > 100 and AUTO_NEURAL_MIN_PIXELS["pixelcnn"] > 64
 
 
 @pytest.mark.parametrize("n_bytes", [0, 1, 7, 300, 5000])

@@ -59,14 +59,15 @@ BD_ANCHOR = "jpeg"
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files named and the files in folders named (sorted, not recursive; no hidden files or
-    ``manifest.json``). Raises UnsupportedInputError for a path that does not exist."""
+    """Files named and the files in folders named (sorted, not recursive; no hidden files,
+    ``manifest.json`` or .gcx frames). Raises UnsupportedInputError for a path that does not exist."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
             out.extend(
                 f for f in sorted(p.iterdir())
                 if f.is_file() and not f.name.startswith(".") and f.name not in SKIPPED_NAMES
+                and f.suffix.lower() != ".gcx"
             )
         elif p.is_file():
             out.append(p)

@@ -148,9 +148,10 @@ class HyperpriorCodec(NeuralCodec):
                         other = mid
             q = ok
             sym, y_sym, means, stream, ideal, clamped = res_ok
+        measured = _psnr(restored(y_sym, means, q), target)  # what decompress restores on this machine
         payload = struct.pack("<I", len(alpha)) + alpha + stream
         stats = {"ideal_bits": ideal + 8 * (len(alpha) + 4), "model_ideal_bits": ideal, "quality": q,
-                 "clamped_latents": clamped}
+                 "clamped_latents": clamped, "psnr": measured}
         return Encoded(payload, {"quality": q, "latents": _crc(sym)}, stats)
 
     @staticmethod
