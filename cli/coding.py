@@ -14,9 +14,33 @@ from gencodec.errors import GencodecError
 from gencodec.registry import DEFAULT_LEARNED_LOSSY, get_entry
 
 from . import io
-from .common import Failure, Message, for_each_file, key_value, number
+from .common import Failure, Message, UsageFailure, for_each_file, key_value, number
 from .io import FileError, display
 from .report import compress_fields, compress_line, decompress_line
+
+
+def _expand(files: tuple[str, ...], recursive: bool, compressing: bool) -> tuple[str, ...]:
+    """With -r, folders become their files (sorted; hidden files and our temporaries skipped):
+    for compress every file but .gcx frames, for decompress the .gcx frames. Without -r a folder
+    stays as given (and fails on its own, naming -r; the other files are still done)."""
+    if not recursive:
+        return files
+    out: list[str] = []
+    for f in files:
+        if f == io.STDIO or not os.path.isdir(f):
+            out.append(f)
+            continue
+        for root, dirs, names in os.walk(f):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for n in sorted(names):
+                if n.startswith("."):
+                    continue
+                if n.lower().endswith(io.SUFFIX) != (not compressing):
+                    continue
+                out.append(os.path.join(root, n))
+    if not out:
+        raise click.UsageError("no files to work on" + (" (no .gcx files found)" if not compressing else ""))
+    return tuple(out)
 
 
 def _check_sources(files: tuple[str, ...], output: str | None, to_stdout: bool) -> None:
@@ -29,6 +53,10 @@ def _check_sources(files: tuple[str, ...], output: str | None, to_stdout: bool) 
 
 
 _common_options = [
+    click.option("-r", "--recursive", is_flag=True, help="Go into folders: every file in them (compress: all but .gcx; "
+                 "decompress: the .gcx files)."),
+    click.option("-k", "--keep", is_flag=True, help="Keep the input (always done; accepted for gzip habits)."),
+    click.option("-v", "--verbose", is_flag=True, help="Say more about each file (params, model id)."),
     click.option("-o", "--output", metavar="PATH", help="Write here instead of the default name (one input only)."),
     click.option("-c", "--stdout", "to_stdout", is_flag=True, help="Write to stdout; keep the input."),
     click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
@@ -47,6 +75,35 @@ def _with_common(f):
 # compress
 
 
+def _level_options(f):
+    """``-1`` (fastest) ... ``-9`` (smallest): each codec's own levels (``gencodec codecs --verbose``)."""
+    for n in range(9, 0, -1):
+        f = click.option(f"-{n}", "level", flag_value=n, default=None, hidden=n not in (1, 9),
+                         help="-1 fastest ... -9 smallest: each codec's own levels (see `gencodec codecs --verbose`)."
+                         if n == 1 else "Same scale; -2 ... -8 between.")(f)
+    return f
+
+
+def _check_usage(codec: str, codec_params: dict, level: int | None, model: str | None) -> None:
+    """Values a codec cannot take are usage errors (exit 2), found before any file is read (with
+    --model, the model's own ranges are checked when it codes)."""
+    if codec == "auto":
+        return
+    try:
+        instance = gencodec.get_codec(codec)
+    except GencodecError as e:
+        raise Failure(str(e)) from None
+    if level is not None and not instance.levels:
+        raise UsageFailure(f"-{level}: codec {codec!r} has no speed/size levels")
+    declared = {p.name: p for p in instance.params}
+    for key, value in codec_params.items():
+        if key in declared and model is None:
+            try:
+                declared[key].check(codec, value)
+            except GencodecError as e:
+                raise UsageFailure(str(e)) from None
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @_with_common
@@ -59,13 +116,22 @@ def _with_common(f):
 @click.option("--bpp", type=click.FloatRange(min=0, min_open=True), metavar="B",
               help="Rate control: the best PSNR within this many bits per pixel, frame included (hyperprior).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Extra codec parameter (repeatable; VALUE parsed as JSON if it can be).")
-def compress(files, output, to_stdout, force, quiet, as_json, codec, model, quality, lossy, psnr, bpp, params):
+@click.option("-d", "--decompress", "to_decompress", is_flag=True, help="Decompress instead (as `gencodec decompress`).")
+@click.option("-t", "--test", is_flag=True, help="With -d, or alone: verify .gcx files restore; write nothing.")
+@_level_options
+def compress(files, recursive, keep, verbose, output, to_stdout, force, quiet, as_json, codec, model, quality, lossy,
+             psnr, bpp, params, level, to_decompress, test):
     """Compress each FILE into FILE.gcx (keeping FILE); '-' reads stdin and writes stdout.
 
     PNG, PPM/PGM, BMP and TIFF images are coded as pixels (restored as PNG with identical
     pixels and mode); every other file is coded as bytes and restored byte for byte.
     A file that already ends in .gcx is refused unless -f is given.
     """
+    if to_decompress or test:
+        return click.get_current_context().invoke(
+            decompress, files=files, recursive=recursive, keep=keep, verbose=verbose, output=output,
+            to_stdout=to_stdout, force=force, quiet=quiet, as_json=as_json, model=model, test=test)
+    files = _expand(files, recursive, compressing=True)
     _check_sources(files, output, to_stdout)
     codec_params = dict(key_value(p) for p in params)
     targets = [n for n, v in (("--quality", quality), ("--psnr", psnr), ("--bpp", bpp)) if v is not None]
@@ -87,6 +153,9 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
         raise click.UsageError(f"--quality applies to lossy image codecs, and {codec!r} is {kind}")
     if lossy and kind != "lossy-image":
         raise click.UsageError(f"--lossy picks a lossy image codec, and {codec!r} is {kind}")
+    _check_usage(codec, codec_params, level, model)
+    if level is not None:
+        codec_params["compression_level"] = level
     if model is not None:
         codec_params["model"] = model
 
@@ -117,9 +186,13 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
             return json.dumps(fields), data_to_stdout
         if quiet:
             return None
-        return compress_line(fields), data_to_stdout
+        line = compress_line(fields)
+        if verbose:
+            h = report.header
+            line += f"\n  params {json.dumps(h.params, sort_keys=True)}, model id {h.model_id.hex() or '(none)'}"
+        return line, data_to_stdout
 
-    click.get_current_context().exit(for_each_file(files, work, quiet))
+    click.get_current_context().exit(for_each_file(files, work, quiet, summary=None if as_json else "compressed"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +205,9 @@ def compress(files, output, to_stdout, force, quiet, as_json, codec, model, qual
 @click.option("--model", metavar="PATH", help="Model file the frame was coded with (user-trained neural codecs).")
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N", help="Refuse images with more pixels than N (default 2^28, 2^24 for pixelcnn, or $GENCODEC_MAX_PIXELS).")
 @click.option("--max-bytes", type=click.IntRange(min=1), metavar="N", help="Refuse byte frames that restore more than N bytes (default 2^30, or $GENCODEC_MAX_BYTES).")
-def decompress(files, output, to_stdout, force, quiet, as_json, model, max_pixels, max_bytes):
+@click.option("-t", "--test", is_flag=True, help="Verify that each file restores (checksum included); write nothing.")
+def decompress(files, recursive, keep, verbose, output, to_stdout, force, quiet, as_json, model, max_pixels=None,
+               max_bytes=None, test=False):
     """Restore each FILE.gcx beside it, under the name stored in its header.
 
     A lossless image is restored as PNG (same pixels and mode); bytes are restored byte for
@@ -141,7 +216,13 @@ def decompress(files, output, to_stdout, force, quiet, as_json, model, max_pixel
     """
     _check_sources(files, output, to_stdout)
 
+    files = _expand(files, recursive, compressing=False)
+    if test and (output is not None or to_stdout):
+        raise click.UsageError("-t/--test writes nothing: it excludes -o and -c")
+
     def work(source: str) -> Message | None:
+        if test:
+            return _test(source)
         data_to_stdout = to_stdout or (source == io.STDIO and output is None)
         if not data_to_stdout and output is None and io.strip_suffix(source) is None:
             raise FileError(f"{source}: no {io.SUFFIX} suffix, so no output name (use -o PATH or -c)")
@@ -170,7 +251,21 @@ def decompress(files, output, to_stdout, force, quiet, as_json, model, max_pixel
             return None
         return decompress_line(fields), data_to_stdout
 
-    click.get_current_context().exit(for_each_file(files, work, quiet))
+    def _test(source: str) -> Message | None:
+        blob = io.read_input(source)
+        t0 = time.perf_counter()
+        header = container.read_header(blob)
+        gencodec.decompress(blob, model=model, max_pixels=max_pixels, max_bytes=max_bytes)
+        fields = dict(input=display(source), codec=header.codec, kind=header.kind, n_bytes_in=len(blob), ok=True,
+                      seconds=time.perf_counter() - t0)
+        if as_json:
+            return json.dumps(fields), False
+        if quiet:
+            return None
+        return f"{display(source)}: OK ({header.codec}, {len(blob):,} bytes, {fields['seconds']:.2f} s)", False
+
+    verb = "tested" if test else "restored"
+    click.get_current_context().exit(for_each_file(files, work, quiet, summary=None if as_json else verb))
 
 
 def _restored_path(source: str, header: container.Header) -> str:

@@ -67,8 +67,11 @@ def error_line(source: str, exc: BaseException) -> str:
     return f"{display(source)}: {exc}"
 
 
-def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None], quiet: bool) -> int:
+def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None], quiet: bool,
+                  summary: str | None = None) -> int:
     """Run ``work`` on every source, print what it returns, report each failure as one line.
+    With several sources and a ``summary`` verb, end with ``N of M files VERB, K failed`` on stderr
+    (unless ``quiet``).
 
     ``work`` returns ``(text, to_stderr)`` to print, or None. Failures do not stop the loop.
 
@@ -83,7 +86,7 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
 
         bar = tqdm(total=len(sources), unit="file", leave=False, dynamic_ncols=True)
     within = WorkBar() if len(sources) == 1 and not quiet and sys.stderr.isatty() else None
-    status = 0
+    status, failed = 0, 0
     for source in sources:
         if bar is not None:
             bar.set_postfix_str(display(source))
@@ -91,7 +94,7 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
             with gencodec.progress.reporting(within) if within else contextlib.nullcontext():
                 message = work(source)
         except (GencodecError, FileError, OSError) as exc:
-            status = 1
+            status, failed = 1, failed + 1
             message = (f"gencodec: error: {error_line(source, exc)}", True)
         finally:
             if within is not None:
@@ -106,6 +109,9 @@ def for_each_file(sources: Iterable[str], work: Callable[[str], Message | None],
             bar.update(1)
     if bar is not None:
         bar.close()
+    if summary and len(sources) > 1 and not quiet:
+        click.echo(f"{len(sources) - failed} of {len(sources)} files {summary}" + (f", {failed} failed" if failed else ""),
+                   err=True)
     return status
 
 

@@ -41,7 +41,7 @@ def read_input(path: str) -> bytes:
     if path == STDIO:
         return _binary(sys.stdin).read()
     if os.path.isdir(path):
-        raise FileError(f"{path}: is a directory")
+        raise FileError(f"{path}: is a directory (use -r to go into it)")
     try:
         with open(path, "rb") as f:
             return f.read()

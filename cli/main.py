@@ -57,8 +57,10 @@ def info(files: tuple[str, ...], as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def codecs(as_json: bool) -> None:
-    """List every codec: name, kind, description and whether it can run here (and why not)."""
+@click.option("-v", "--verbose", is_flag=True, help="Also show what -1 ... -9 mean for each codec.")
+def codecs(as_json: bool, verbose: bool) -> None:
+    """List every codec: name, kind, description, whether it can run here (and why not), and its
+    parameters (``-p NAME=VALUE``) with their ranges and defaults."""
     try:
         rows = gencodec.list_codecs()
     except GencodecError as e:
@@ -66,7 +68,7 @@ def codecs(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=1))
     else:
-        click.echo("\n".join(codec_lines(rows)))
+        click.echo("\n".join(codec_lines(rows, verbose)))
 
 
 def add_optional(group: click.Group, module_name: str) -> None:

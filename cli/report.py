@@ -66,16 +66,25 @@ def info_lines(source: str, d: dict[str, Any]) -> list[str]:
     return [f"{k + ':':<{width}} {v}" for k, v in rows]
 
 
-def codec_lines(codecs: list[dict[str, Any]]) -> list[str]:
-    """A table of codecs: name, kind, availability (with the reason when unavailable), description."""
+def codec_lines(codecs: list[dict[str, Any]], verbose: bool = False) -> list[str]:
+    """A table of codecs: name, kind, availability (with the reason when unavailable), description,
+    then the parameters (``-p NAME=VALUE``) with their ranges and defaults; ``verbose`` adds what
+    ``-1`` ... ``-9`` mean for each codec that has levels."""
     w_name = max(len(c["name"]) for c in codecs)
     w_kind = max(len(c["kind"]) for c in codecs)
+    pad = " " * (w_name + w_kind + 4)
     lines = [f"{'NAME':<{w_name}}  {'KIND':<{w_kind}}  {'AVAILABLE':<9}  DESCRIPTION"]
     for c in codecs:
         line = f"{c['name']:<{w_name}}  {c['kind']:<{w_kind}}  {'yes' if c['available'] else 'no':<9}  {c['description']}"
         if not c["available"]:
             line += f" (unavailable: {c['reason']})"
         lines.append(line)
+        if c.get("params"):
+            lines.append(f"{pad}{'':<9}  params: " + "; ".join(p["text"] for p in c["params"]))
+        if verbose and c.get("levels"):
+            levels = ", ".join(f"-{k} " + " ".join(f"{n}={str(v).lower()}" for n, v in p.items())
+                               for k, p in c["levels"].items())
+            lines.append(f"{pad}{'':<9}  levels: {levels}")
     return lines
 
 

@@ -160,20 +160,28 @@ def compress(data: Any, codec: str = "auto", *, name: str | None = None, as_imag
     image is coded as pixels, anything else as bytes), a PIL image, or a uint8 numpy array
     (H, W[, C]). ``as_image=True`` makes ``bytes`` input that holds such an image code as pixels.
     codec: a registered name (``gencodec.list_codecs()``) or ``"auto"``. ``params`` go to the
-    codec (e.g. ``quality=80`` for lossy codecs, ``model=PATH`` for neural ones).
+    codec (e.g. ``quality=80`` for lossy codecs, ``level=3`` for zstd, ``model=PATH`` for neural
+    ones); ``compression_level=N`` (1 fastest ... 9 smallest) means each codec's own setting for
+    that level (``gencodec codecs --verbose``; with ``auto``, for the candidates that have levels).
     """
     return compress_report(data, codec, name=name, as_image=as_image, **params).blob
 
 
-def _codec(name: str, params: dict[str, Any]):
-    """(codec built with ``params["model"]`` when given, the other params for ``encode``)."""
+def _codec(name: str, params: dict[str, Any], auto: bool = False):
+    """(codec built with ``params["model"]`` when given, the other params for ``encode``, with
+    ``compression_level`` replaced by what that level means for the codec -- for ``auto``'s
+    candidates, nothing where a codec has no levels)."""
     model = params.get("model")
     codec = get_codec(name, **({"model": model} if model is not None else {}))
-    return codec, {k: v for k, v in params.items() if k != "model"}
+    out = {k: v for k, v in params.items() if k not in ("model", "compression_level")}
+    level = params.get("compression_level")
+    if level is not None and (codec.levels or not auto):
+        out = {**codec.level_params(level), **out}
+    return codec, out
 
 
-def _encode_bytes(raw: bytes, codec_name: str, name: str, params: dict[str, Any]):
-    codec, encode_params = _codec(codec_name, params)
+def _encode_bytes(raw: bytes, codec_name: str, name: str, params: dict[str, Any], auto: bool = False):
+    codec, encode_params = _codec(codec_name, params, auto)
     enc = codec.encode(raw, **encode_params)
     header = Header(
         codec=codec.name, kind="bytes", checksum=container.checksum(raw), params=enc.params,
@@ -188,8 +196,8 @@ def _require_available(codec) -> None:
         raise CodecUnavailableError(f"codec {codec.name!r} is not available here: {reason}")
 
 
-def _encode_image(img, codec_name: str, name: str, params: dict[str, Any]):
-    codec, encode_params = _codec(codec_name, params)
+def _encode_image(img, codec_name: str, name: str, params: dict[str, Any], auto: bool = False):
+    codec, encode_params = _codec(codec_name, params, auto)
     imageio.bit_depth(img.mode)  # refuses unknown modes with a message naming the mode
     codec.check_mode(img)
     _require_available(codec)
@@ -217,7 +225,7 @@ def _auto_image(img, raw: bytes | None, name: str, params: dict[str, Any]):
             continue
         codec = get_codec(codec_name)
         if codec.available and img.mode in (codec.auto_modes or codec.modes):
-            header, enc = _encode_image(img, codec_name, name, params)
+            header, enc = _encode_image(img, codec_name, name, params, auto=True)
             break
     else:
         if raw is None:
@@ -241,7 +249,7 @@ def _auto_bytes(raw: bytes, name: str, params: dict[str, Any]):
         codec = get_codec(codec_name)
         if not codec.available:
             continue
-        header, enc = _encode_bytes(raw, codec_name, name, params)
+        header, enc = _encode_bytes(raw, codec_name, name, params, auto=True)
         size = container.frame_size(header, len(enc.payload))
         if best is None or size < best_size:
             best, best_size = (header, enc), size

@@ -16,6 +16,37 @@ from .errors import UnsupportedInputError
 CodecKind = Literal["lossless-image", "lossy-image", "bytes"]
 
 
+@dataclass(frozen=True)
+class Param:
+    """One encoder parameter a codec takes: shown by ``gencodec codecs`` and checked by :meth:`Codec.take_params`.
+
+    kind: "int", "float" or "bool"; lo/hi: the inclusive range of numbers."""
+
+    name: str
+    kind: str
+    default: Any
+    lo: float | None = None
+    hi: float | None = None
+    help: str = ""
+
+    def describe(self) -> str:
+        rng = "true/false" if self.kind == "bool" else f"{self.lo:g}-{self.hi:g}"
+        return f"{self.name} {rng}" + (f" (default {self.default})" if self.default is not None else " (optional)")
+
+    def check(self, codec_name: str, value: Any) -> Any:
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise UnsupportedInputError(f"codec {codec_name!r}: {self.name} must be true or false, not {value!r}")
+            return value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (self.kind == "float" or
+                                                                                 isinstance(value, int))
+        if not ok or not (self.lo <= value <= self.hi):
+            what = "an integer" if self.kind == "int" else "a number"
+            raise UnsupportedInputError(f"codec {codec_name!r}: {self.name} must be {what} from {self.lo:g} to "
+                                        f"{self.hi:g}, not {value!r}")
+        return value
+
+
 @dataclass
 class Encoded:
     """What ``Codec.encode`` returns.
@@ -49,6 +80,10 @@ class Codec:
     description: ClassVar[str] = ""
     modes: ClassVar[frozenset[str]] = frozenset()
     auto_modes: ClassVar[frozenset[str] | None] = None
+    #: the encoder parameters the codec takes (``gencodec codecs`` lists them)
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: ``-1`` ... ``-9`` (faster ... smaller): the parameters each level means for this codec, or None
+    levels: ClassVar[dict[int, dict[str, Any]] | None] = None
 
     # -- availability ---------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -85,6 +120,25 @@ class Codec:
                 f"codec {self.name!r} cannot code image mode {img.mode!r} "
                 f"(it codes {', '.join(sorted(self.modes))})"
             )
+
+    def take_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The declared :attr:`params` with their defaults, updated from ``params`` (checked);
+        UnsupportedInputError for an unknown name or a bad value."""
+        known = {p.name: p for p in self.params}
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            if not known:
+                self.check_no_params(params)
+            raise UnsupportedInputError(f"codec {self.name!r} takes {', '.join(known)}, not {', '.join(unknown)}")
+        return {k: (p.check(self.name, params[k]) if k in params else p.default) for k, p in known.items()}
+
+    def level_params(self, level: int) -> dict[str, Any]:
+        """What ``-LEVEL`` means for this codec (UnsupportedInputError if it has no levels)."""
+        if not self.levels:
+            raise UnsupportedInputError(f"codec {self.name!r} has no speed/size levels")
+        if level not in self.levels:
+            raise UnsupportedInputError(f"level {level!r}: levels are 1 to 9")
+        return dict(self.levels[level])
 
     def check_no_params(self, params: dict[str, Any]) -> None:
         """For codecs without options: refuse any, naming them."""

@@ -126,5 +126,13 @@ def list_codecs() -> list[dict[str, Any]]:
             reason = get_codec(e.name).unavailable_reason()
         except ImportError as exc:
             reason = f"cannot import: {exc}"
-        out.append(dict(name=e.name, kind=e.kind, description=e.description, available=reason is None, reason=reason))
+        try:
+            cls = type(get_codec(e.name))
+            params = [dict(name=p.name, kind=p.kind, default=p.default, lo=p.lo, hi=p.hi, help=p.help,
+                           text=p.describe()) for p in cls.params]
+            levels = {str(k): v for k, v in (cls.levels or {}).items()}
+        except ImportError:
+            params, levels = [], {}
+        out.append(dict(name=e.name, kind=e.kind, description=e.description, available=reason is None, reason=reason,
+                        params=params, levels=levels))
     return out

@@ -122,9 +122,58 @@ def test_no_command_is_usage_error():
 def test_codecs_lists_every_registered_codec():
     result = run("codecs")
     assert result.exit_code == 0
-    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:] if not line.startswith(" ")]
     assert names == [c["name"] for c in gencodec.list_codecs()]
     assert "xz" in names and "png" in names
+    text = result.stdout
+    assert "params: quality 0-100 (default 75)" in text  # webp's default, visible without `info`
+    assert "params: level 1-22 (default 19)" in text and "params: preset 0-9 (default 9)" in text
+    assert "levels:" not in text
+    verbose = run("codecs", "--verbose").stdout
+    assert "-1 level=1, -2 level=3" in verbose and "-9 preset=9 extreme=true" in verbose
+
+
+def test_levels_params_and_usage_errors(tmp_path):
+    src = tmp_path / "t.txt"
+    src.write_bytes(b"levels map onto each codec's own settings. " * 200)
+    for args, codec in ((["-1", "--codec", "zstd"], "zstd"), (["--codec", "xz", "-p", "preset=6"], "xz"),
+                        (["--codec", "zstd", "-p", "level=3"], "zstd"), (["-9"], None)):
+        r = run("compress", "-f", *args, src)
+        assert r.exit_code == 0, r.output
+        blob = (tmp_path / "t.txt.gcx").read_bytes()
+        assert gencodec.decompress(blob) == src.read_bytes()
+        if codec:
+            assert gencodec.info(blob)["codec"] == codec
+    fast = gencodec.compress(src.read_bytes(), codec="xz", compression_level=1)
+    assert len(fast) >= len(gencodec.compress(src.read_bytes(), codec="xz", compression_level=9))
+    for args, message in ((["--codec", "png", "-3"], "has no speed/size levels"),
+                          (["--codec", "jpeg", "--quality", "200"], "quality must be an integer from 1 to 100"),
+                          (["--codec", "zstd", "-p", "level=30"], "level must be an integer from 1 to 22")):
+        r = CliRunner().invoke(cli, ["compress", "-f", *args, str(src)])
+        assert r.exit_code == 2 and message in r.output, r.output
+
+
+def test_recursive_test_keep_decompress_flag_and_summary(tmp_path):
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    for p in ("d/a.txt", "d/sub/b.txt"):
+        (tmp_path / p).write_bytes(b"recursion " * 50)
+    r = CliRunner().invoke(cli, ["compress", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "is a directory (use -r to go into it)" in r.stderr
+    r = CliRunner().invoke(cli, ["compress", "-r", "-k", "-v", "--codec", "xz", str(tmp_path / "d"),
+                                 str(tmp_path / "missing")])
+    assert r.exit_code == 1
+    assert "2 of 3 files compressed, 1 failed" in r.stderr and "model id (none)" in r.stdout
+    assert (tmp_path / "d/sub/b.txt.gcx").is_file() and (tmp_path / "d/a.txt").is_file()
+    r = CliRunner().invoke(cli, ["decompress", "-r", "-t", str(tmp_path / "d")])
+    assert r.exit_code == 0 and "d/sub/b.txt.gcx: OK (xz" in r.stdout and "2 of 2 files tested" in r.stderr
+    (tmp_path / "d/a.txt").unlink()
+    r = CliRunner().invoke(cli, ["compress", "-d", str(tmp_path / "d/a.txt.gcx")])
+    assert r.exit_code == 0 and (tmp_path / "d/a.txt").read_bytes() == b"recursion " * 50
+    bad = tmp_path / "d/bad.gcx"
+    bad.write_bytes(b"not a frame")
+    r = CliRunner().invoke(cli, ["compress", "-t", str(bad)])
+    assert r.exit_code == 1 and "not a .gcx file" in r.stderr
+    assert not (tmp_path / "d/bad").exists()
 
 
 def test_codecs_json():
@@ -499,7 +548,8 @@ def test_one_bad_file_does_not_stop_the_others(tmp_path):
 
 def test_unknown_codec_option_and_param_errors(text_file):
     assert_one_line_error(run("compress", "--codec", "nope", text_file), "unknown codec 'nope'")
-    assert_one_line_error(run("compress", "--codec", "xz", "-p", "level=3", text_file), "takes no parameters")
+    assert_one_line_error(run("compress", "--codec", "xz", "-p", "level=3", text_file), "takes preset, extreme, not level")
+    assert_one_line_error(run("compress", "--codec", "stored", "-p", "level=3", text_file), "takes no parameters")
     assert_one_line_error(run("compress", "--codec", "xz", "--model", "m.safetensors", text_file), "takes no model option")
     assert files_in(text_file.parent) == {"grammar.lsp"}
 

@@ -14,7 +14,7 @@ import gzip
 import lzma
 import zlib
 
-from ..codec import Codec, Encoded
+from ..codec import Codec, Encoded, Param
 from ..errors import CorruptFileError
 
 PIECE = 1 << 20  # bytes of input fed to a streaming decompressor at a time
@@ -35,15 +35,15 @@ class _ByteCodec(Codec):
     kind = "bytes"
 
     def encode(self, data: bytes, **params) -> Encoded:
-        self.check_no_params(params)
-        return Encoded(self._compress(bytes(data)))
+        options = self.take_params(params)  # encoder settings only: decoding needs none, none are stored
+        return Encoded(self._compress(bytes(data), **options))
 
     def decode(self, payload: bytes, header) -> bytes:
         if header.params:
             raise CorruptFileError(f"{self.name} frames carry no params, this one has {sorted(header.params)}")
         return self._decompress(payload, header.length)
 
-    def _compress(self, data: bytes) -> bytes:  # pragma: no cover - interface
+    def _compress(self, data: bytes, **options) -> bytes:  # pragma: no cover - interface
         raise NotImplementedError
 
     def _decompress(self, payload: bytes, length: int) -> bytes:  # pragma: no cover - interface
@@ -64,9 +64,11 @@ class StoredCodec(_ByteCodec):
 class GzipCodec(_ByteCodec):
     name = "gzip"
     description = "DEFLATE (zlib level 9, gzip framing)"
+    params = (Param("level", "int", 9, 1, 9, "zlib compression level"),)
+    levels = {n: {"level": n} for n in range(1, 10)}
 
-    def _compress(self, data):
-        return gzip.compress(data, compresslevel=9, mtime=0)
+    def _compress(self, data, level):
+        return gzip.compress(data, compresslevel=level, mtime=0)
 
     def _decompress(self, payload, length):
         d = zlib.decompressobj(wbits=31)  # one gzip member, as written
@@ -77,9 +79,11 @@ class GzipCodec(_ByteCodec):
 class Bz2Codec(_ByteCodec):
     name = "bz2"
     description = "bzip2, level 9"
+    params = (Param("level", "int", 9, 1, 9, "block size in 100 kB"),)
+    levels = {n: {"level": n} for n in range(1, 10)}
 
-    def _compress(self, data):
-        return bz2.compress(data, 9)
+    def _compress(self, data, level):
+        return bz2.compress(data, level)
 
     def _decompress(self, payload, length):
         d = bz2.BZ2Decompressor()
@@ -90,9 +94,11 @@ class Bz2Codec(_ByteCodec):
 class XzCodec(_ByteCodec):
     name = "xz"
     description = "xz / LZMA2, preset 9 extreme"
+    params = (Param("preset", "int", 9, 0, 9, "xz preset"), Param("extreme", "bool", True, help="xz -e"))
+    levels = {n: {"preset": n, "extreme": n == 9} for n in range(1, 10)}
 
-    def _compress(self, data):
-        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=9 | lzma.PRESET_EXTREME)
+    def _compress(self, data, preset, extreme):
+        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=preset | (lzma.PRESET_EXTREME if extreme else 0))
 
     def _decompress(self, payload, length):
         d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
@@ -103,6 +109,8 @@ class XzCodec(_ByteCodec):
 class ZstdCodec(_ByteCodec):
     name = "zstd"
     description = "Zstandard, level 19"
+    params = (Param("level", "int", 19, 1, 22, "zstd level (20-22: --ultra)"),)
+    levels = {n: {"level": v} for n, v in zip(range(1, 10), (1, 3, 5, 7, 9, 12, 15, 17, 19))}
 
     def unavailable_reason(self):
         try:
@@ -111,10 +119,10 @@ class ZstdCodec(_ByteCodec):
             return "the zstandard package is not installed"
         return None
 
-    def _compress(self, data):
+    def _compress(self, data, level):
         import zstandard
 
-        return zstandard.ZstdCompressor(level=19, write_content_size=True).compress(data)
+        return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
 
     def _decompress(self, payload, length):
         import zstandard
@@ -129,6 +137,8 @@ class ZstdCodec(_ByteCodec):
 class BrotliCodec(_ByteCodec):
     name = "brotli"
     description = "Brotli, quality 11"
+    params = (Param("quality", "int", 11, 0, 11, "brotli quality"),)
+    levels = {n: {"quality": v} for n, v in zip(range(1, 10), (1, 2, 3, 4, 5, 6, 8, 10, 11))}
 
     def unavailable_reason(self):
         try:
@@ -137,10 +147,10 @@ class BrotliCodec(_ByteCodec):
             return "the brotli package is not installed"
         return None
 
-    def _compress(self, data):
+    def _compress(self, data, quality):
         import brotli
 
-        return brotli.compress(data, quality=11)
+        return brotli.compress(data, quality=quality)
 
     def _decompress(self, payload, length):
         import brotli

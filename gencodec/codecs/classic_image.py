@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..codec import Codec, Encoded
+from ..codec import Codec, Encoded, Param
 from ..errors import CorruptFileError, LimitError, UnsupportedInputError
 from . import image_planes
 
@@ -192,6 +192,8 @@ class JPEGXLLosslessCodec(_LosslessImageCodec):
     native = frozenset({"L", "LA", "RGB", "RGBA", "I;16"})
     modes = image_planes.supported_modes(native)
     DEFAULT_EFFORT = 7
+    params = (Param("effort", "int", DEFAULT_EFFORT, 1, 9, "libjxl effort (slower, smaller)"),)
+    levels = {n: {"effort": n} for n in range(1, 10)}
 
     def unavailable_reason(self) -> str | None:
         return _imagecodecs_reason("JPEGXL", "JPEG XL")
@@ -256,6 +258,7 @@ class _LossyImageCodec(Codec):
     kind = "lossy-image"
     modes = frozenset({"L", "RGB"})
     QUALITY_MIN = 0
+    params = (Param("quality", "int", DEFAULT_QUALITY, 0, 100),)
     MAX_SIDE = 65535
 
     def encode(self, img: Image.Image, **params: Any) -> Encoded:
@@ -301,6 +304,7 @@ class JPEGCodec(_LossyImageCodec):
     name = "jpeg"
     description = "JPEG (libjpeg-turbo), quality 1-100"
     QUALITY_MIN = 1
+    params = (Param("quality", "int", DEFAULT_QUALITY, 1, 100),)
     MAX_SIDE = 65500
     PILLOW_FORMAT = "JPEG"
 

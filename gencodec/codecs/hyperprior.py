@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..codec import Encoded
+from ..codec import Encoded, Param
 from ..errors import CorruptFileError, UnsupportedInputError
 from .neural import NeuralCodec
 
@@ -55,12 +55,15 @@ class HyperpriorCodec(NeuralCodec):
     modes = frozenset({"L", "LA", "RGB", "RGBA"})
     bench_qualities = (1, 2, 3, 4, 5, 6)
     rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
+    params = (Param("quality", "float", DEFAULT_QUALITY, 1, 6, "position on the shipped ladder (fractions interpolate)"),
+              Param("psnr", "float", None, 0, 100, "rate control: the smallest file with at least this PSNR"),
+              Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"))
     MAX_SIDE = 65535
     default_max_pixels = 1 << 26  # about a minute to decode on two cores
     max_pixels_reason = " that hyperprior decodes by default"
 
     @property
-    def levels(self) -> int:
+    def n_qualities(self) -> int:
         return self.model.cfg.levels
 
     # -- parameters -----------------------------------------------------------------------------
@@ -76,8 +79,8 @@ class HyperpriorCodec(NeuralCodec):
 
     def _quality(self, value: Any) -> float:
         ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(float(value)) or not 1 <= float(value) <= self.levels:
-            raise UnsupportedInputError(f"codec {self.name!r}: quality must be a number from 1 to {self.levels}, not {value!r}")
+        if not ok or not math.isfinite(float(value)) or not 1 <= float(value) <= self.n_qualities:
+            raise UnsupportedInputError(f"codec {self.name!r}: quality must be a number from 1 to {self.n_qualities}, not {value!r}")
         return float(value)
 
     # -- encode ---------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ class HyperpriorCodec(NeuralCodec):
         params = dict(params)
         frame_size = params.pop("frame_size", None)
         kind, _ = self._target(params)
-        value = params.get(kind, min(DEFAULT_QUALITY, float(self.levels)))
+        value = params.get(kind, min(DEFAULT_QUALITY, float(self.n_qualities)))
         if img.width < 1 or img.height < 1:
             raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")
         if max(img.size) > self.MAX_SIDE:
@@ -129,10 +132,10 @@ class HyperpriorCodec(NeuralCodec):
             # psnr: the smallest quality that reaches it; bpp: the largest that fits. ``ok`` is the
             # end known to succeed, ``other`` the end that does not (or is not tried yet).
             want_low = kind == "psnr"
-            ok, other = (float(self.levels), 1.0) if want_low else (1.0, float(self.levels))
+            ok, other = (float(self.n_qualities), 1.0) if want_low else (1.0, float(self.n_qualities))
             res_ok = trial(ok)
             if not good(res_ok, ok):
-                what = (f"PSNR {value} dB is beyond this model (quality {self.levels})" if want_low
+                what = (f"PSNR {value} dB is beyond this model (quality {self.n_qualities})" if want_low
                         else f"{value} bits per pixel is below what quality 1 needs")
                 raise UnsupportedInputError(f"codec {self.name!r}: {what}")
             res_other = trial(other)
