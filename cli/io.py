@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-import click
 
 SUFFIX = ".gcx"
 STDIO = "-"

@@ -26,6 +26,7 @@ from .errors import (
 from .registry import (
     AUTO_BYTES_CANDIDATES,
     AUTO_IMAGE_RANKING,
+    AUTO_JPEG,
     AUTO_NEURAL_BYTES,
     AUTO_NEURAL_MIN_BYTES,
     AUTO_NEURAL_MIN_PIXELS,
@@ -245,11 +246,17 @@ def _auto_bytes(raw: bytes, name: str, params: dict[str, Any]):
     whole frame wins (a neural frame's header also carries a model id), ties to the earlier one."""
     best, best_size = None, None
     neural = [c for c, limit in AUTO_NEURAL_BYTES.items() if AUTO_NEURAL_MIN_BYTES <= len(raw) <= limit]
-    for codec_name in [*neural, *AUTO_BYTES_CANDIDATES]:
+    jpeg = [AUTO_JPEG] if raw.startswith(b"\xff\xd8\xff") else []
+    for codec_name in [*jpeg, *neural, *AUTO_BYTES_CANDIDATES]:
         codec = get_codec(codec_name)
         if not codec.available:
             continue
-        header, enc = _encode_bytes(raw, codec_name, name, params, auto=True)
+        try:
+            header, enc = _encode_bytes(raw, codec_name, name, params, auto=True)
+        except UnsupportedInputError:
+            if codec_name in jpeg:  # a JPEG libjxl cannot reconstruct: the others still try
+                continue
+            raise
         size = container.frame_size(header, len(enc.payload))
         if best is None or size < best_size:
             best, best_size = (header, enc), size

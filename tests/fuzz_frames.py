@@ -25,7 +25,8 @@ from gencodec.errors import GencodecError
 
 MODES = ["1", "L", "LA", "RGB", "RGBA", "P", "I;16", "CMYK", "", "RGBX" * 70]
 NAMES = ["stored", "gzip", "bz2", "xz", "zstd", "brotli", "png", "webp-lossless", "jpeg-xl-lossless",
-         "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "pixelcnn", "bytemodel", "hyperprior", "nope"]
+         "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "pixelcnn", "bytemodel", "hyperprior", "jpeg-recompress",
+         "nope"]
 FIELDS = ["codec", "kind", "mode", "width", "height", "bit_depth", "length", "params", "model_id", "name",
           "checksum"]
 DAMAGE = ["flip", "truncate", "insert", "delete"]
@@ -51,6 +52,14 @@ def photo(w: int, h: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
     return img
 
 
+def jpeg_file() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    photo(40, 30).save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
+
+
 TEXT = (b"The quick brown fox jumps over the lazy dog; " * 40) + bytes(range(256))
 
 
@@ -63,8 +72,9 @@ def make_samples(codecs: list[str], hyperprior_model: str | None = None) -> list
         if name == "hyperprior":
             kw = dict(model=hyperprior_model)
         if kind == "bytes":
-            blob = gencodec.compress(TEXT, codec=name)
-            out.append(Sample(name, blob, TEXT, {}))
+            data = jpeg_file() if name == "jpeg-recompress" else TEXT
+            blob = gencodec.compress(data, codec=name)
+            out.append(Sample(name, blob, data, {}))
             continue
         mode = "RGBA" if name in ("png", "pixelcnn", "hyperprior") else "RGB"
         img = photo(24, 17, mode)

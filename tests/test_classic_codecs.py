@@ -272,3 +272,26 @@ def test_damaged_byte_payload_is_reported(codec, canterbury_dir):
     blob[-10] ^= 0x40  # inside the last payload chunk
     with pytest.raises(GencodecError, match="chunk 0"):
         gencodec.decompress(bytes(blob))
+
+
+
+def test_jpeg_files_are_recompressed_and_restored_byte_for_byte(tmp_path, kodak_crop):
+    import io as _io
+
+    if not gencodec.get_codec("jpeg-recompress").available:
+        pytest.skip("no JPEG XL")
+    img = kodak_crop("kodim23", (0, 0, 384, 256))
+    for kw in (dict(quality=90), dict(quality=70, progressive=True), dict(quality=95, subsampling=0)):
+        buf = _io.BytesIO()
+        img.save(buf, format="JPEG", **kw)
+        jpeg = buf.getvalue()
+        blob = gencodec.compress(jpeg)  # auto: JPEG files by their first bytes
+        assert gencodec.info(blob)["codec"] == "jpeg-recompress"
+        assert gencodec.decompress(blob) == jpeg and len(blob) < len(jpeg)
+        path = tmp_path / "photo.jpg"
+        path.write_bytes(jpeg)
+        assert gencodec.info(gencodec.compress(path))["codec"] == "jpeg-recompress"
+    with pytest.raises(gencodec.UnsupportedInputError, match="codes JPEG files"):
+        gencodec.compress(b"not a jpeg at all", codec="jpeg-recompress")
+    broken = jpeg[:200]  # a truncated JPEG: auto still codes it, with another codec
+    assert gencodec.decompress(gencodec.compress(broken)) == broken

@@ -5,7 +5,6 @@ fast and independent of the shipped weights; the shipped model has its own pinne
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_frames as ff  # noqa: E402
 
 CLASSICAL = ["stored", "gzip", "bz2", "xz", "zstd", "brotli", "png", "webp-lossless", "jpeg-xl-lossless",
-             "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl"]
+             "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "jpeg-recompress"]
 NEURAL = ["bytemodel", "pixelcnn", "hyperprior"]
 EXAMPLES = int(os.environ.get("GENCODEC_FUZZ_EXAMPLES", "25"))  # per codec and test, in CI
 
