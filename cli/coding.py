@@ -206,8 +206,10 @@ def compress(files, recursive, keep, verbose, output, to_stdout, force, quiet, a
 @click.option("--max-pixels", type=click.IntRange(min=1), metavar="N", help="Refuse images with more pixels than N (default 2^28, 2^24 for pixelcnn, or $GENCODEC_MAX_PIXELS).")
 @click.option("--max-bytes", type=click.IntRange(min=1), metavar="N", help="Refuse byte frames that restore more than N bytes (default 2^30, or $GENCODEC_MAX_BYTES).")
 @click.option("-t", "--test", is_flag=True, help="Verify that each file restores (checksum included); write nothing.")
+@click.option("--native", is_flag=True, help="Write a classical codec's payload as its own file (.webp, .jxl, .avif, "
+              ".jpg, .j2k, .png, .xz, .zst, .br, .gz, .bz2), for other tools; verified first.")
 def decompress(files, recursive, keep, verbose, output, to_stdout, force, quiet, as_json, model, max_pixels=None,
-               max_bytes=None, test=False):
+               max_bytes=None, test=False, native=False):
     """Restore each FILE.gcx beside it, under the name stored in its header.
 
     A lossless image is restored as PNG (same pixels and mode); bytes are restored byte for
@@ -228,14 +230,23 @@ def decompress(files, recursive, keep, verbose, output, to_stdout, force, quiet,
             raise FileError(f"{source}: no {io.SUFFIX} suffix, so no output name (use -o PATH or -c)")
         blob = io.read_input(source)
         header = container.read_header(blob)
+        suffix = None
+        if native:
+            codec = gencodec.get_codec(header.codec)
+            suffix = codec.native_suffix
+            if suffix is None:
+                raise FileError(f"{source}: codec {header.codec} has no format of its own outside .gcx files")
         if data_to_stdout:
             target = "<stdout>"
         else:
-            target = output if output is not None else _restored_path(source, header)
+            target = output if output is not None else _restored_path(source, header, suffix)
             io.check_writable(target, force, source)
         t0 = time.perf_counter()
         restored = gencodec.decompress(blob, model=model, max_pixels=max_pixels, max_bytes=max_bytes)
-        data = restored if isinstance(restored, bytes) else imageio.png_bytes(restored)
+        if native:  # verified above by decoding it; now the payload itself
+            data = codec.native(container.unpack(blob)[1], header)
+        else:
+            data = restored if isinstance(restored, bytes) else imageio.png_bytes(restored)
         seconds = time.perf_counter() - t0
         if data_to_stdout:
             io.write_stdout(data)
@@ -268,14 +279,16 @@ def decompress(files, recursive, keep, verbose, output, to_stdout, force, quiet,
     click.get_current_context().exit(for_each_file(files, work, quiet, summary=None if as_json else verb))
 
 
-def _restored_path(source: str, header: container.Header) -> str:
+def _restored_path(source: str, header: container.Header, native_suffix: str | None = None) -> str:
     """Where ``decompress`` writes by default: the header's file name in the .gcx file's directory.
 
-    Images get a .png suffix. A missing or unsafe stored name falls back to the .gcx name
-    without its suffix.
+    Images get a .png suffix; with ``--native``, the payload's own suffix is added. A missing or
+    unsafe stored name falls back to the .gcx name without its suffix.
     """
     stem = io.strip_suffix(source)
     name = io.safe_stored_name(header.name) or os.path.basename(stem)
+    if native_suffix is not None:
+        return os.path.join(os.path.dirname(source), name + native_suffix)
     if header.kind == "image":
         name = imageio.restored_name(name)
     return os.path.join(os.path.dirname(source), name)

@@ -84,6 +84,8 @@ class Codec:
     params: ClassVar[tuple[Param, ...]] = ()
     #: ``-1`` ... ``-9`` (faster ... smaller): the parameters each level means for this codec, or None
     levels: ClassVar[dict[int, dict[str, Any]] | None] = None
+    #: the file suffix of the payload's own format (``decompress --native``), or None (no such format)
+    native_suffix: ClassVar[str | None] = None
 
     # -- availability ---------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -112,6 +114,12 @@ class Codec:
     def decode(self, payload: bytes, header: Any) -> Any:  # pragma: no cover - interface
         """Restore the data from ``payload``; ``header`` is the frame's :class:`~gencodec.container.Header`."""
         raise NotImplementedError
+
+    def native(self, payload: bytes, header: Any) -> bytes:
+        """The payload as a file of its own format (:attr:`native_suffix`), for other tools."""
+        if self.native_suffix is None:
+            raise UnsupportedInputError(f"codec {self.name!r} has no format of its own outside .gcx files")
+        return payload
 
     # -- helpers --------------------------------------------------------------------------------
     def check_mode(self, img: Any) -> None:

@@ -730,3 +730,22 @@ def test_help_info_codecs_and_byte_codecs_do_not_import_torch(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "none"
+
+
+def test_native_writes_the_payload_as_its_own_format(tmp_path):
+    import lzma
+
+    src = tmp_path / "t.txt"
+    src.write_bytes(b"native formats for other tools. " * 50)
+    assert run("compress", "--codec", "xz", src).exit_code == 0
+    r = run("decompress", "--native", tmp_path / "t.txt.gcx")
+    assert r.exit_code == 0, r.output
+    assert lzma.decompress((tmp_path / "t.txt.xz").read_bytes()) == src.read_bytes()
+    img = tmp_path / "p.png"
+    Image.fromarray(np.arange(48 * 32 * 3, dtype=np.uint8).reshape(32, 48, 3)).save(img)
+    assert run("compress", "--codec", "webp", "--quality", "70", img).exit_code == 0
+    assert run("decompress", "--native", tmp_path / "p.png.gcx").exit_code == 0
+    with Image.open(tmp_path / "p.png.webp") as w:
+        assert w.format == "WEBP" and w.size == (48, 32)
+    (tmp_path / "s.gcx").write_bytes(gencodec.compress(b"stored bytes", codec="stored"))
+    assert_one_line_error(run("decompress", "--native", tmp_path / "s.gcx"), "has no format of its own")

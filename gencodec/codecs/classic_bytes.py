@@ -64,6 +64,7 @@ class StoredCodec(_ByteCodec):
 class GzipCodec(_ByteCodec):
     name = "gzip"
     description = "DEFLATE (zlib level 9, gzip framing)"
+    native_suffix = ".gz"
     params = (Param("level", "int", 9, 1, 9, "zlib compression level"),)
     levels = {n: {"level": n} for n in range(1, 10)}
 
@@ -79,6 +80,7 @@ class GzipCodec(_ByteCodec):
 class Bz2Codec(_ByteCodec):
     name = "bz2"
     description = "bzip2, level 9"
+    native_suffix = ".bz2"
     params = (Param("level", "int", 9, 1, 9, "block size in 100 kB"),)
     levels = {n: {"level": n} for n in range(1, 10)}
 
@@ -94,6 +96,7 @@ class Bz2Codec(_ByteCodec):
 class XzCodec(_ByteCodec):
     name = "xz"
     description = "xz / LZMA2, preset 9 extreme"
+    native_suffix = ".xz"
     params = (Param("preset", "int", 9, 0, 9, "xz preset"), Param("extreme", "bool", True, help="xz -e"))
     levels = {n: {"preset": n, "extreme": n == 9} for n in range(1, 10)}
 
@@ -109,6 +112,7 @@ class XzCodec(_ByteCodec):
 class ZstdCodec(_ByteCodec):
     name = "zstd"
     description = "Zstandard, level 19"
+    native_suffix = ".zst"
     params = (Param("level", "int", 19, 1, 22, "zstd level (20-22: --ultra)"),)
     levels = {n: {"level": v} for n, v in zip(range(1, 10), (1, 3, 5, 7, 9, 12, 15, 17, 19))}
 
@@ -137,6 +141,7 @@ class ZstdCodec(_ByteCodec):
 class BrotliCodec(_ByteCodec):
     name = "brotli"
     description = "Brotli, quality 11"
+    native_suffix = ".br"
     params = (Param("quality", "int", 11, 0, 11, "brotli quality"),)
     levels = {n: {"quality": v} for n, v in zip(range(1, 10), (1, 2, 3, 4, 5, 6, 8, 10, 11))}
 
@@ -173,6 +178,7 @@ class JPEGRecompressCodec(_ByteCodec):
 
     name = "jpeg-recompress"
     description = "JPEG files recompressed by JPEG XL's lossless JPEG reconstruction (the same file restored)"
+    native_suffix = ".jxl"
     MAGIC = b"\xff\xd8\xff"
 
     def unavailable_reason(self):

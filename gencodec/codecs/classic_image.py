@@ -110,6 +110,11 @@ class _LosslessImageCodec(Codec):
         self.check_no_params(params)
         return {}
 
+    def native(self, payload: bytes, header: Any) -> bytes:
+        """The bitstream without gencodec's side bytes (a palette); it holds the coded plane (e.g.
+        a P image as its RGB(A) colours where the format has no palette)."""
+        return image_planes.split_payload(payload, header.params)[1]
+
     def _encode_plane(self, plane: Image.Image, **options: Any) -> bytes:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -128,6 +133,7 @@ class PNGCodec(_LosslessImageCodec):
 
     name = "png"
     description = "PNG, zlib level 9 with the best filter strategy"
+    native_suffix = ".png"
     native = frozenset({"1", "L", "LA", "RGB", "RGBA", "I;16"})
     modes = image_planes.supported_modes(native)
 
@@ -163,6 +169,7 @@ class WebPLosslessCodec(_LosslessImageCodec):
 
     name = "webp-lossless"
     description = "WebP lossless, method 6, exact"
+    native_suffix = ".webp"
     native = frozenset({"RGB", "RGBA"})
     modes = image_planes.supported_modes(native)
     MAX_SIDE = 16383
@@ -189,6 +196,7 @@ class JPEGXLLosslessCodec(_LosslessImageCodec):
 
     name = "jpeg-xl-lossless"
     description = "JPEG XL lossless (libjxl)"
+    native_suffix = ".jxl"
     native = frozenset({"L", "LA", "RGB", "RGBA", "I;16"})
     modes = image_planes.supported_modes(native)
     DEFAULT_EFFORT = 7
@@ -218,6 +226,7 @@ class JPEG2000LosslessCodec(_LosslessImageCodec):
 
     name = "jpeg2000-lossless"
     description = "JPEG 2000 reversible 5/3 with RCT"
+    native_suffix = ".j2k"
     native = frozenset({"L", "LA", "RGB", "RGBA", "I;16"})
     modes = image_planes.supported_modes(native)
 
@@ -303,6 +312,7 @@ class JPEGCodec(_LossyImageCodec):
 
     name = "jpeg"
     description = "JPEG (libjpeg-turbo), quality 1-100"
+    native_suffix = ".jpg"
     QUALITY_MIN = 1
     params = (Param("quality", "int", DEFAULT_QUALITY, 1, 100),)
     MAX_SIDE = 65500
@@ -319,6 +329,7 @@ class WebPCodec(_LossyImageCodec):
 
     name = "webp"
     description = "WebP lossy, quality 0-100"
+    native_suffix = ".webp"
     MAX_SIDE = 16383
     PILLOW_FORMAT = "WEBP"
     CODED_MODES = {"L": "RGB"}
@@ -337,6 +348,7 @@ class AVIFCodec(_LossyImageCodec):
 
     name = "avif"
     description = "AVIF (libavif), quality 0-100"
+    native_suffix = ".avif"
     PILLOW_FORMAT = "AVIF"
 
     def unavailable_reason(self) -> str | None:
@@ -355,6 +367,7 @@ class JPEGXLCodec(_LossyImageCodec):
 
     name = "jpeg-xl"
     description = "JPEG XL lossy (libjxl), quality 0-100"
+    native_suffix = ".jxl"
 
     def unavailable_reason(self) -> str | None:
         return _imagecodecs_reason("JPEGXL", "JPEG XL")
