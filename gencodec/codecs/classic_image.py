@@ -12,6 +12,7 @@ preceded by the palette for P images.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
@@ -58,6 +59,12 @@ def _open(data: bytes, header: Any, fmt: str) -> Image.Image:
 
 JXL_MAGIC = (b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")  # bare codestream, ISOBMFF container
 J2K_MAGIC = b"\xff\x4f\xff\x51"
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 def _check_magic(data: bytes, magics: tuple[bytes, ...], label: str) -> None:
@@ -276,27 +283,50 @@ class _LossyImageCodec(Codec):
         if img.width < 1 or img.height < 1:
             raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")
         _check_side(self, img, self.MAX_SIDE)
-        payload = self._encode(image_planes.canonical(img), quality)
-        return Encoded(payload, {"quality": quality})
+        img = image_planes.canonical(img)
+        if img.mode in ("LA", "RGBA") and self.SEPARATE_ALPHA:  # alpha exact, beside the colour
+            alpha = _png(img.getchannel("A"))
+            payload = self._encode(img.convert("L" if img.mode == "LA" else "RGB"), quality) + alpha
+            return Encoded(payload, {"quality": quality, "alpha": len(alpha)})
+        return Encoded(self._encode(img, quality), {"quality": quality})
 
     #: header mode -> the mode the bitstream decodes to, where they differ (WebP codes L as RGB)
     CODED_MODES: dict[str, str] = {}
+    #: alpha coded losslessly as a PNG after the bitstream (params "alpha": its length), for a
+    #: format whose own alpha is lossy
+    SEPARATE_ALPHA = False
 
     def decode(self, payload: bytes, header: Any) -> Image.Image:
         if header.mode not in self.modes:
             raise CorruptFileError(f"a {self.name} frame cannot hold image mode {header.mode!r}")
-        if set(header.params) != {"quality"}:
-            raise CorruptFileError(f"{self.name} frame params must be just quality, not {sorted(header.params)}")
+        alpha_sep = self.SEPARATE_ALPHA and header.mode in ("LA", "RGBA")
+        if set(header.params) != ({"quality", "alpha"} if alpha_sep else {"quality"}):
+            raise CorruptFileError(f"{self.name} frame params must be quality{' and alpha' if alpha_sep else ''}, "
+                                   f"not {sorted(header.params)}")
         q = header.params["quality"]
         if isinstance(q, bool) or not isinstance(q, int) or not self.QUALITY_MIN <= q <= 100:
             raise CorruptFileError(f"{self.name} frame: bad quality {q!r}")
+        if alpha_sep:
+            n = header.params["alpha"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= len(payload):
+                raise CorruptFileError(f"{self.name} frame: bad alpha length {n!r}")
+            colour = self.decode(payload[:-n], dataclasses.replace(
+                header, mode="L" if header.mode == "LA" else "RGB", params={"quality": q}))
+            alpha = _open(payload[-n:], header, "PNG")
+            if alpha.mode != "L":
+                raise CorruptFileError(f"{self.name} payload: alpha plane of mode {alpha.mode}")
+            return Image.merge(header.mode, (*colour.split(), alpha))
         img = self._decode(payload, header)
         if img.size != (header.width, header.height):
             raise CorruptFileError(f"payload holds a {img.width}x{img.height} image, the header says {header.width}x{header.height}")
         expected = self.CODED_MODES.get(header.mode, header.mode)
+        if expected == "RGBA" and img.mode == "RGB" and self.OPAQUE_DROPS_ALPHA:
+            img = img.convert("RGBA")  # libwebp drops an all-opaque alpha channel
         if img.mode != expected:  # never a silent conversion into a mode the encoder did not code
             raise CorruptFileError(f"payload holds a {img.mode} image, the header says {header.mode}")
         return img if img.mode == header.mode else img.convert(header.mode)
+
+    OPAQUE_DROPS_ALPHA = False
 
     def _encode(self, img: Image.Image, quality: int) -> bytes:  # pragma: no cover - interface
         raise NotImplementedError
@@ -332,14 +362,18 @@ class WebPCodec(_LossyImageCodec):
     native_suffix = ".webp"
     MAX_SIDE = 16383
     PILLOW_FORMAT = "WEBP"
-    CODED_MODES = {"L": "RGB"}
+    modes = frozenset({"L", "LA", "RGB", "RGBA"})
+    CODED_MODES = {"L": "RGB", "LA": "RGBA"}
+    OPAQUE_DROPS_ALPHA = True
 
     def unavailable_reason(self) -> str | None:
         return WebPLosslessCodec.unavailable_reason(self)
 
     def _encode(self, img: Image.Image, quality: int) -> bytes:
         buf = io.BytesIO()
-        img.save(buf, format="WEBP", quality=quality, method=6)
+        if img.mode == "LA":
+            img = img.convert("RGBA")
+        img.save(buf, format="WEBP", quality=quality, method=6, **({"alpha_quality": 100} if img.mode == "RGBA" else {}))
         return buf.getvalue()
 
 
@@ -350,6 +384,8 @@ class AVIFCodec(_LossyImageCodec):
     description = "AVIF (libavif), quality 0-100"
     native_suffix = ".avif"
     PILLOW_FORMAT = "AVIF"
+    modes = frozenset({"L", "LA", "RGB", "RGBA"})
+    SEPARATE_ALPHA = True  # AVIF's own alpha is lossy here
 
     def unavailable_reason(self) -> str | None:
         from PIL import features
@@ -369,6 +405,8 @@ class JPEGXLCodec(_LossyImageCodec):
     description = "JPEG XL lossy (libjxl), quality 0-100"
     native_suffix = ".jxl"
 
+    modes = frozenset({"L", "LA", "RGB", "RGBA"})  # libjxl codes alpha losslessly
+
     def unavailable_reason(self) -> str | None:
         return _imagecodecs_reason("JPEGXL", "JPEG XL")
 
@@ -384,4 +422,5 @@ class JPEGXLCodec(_LossyImageCodec):
         arr = imagecodecs.jpegxl_decode(payload, numthreads=1)
         if arr.ndim == 3 and arr.shape[2] == 1:
             arr = arr[:, :, 0]
-        return _array_to_image(arr, "L" if arr.ndim == 2 else "RGB")
+        channels = 1 if arr.ndim == 2 else arr.shape[2]
+        return _array_to_image(arr, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(channels, "RGB"))
