@@ -256,15 +256,10 @@ def test_byte_bombs_are_bounded(codec, tmp_path):
 
 # -- faults while writing ---------------------------------------------------------------------
 KILL_CHILD = r"""
-import sys, time
-sys.path.insert(0, sys.argv[3])
-from gencodec_cli import io
-class Slow(bytes):
-    pass
-# write a large file slowly enough to be killed mid-write: patch os.fsync to sleep
-import os
-os.fsync = lambda fd: time.sleep(30)
-io.write_atomic(sys.argv[1], b"x" * int(sys.argv[2]), force=False)
+import os, sys, time
+from gencodec import fileio
+os.fsync = lambda fd: time.sleep(30)  # slow enough to be killed mid-write
+fileio.write_atomic(sys.argv[1], b"x" * int(sys.argv[2]), force=False)
 """
 
 
@@ -288,7 +283,9 @@ def test_kill_9_mid_write_leaves_nothing_after_the_next_write(tmp_path):
 def test_live_writers_temporaries_are_kept(tmp_path):
     from gencodec_cli import io as cli_io
 
-    mine = tmp_path / f".a.gcx.{cli_io._OWNER}.abc{cli_io.TMP_SUFFIX}"  # this process: alive
+    from gencodec import fileio
+
+    mine = tmp_path / f".a.gcx.{fileio._OWNER}.abc{cli_io.TMP_SUFFIX}"  # this process: alive
     mine.write_bytes(b"x")
     foreign = tmp_path / f".a.gcx.otherhost-1.abc{cli_io.TMP_SUFFIX}"
     foreign.write_bytes(b"x")
