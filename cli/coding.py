@@ -16,7 +16,74 @@ from gencodec.registry import DEFAULT_LEARNED_LOSSY, get_entry
 from . import io
 from .common import Failure, Message, UsageFailure, for_each_file, key_value, number
 from .io import FileError, display
-from .report import compress_fields, compress_line, decompress_line
+from .report import compress_fields, compress_line, decompress_line, progress_enabled
+
+
+def _batch_mode(files, output, to_stdout, recursive, workers, manifest, cluster, test=False) -> bool:
+    """Batch mode: -o names a folder for several inputs (or for -r, or an existing folder); also
+    --workers > 1, --manifest or --cluster with several inputs or -r."""
+    several = recursive or len(files) > 1
+    if output is not None and not to_stdout and (several or os.path.isdir(output)):
+        return True
+    if (workers > 1 or manifest or cluster) and several and not to_stdout:
+        return True
+    if manifest or cluster:
+        raise click.UsageError("--manifest and --cluster are for batch mode (several inputs, -r, or -o DIR)")
+    return False
+
+
+def _run_batch(mode, files, out_dir, workers, manifest, scheduler, codec, codec_params, force, quiet, as_json,
+               decode_kw) -> None:
+    """Batch mode: plan, run (processes or a Dask cluster), one line per failure, a summary, a manifest."""
+    from gencodec import batch
+
+    if io.STDIO in files:
+        raise click.UsageError("'-' (stdin) cannot be part of a batch")
+    for f in files:
+        if not os.path.exists(f):
+            raise Failure(f"{f}: no such file or directory")
+    jobs = batch.plan(files, out_dir if mode != "test" else None, mode)
+    if not jobs:
+        raise Failure("no files to work on")
+    client = None
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise Failure("--cluster needs dask.distributed: pip install 'gencodec[cluster]'") from None
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as e:
+            raise Failure(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    bar = None
+    if not quiet and progress_enabled(len(jobs), quiet):
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="file", leave=False, dynamic_ncols=True)
+    try:
+        rows = batch.run(jobs, mode, codec, codec_params, force, decode_kw, workers=workers, client=client,
+                         on_row=(lambda r: bar.update(1)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+        if client is not None:
+            client.close()
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r))
+        elif r["status"] == "failed":
+            click.echo(f"gencodec: error: {r['error'] if r['error'].startswith(r['source']) else r['source'] + ': ' + r['error']}",
+                       err=True)
+    if manifest:
+        batch.write_manifest(rows, manifest)
+    if not quiet and not as_json:
+        counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "ok", "skipped")}
+        verb = {"compress": "compressed", "decompress": "restored", "test": "tested"}[mode]
+        done = counts["done"] + counts["ok"]
+        click.echo(f"{done} of {len(rows)} files {verb}" + (f", {counts['skipped']} skipped (up to date)" if counts["skipped"] else "")
+                   + (f", {len(failed)} failed" if failed else ""), err=True)
+    click.get_current_context().exit(1 if failed else 0)
 
 
 def _expand(files: tuple[str, ...], recursive: bool, compressing: bool) -> tuple[str, ...]:
@@ -53,6 +120,13 @@ def _check_sources(files: tuple[str, ...], output: str | None, to_stdout: bool) 
 
 
 _common_options = [
+    click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Batch mode (-o DIR): files in this many processes; the outputs are those of a serial run."),
+    click.option("--manifest", metavar="FILE", help="Batch mode: write what was done per file (JSON, or CSV for .csv)."),
+    click.option("--scheduler", metavar="ADDRESS", envvar="DASK_SCHEDULER_ADDRESS",
+                 help="Batch mode on a Dask cluster (tcp://HOST:PORT; default $DASK_SCHEDULER_ADDRESS when given "
+                 "with --cluster). Paths must be on storage every worker sees."),
+    click.option("--cluster", is_flag=True, help="Batch mode: run on the Dask cluster at --scheduler."),
     click.option("-r", "--recursive", is_flag=True, help="Go into folders: every file in them (compress: all but .gcx; "
                  "decompress: the .gcx files)."),
     click.option("-k", "--keep", is_flag=True, help="Keep the input (always done; accepted for gzip habits)."),
@@ -119,8 +193,8 @@ def _check_usage(codec: str, codec_params: dict, level: int | None, model: str |
 @click.option("-d", "--decompress", "to_decompress", is_flag=True, help="Decompress instead (as `gencodec decompress`).")
 @click.option("-t", "--test", is_flag=True, help="With -d, or alone: verify .gcx files restore; write nothing.")
 @_level_options
-def compress(files, recursive, keep, verbose, output, to_stdout, force, quiet, as_json, codec, model, quality, lossy,
-             psnr, bpp, params, level, to_decompress, test):
+def compress(files, workers, manifest, scheduler, cluster, recursive, keep, verbose, output, to_stdout, force, quiet,
+             as_json, codec, model, quality, lossy, psnr, bpp, params, level, to_decompress, test):
     """Compress each FILE into FILE.gcx (keeping FILE); '-' reads stdin and writes stdout.
 
     PNG, PPM/PGM, BMP and TIFF images are coded as pixels (restored as PNG with identical
@@ -129,10 +203,10 @@ def compress(files, recursive, keep, verbose, output, to_stdout, force, quiet, a
     """
     if to_decompress or test:
         return click.get_current_context().invoke(
-            decompress, files=files, recursive=recursive, keep=keep, verbose=verbose, output=output,
-            to_stdout=to_stdout, force=force, quiet=quiet, as_json=as_json, model=model, test=test)
-    files = _expand(files, recursive, compressing=True)
-    _check_sources(files, output, to_stdout)
+            decompress, files=files, workers=workers, manifest=manifest, scheduler=scheduler, cluster=cluster,
+            recursive=recursive, keep=keep, verbose=verbose, output=output, to_stdout=to_stdout, force=force,
+            quiet=quiet, as_json=as_json, model=model, test=test)
+    batch = _batch_mode(files, output, to_stdout, recursive, workers, manifest, cluster)
     codec_params = dict(key_value(p) for p in params)
     targets = [n for n, v in (("--quality", quality), ("--psnr", psnr), ("--bpp", bpp)) if v is not None]
     if len(targets) > 1:
@@ -156,6 +230,11 @@ def compress(files, recursive, keep, verbose, output, to_stdout, force, quiet, a
     _check_usage(codec, codec_params, level, model)
     if level is not None:
         codec_params["compression_level"] = level
+    if batch:
+        return _run_batch("compress", files, output, workers, manifest, scheduler if cluster else None, codec,
+                          codec_params, force, quiet, as_json, {})
+    files = _expand(files, recursive, compressing=True)
+    _check_sources(files, output, to_stdout)
     if model is not None:
         codec_params["model"] = model
 
@@ -208,8 +287,8 @@ def compress(files, recursive, keep, verbose, output, to_stdout, force, quiet, a
 @click.option("-t", "--test", is_flag=True, help="Verify that each file restores (checksum included); write nothing.")
 @click.option("--native", is_flag=True, help="Write a classical codec's payload as its own file (.webp, .jxl, .avif, "
               ".jpg, .j2k, .png, .xz, .zst, .br, .gz, .bz2), for other tools; verified first.")
-def decompress(files, recursive, keep, verbose, output, to_stdout, force, quiet, as_json, model, max_pixels=None,
-               max_bytes=None, test=False, native=False):
+def decompress(files, workers, manifest, scheduler, cluster, recursive, keep, verbose, output, to_stdout, force, quiet,
+               as_json, model, max_pixels=None, max_bytes=None, test=False, native=False):
     """Restore each FILE.gcx beside it, under the name stored in its header.
 
     A lossless image is restored as PNG (same pixels and mode); bytes are restored byte for
@@ -218,6 +297,13 @@ def decompress(files, recursive, keep, verbose, output, to_stdout, force, quiet,
     """
     _check_sources(files, output, to_stdout)
 
+    decode_kw = {k: v for k, v in dict(model=model, max_pixels=max_pixels, max_bytes=max_bytes).items() if v is not None}
+    if (test and (recursive or len(files) > 1) and (workers > 1 or cluster)) or _batch_mode(
+            files, output, to_stdout, recursive, workers, manifest, cluster, test):
+        if native:
+            raise click.UsageError("--native works file by file, not in batch mode")
+        return _run_batch("test" if test else "decompress", files, output, workers, manifest,
+                          scheduler if cluster else None, "auto", {}, force, quiet, as_json, decode_kw)
     files = _expand(files, recursive, compressing=False)
     if test and (output is not None or to_stdout):
         raise click.UsageError("-t/--test writes nothing: it excludes -o and -c")
