@@ -79,8 +79,10 @@ def _refuse_overwriting_inputs(outputs: list[str | None], inputs: list[Path]) ->
 @click.option("--no-ms-ssim", is_flag=True, help="Skip MS-SSIM (lossy), which needs torch.")
 @click.option("--title", default=None, help="Heading of the Markdown report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stdout.")
+@click.option("--scheduler", metavar="ADDRESS", help="Run on the Dask cluster there (tcp://HOST:PORT); the files must "
+              "be on storage its workers see.")
 def bench(paths, codecs, lossy, qualities, params, json_path, csv_path, md_path, plot_path, references, workers, threads,
-          no_ms_ssim, title, quiet):
+          no_ms_ssim, title, quiet, scheduler):
     """Benchmark codecs on files and folders (a folder expands to its files).
 
     Every round trip is verified (lossless: identical pixels or bytes; lossy: PSNR and MS-SSIM
@@ -95,11 +97,25 @@ def bench(paths, codecs, lossy, qualities, params, json_path, csv_path, md_path,
     try:
         _refuse_overwriting_inputs([json_path, csv_path, md_path, plot_path], runner.expand_paths(paths))
         refs = [c for r in references for c in report.load_reference(r)]
-        doc = runner.run_bench(
-            paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), params=parse_params(params),
-            workers=workers, threads=threads, references=refs, ms_ssim=not no_ms_ssim,
-            progress=False if quiet else None,
-        )
+        client = None
+        if scheduler:
+            try:
+                from distributed import Client
+            except ImportError:
+                raise Failure("--scheduler needs dask.distributed: pip install 'gencodec[cluster]'") from None
+            try:
+                client = Client(scheduler, timeout="10s")
+            except (OSError, TimeoutError) as e:
+                raise Failure(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        try:
+            doc = runner.run_bench(
+                paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), params=parse_params(params),
+                workers=workers, threads=threads, references=refs, ms_ssim=not no_ms_ssim,
+                progress=False if quiet else None, client=client,
+            )
+        finally:
+            if client is not None:
+                client.close()
     except GencodecError as e:
         raise Failure(str(e)) from None
     if json_path:

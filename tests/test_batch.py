@@ -112,3 +112,19 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path, cluster):
 
     fileio.remove_stale_temporaries(str(tmp_path / "out"))
     assert sorted(os.listdir(tmp_path / "out")) == [f"f{i}.txt.gcx" for i in range(4)]
+
+
+def test_bench_on_a_dask_cluster_gives_the_serial_numbers(tree, cluster):
+    from gencodec.bench import runner
+
+    c, client = cluster
+    files = [tree / "one.txt", tree / "a" / "two.txt"]
+    here = runner.run_bench(files, ["xz", "zstd"], workers=0, progress=False)
+    there = runner.run_bench(files, ["xz", "zstd"], progress=False, client=client)
+    key = lambda d: [(r["file"], r["codec"], r["n_bytes_out"], r["status"]) for r in d["rows"]]  # noqa: E731
+    assert key(here) == key(there) and all(r["status"] == "ok" for r in there["rows"])
+    assert there["settings"]["cluster"] == c.scheduler_address
+    r = CliRunner().invoke(cli, ["bench", "--codec", "xz", "--scheduler", c.scheduler_address, "-q",
+                                 "--json", "-", str(files[0])])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["rows"][0]["codec"] == "xz"

@@ -399,6 +399,7 @@ def run_bench(
     references: Sequence[dict[str, Any]] = (),
     ms_ssim: bool = True,
     progress: bool | None = None,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Benchmark ``codecs`` (default: every available codec of the relevant kind) on the files.
 
@@ -407,7 +408,9 @@ def run_bench(
     process). threads: OMP/MKL threads per worker process (default: cores // workers when
     workers > 1, else the process's own setting). references:
     published RD curves (see :func:`gencodec.bench.report.load_reference`). progress: a tqdm bar
-    on stderr (None: only when stderr is a terminal).
+    on stderr (None: only when stderr is a terminal). client: a ``distributed.Client``: every
+    (codec, file) runs as a task on that cluster (the files on storage its workers see; timings
+    then come from the workers' machines, recorded as such in ``settings``).
 
     Returns the result document: ``environment``, ``settings``, ``definitions``, ``rows``,
     ``totals`` and, for lossy runs, ``rd`` and ``rd_summary``.
@@ -452,6 +455,7 @@ def run_bench(
         jobs=[dict(codec=c, params=p) for c, p in jobs],
         left_out=left_out,
         workers=workers, threads_per_worker=threads, ms_ssim=ms_ssim,
+        cluster=getattr(getattr(client, "scheduler", None), "address", None) if client is not None else None,
         references=[r.get("name") for r in references],
         files=files,
     )
@@ -462,7 +466,16 @@ def run_bench(
     n_total = len(files) * len(jobs)
     bar = tqdm(total=n_total, desc="bench", unit="run", file=sys.stderr, disable=None if progress is None else not progress)
     results: dict[tuple[int, str], list[dict[str, Any]]] = {}
-    if workers <= 0:  # in this process: no isolation between codecs (tests, debugging)
+    if client is not None:  # a Dask cluster: every (codec, file) a task that reads its own file
+        executor = client.get_executor(pure=False)
+        for c in codec_list:
+            cjobs = [(name, p) for name, p in jobs if name == c]
+            bar.set_postfix_str(c)
+            futs = {executor.submit(run_file, f["file"], f, cjobs, ms_ssim): i for i, f in enumerate(files)}
+            for fut in as_completed(futs):
+                results[(futs[fut], c)] = fut.result()
+                bar.update(len(cjobs))
+    elif workers <= 0:  # in this process: no isolation between codecs (tests, debugging)
         for i, f in enumerate(files):
             bar.set_postfix_str(Path(f["file"]).name)
             rows_i = run_file(f["file"], f, jobs, ms_ssim, progress=bar.update)
