@@ -573,8 +573,9 @@ def test_decompress_with_model_for_a_classical_frame(frame):
 @pytest.mark.parametrize(
     "args",
     [
-        ["compress", "a", "b", "-o", "x"],
+        ["compress", "a", "b", "-c"],  # (several inputs with -o DIR are batch mode)
         ["compress", "a", "-o", "x", "-c"],
+        ["compress", "--manifest", "m.json", "a"],
         ["compress", "-", "a"],
         ["decompress", "a.gcx", "b.gcx", "-c"],
         ["compress", "--quality", "50", "a"],
