@@ -15,7 +15,7 @@ import click
 from gencodec.errors import GencodecError
 
 from . import io
-from .common import Failure, key_value, number
+from .common import Failure, dask_client, key_value, number
 
 
 def parse_qualities(values: tuple[str, ...]) -> dict[str, list]:
@@ -97,16 +97,7 @@ def bench(paths, codecs, lossy, qualities, params, json_path, csv_path, md_path,
     try:
         _refuse_overwriting_inputs([json_path, csv_path, md_path, plot_path], runner.expand_paths(paths))
         refs = [c for r in references for c in report.load_reference(r)]
-        client = None
-        if scheduler:
-            try:
-                from distributed import Client
-            except ImportError:
-                raise Failure("--scheduler needs dask.distributed: pip install 'gencodec[cluster]'") from None
-            try:
-                client = Client(scheduler, timeout="10s")
-            except (OSError, TimeoutError) as e:
-                raise Failure(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+        client = dask_client(scheduler) if scheduler else None
         try:
             doc = runner.run_bench(
                 paths, codec_list or None, lossy=lossy, qualities=parse_qualities(qualities), params=parse_params(params),

@@ -14,7 +14,7 @@ from gencodec.errors import GencodecError
 from gencodec.registry import DEFAULT_LEARNED_LOSSY, get_entry
 
 from . import io
-from .common import Failure, Message, UsageFailure, for_each_file, key_value, number
+from .common import Failure, Message, UsageFailure, dask_client, for_each_file, key_value, number
 from .io import FileError, display
 from .report import compress_fields, compress_line, decompress_line, progress_enabled
 
@@ -45,16 +45,7 @@ def _run_batch(mode, files, out_dir, workers, manifest, scheduler, codec, codec_
     jobs = batch.plan(files, out_dir if mode != "test" else None, mode)
     if not jobs:
         raise Failure("no files to work on")
-    client = None
-    if scheduler is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise Failure("--cluster needs dask.distributed: pip install 'gencodec[cluster]'") from None
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as e:
-            raise Failure(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    client = dask_client(scheduler) if scheduler else None
     bar = None
     if not quiet and progress_enabled(len(jobs), quiet):
         from tqdm import tqdm

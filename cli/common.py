@@ -138,3 +138,16 @@ class WorkBar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def dask_client(scheduler: str):
+    """A ``distributed.Client`` connected to ``scheduler``; one-line Failures when dask is missing
+    or the scheduler cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise Failure("a Dask cluster needs dask.distributed: pip install 'gencodec[cluster]'") from None
+    try:
+        return Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise Failure(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None

@@ -272,3 +272,22 @@ def test_start_from_an_exported_model_keeps_its_weights(tiny_path):
     for k, v in exact.state().items():
         if not k.startswith(("tables.", "z.lo", "medians")):  # the entropy bottleneck starts afresh
             assert torch.equal(v, again.state()[k]), k
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "hyperprior" / "kodim23-96x64-q3.5.gcx"
+
+
+@pytest.mark.skipif(not GOLDEN.exists() or zoo.default_weights("hyperprior") is None
+                    or not zoo.default_weights("hyperprior").is_file(), reason="no shipped hyperprior model")
+def test_pinned_frame_of_the_shipped_model_decodes_here():
+    """Written under ATEN_CPU_CAPABILITY=default with one thread (tests/golden/hyperprior_pin.py):
+    decoding checks the latents' checksum, so every table here matched the writer's."""
+    sys.path.insert(0, str(GOLDEN.parent.parent))
+    import hyperprior_pin
+
+    blob = GOLDEN.read_bytes()
+    header = container.read_header(blob)
+    assert header.model_id == get_codec("hyperprior").model_id
+    out = gencodec.decompress(blob)
+    assert out.size == (96, 64) and out.mode == "RGB"
+    assert psnr(out, hyperprior_pin.image()) > 20
