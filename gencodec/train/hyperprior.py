@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 
 from ..models.hyperprior import Hyperprior, HyperpriorConfig
 from .data import CropSampler, TorchCropSampler, load_folder, val_crops
-from .loop import LoopConfig, train
+from .loop import LoopConfig, machine, train
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,7 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
                    no_clip=lambda name: name.endswith("quantiles"))
     card = dict(model="hyperprior", config=config.to_dict(), recipe=asdict(recipe), steps=result["step"],
                 train_seconds=round(result["seconds"], 1), wall_seconds_this_run=round(time.time() - t_start, 1),
-                machine=_machine(device, recipe.threads), data=images.describe(),
+                machine=machine(device, recipe.threads), data=images.describe(),
                 validation_crops=f"centre crops (at most {recipe.val_size}, multiples of 64) of {len(crops)} held-out images")
     (workdir / "card_partial.json").write_text(json.dumps(card, indent=1))
     if export:
@@ -233,13 +232,6 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
             q.weight.copy_(t[f"h_s.{layer}.weight"].double() / 2.0**q.w_fmt.frac_bits)
             q.bias.copy_(t[f"h_s.{layer}.bias"].double() / 2.0**q.b_fmt.frac_bits)
     return model
-
-
-def _machine(device: str, threads: int) -> str:
-    where = f"{platform.machine()} {platform.processor() or ''}".strip()
-    if torch.device(device).type == "cuda":
-        return where + f", {torch.cuda.get_device_name(device)}"
-    return where + f", torch threads {threads}"
 
 
 def recipe_from_options(**kw: Any) -> HyperpriorRecipe:

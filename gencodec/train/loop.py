@@ -37,6 +37,16 @@ class LoopConfig:
     stop_after: int | None = None  # end this session after this step (a later --resume continues)
 
 
+def machine(device: str, threads: int) -> str:
+    """Where a run trained, for its model card: CPU (and torch threads) or the GPU's name."""
+    import platform
+
+    where = f"{platform.machine()} {platform.processor() or ''}".strip()
+    if torch.device(device).type == "cuda":
+        return where + f", {torch.cuda.get_device_name(device)}"
+    return where + f", torch threads {threads}"
+
+
 def lr_at(cfg: LoopConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup

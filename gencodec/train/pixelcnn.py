@@ -14,7 +14,6 @@ Example::
 from __future__ import annotations
 
 import json
-import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from ..errors import GencodecError
 from ..models.pixelcnn import OPTIONAL_FEATURES, ExactPixelCNN, PixelCNN, PixelCNNConfig
 from .data import CropSampler, TorchCropSampler, chroma_subsample, load_folder, val_crops
-from .loop import LoopConfig, train
+from .loop import LoopConfig, machine, train
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,7 @@ def train_pixelcnn(
         best_step=best["step"],
         train_seconds=round(result["seconds"], 1),
         wall_seconds_this_run=round(time.time() - t_start, 1),
-        machine=_machine(device, recipe.threads),
+        machine=machine(device, recipe.threads),
         n_params=sum(p.numel() for p in model.parameters()),
         validation=dict(
             crops=f"centre {recipe.val_size}x{recipe.val_size} of {len(images.val)} held-out images"
@@ -166,13 +165,6 @@ def train_pixelcnn(
     exact.save(out, card=dict(model_id=card["model_id"], steps=card["steps"]))
     _write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     return card
-
-
-def _machine(device: str, threads: int) -> str:
-    where = f"{platform.machine()} {platform.processor() or ''}".strip()
-    if torch.device(device).type == "cuda":
-        return where + f", {torch.cuda.get_device_name(device)}"
-    return where + f", torch threads {threads}"
 
 
 #: grid fields a run may refine when it starts from a model (see start_from): finer or wider, never coarser
