@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -25,6 +26,16 @@ from PIL import Image
 
 import gencodec
 from gencodec.registry import get_codec
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -90,7 +101,7 @@ def main() -> None:
         targets_met=sum(t["met"] for r in rows for t in r["targets"]),
         targets=sum(len(r["targets"]) for r in rows),
         model_id=codec.model_id.hex(),
-        machine=f"{platform.machine()} {platform.processor()}", torch_threads=__import__("torch").get_num_threads(),
+        machine=_cpu(), cores=os.cpu_count(), torch_threads=__import__("torch").get_num_threads(),
         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     print(json.dumps(summary, indent=1))
