@@ -24,8 +24,10 @@ if __name__ == "__main__":
     blob = gencodec.compress(img, codec="hyperprior", model=model_path, quality=float(quality))
     header, payload = container.unpack(open(frame_path, "rb").read())
     n_alpha = int.from_bytes(payload[:4], "little")
+    rest = payload[4 + n_alpha :]
+    n_esc = int.from_bytes(rest[:4], "little")
     shape = codec.model.symbol_shape(header.height, header.width)
-    sym = driver.decode(codec.model, shape, payload[4 + n_alpha :])
+    sym = driver.decode(codec.model, shape, rest[4 + n_esc :])
     tables = driver.tables_in_order(codec.model, sym, "session")
     sha = lambda b: hashlib.sha256(b).hexdigest()
     print(json.dumps(dict(frame=sha(blob), symbols=sha(np.ascontiguousarray(sym).tobytes()),

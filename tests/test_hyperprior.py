@@ -291,3 +291,14 @@ def test_pinned_frame_of_the_shipped_model_decodes_here():
     out = gencodec.decompress(blob)
     assert out.size == (96, 64) and out.mode == "RGB"
     assert psnr(out, hyperprior_pin.image()) > 20
+
+
+def test_escapes_round_trip_and_damage():
+    from gencodec.codecs.hyperprior import pack_escapes, unpack_escapes
+
+    values = np.array([0, 1, -1, 63, -64, 64, 1000, -123456, 2**29], np.int64)
+    assert np.array_equal(unpack_escapes(pack_escapes(values)), values)
+    with pytest.raises(CorruptFileError, match="truncated"):
+        unpack_escapes(pack_escapes(values)[:-1])
+    with pytest.raises(CorruptFileError, match="out of range"):
+        unpack_escapes(b"\xff" * 12)

@@ -11,7 +11,9 @@ Modes: RGB; L through replication (restored as L); RGBA and LA with the alpha pl
 losslessly beside the colour (PNG). The frame stores the quality and a checksum of the latents
 (CRC-32 of the symbols), which decoding verifies before any pixel is made.
 
-Payload: ``u32 alpha length | alpha PNG | range-coded symbols`` (no alpha: length 0).
+Payload: ``u32 alpha length | alpha PNG | u32 escapes length | escapes | range-coded symbols``
+(no alpha: length 0). Escapes: the latents beyond their tables (coded as the overflow symbol), in
+coding order, zigzag LEB128 varints.
 """
 
 from __future__ import annotations
@@ -40,6 +42,33 @@ FRAME_ALLOWANCE = 160
 
 def _crc(symbols: np.ndarray) -> str:
     return f"{zlib.crc32(np.ascontiguousarray(symbols, dtype='<i4').tobytes()) & 0xFFFFFFFF:08x}"
+
+
+def pack_escapes(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for v in values.tolist():
+        u = (v << 1) ^ (v >> 63)  # zigzag
+        while True:
+            byte, u = u & 0x7F, u >> 7
+            out.append(byte | (0x80 if u else 0))
+            if not u:
+                break
+    return bytes(out)
+
+
+def unpack_escapes(data: bytes, limit: int = 1 << 30) -> np.ndarray:
+    values, u, shift = [], 0, 0
+    for byte in data:
+        u |= (byte & 0x7F) << shift
+        shift += 7
+        if shift > 70 or abs(u) > limit << 1:
+            raise CorruptFileError("hyperprior payload: an escaped latent out of range")
+        if not byte & 0x80:
+            values.append((u >> 1) ^ -(u & 1))
+            u, shift = 0, 0
+    if shift:
+        raise CorruptFileError("hyperprior payload: truncated escapes")
+    return np.asarray(values, np.int64)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,7 +135,9 @@ class HyperpriorCodec(NeuralCodec):
         def trial(q: float):
             sym, y_sym, means = analysis.at(q)
             stream, ideal = driver.encode(model, sym)
-            return sym, y_sym, means, stream, ideal, analysis.clamped
+            escapes = pack_escapes(analysis.escapes)
+            body = struct.pack("<I", len(escapes)) + escapes + stream  # escapes count at their size
+            return sym, y_sym, means, body, ideal + 8 * (len(body) - len(stream)), analysis.clamped
 
         def restored(y_sym, means, q):
             px = analysis.pixels(y_sym, means, q)
@@ -184,14 +215,23 @@ class HyperpriorCodec(NeuralCodec):
         (n_alpha,) = struct.unpack_from("<I", payload)
         if 4 + n_alpha > len(payload) or (n_alpha > 0) != (header.mode in ("LA", "RGBA")):
             raise CorruptFileError(f"{self.name} payload: bad alpha section")
-        alpha_png, stream = payload[4 : 4 + n_alpha], payload[4 + n_alpha :]
+        alpha_png, rest = payload[4 : 4 + n_alpha], payload[4 + n_alpha :]
+        if len(rest) < 4:
+            raise CorruptFileError(f"{self.name} payload truncated")
+        (n_esc,) = struct.unpack_from("<I", rest)
+        if 4 + n_esc > len(rest):
+            raise CorruptFileError(f"{self.name} payload: bad escapes section")
+        escapes, stream = unpack_escapes(rest[4 : 4 + n_esc]), rest[4 + n_esc :]
         model = self.model
         shape = model.symbol_shape(header.height, header.width)
         sym = driver.decode(model, shape, stream)
         if _crc(sym) != params["latents"]:
             raise CorruptFileError("latents differ from the encoder's (checksum): the file is damaged, or this "
                                    "machine computed other tables (please report)")
-        px = model.synthesise(sym, q, header.height, header.width)
+        try:
+            px = model.synthesise(sym, q, header.height, header.width, escapes)
+        except ValueError as e:
+            raise CorruptFileError(f"{self.name} payload: {e}") from None
         img = Image.fromarray(px)
         if header.mode in ("L", "LA"):
             img = img.convert("L")

@@ -37,7 +37,7 @@ from torch import nn
 from ..exact.conv import ExactConv2d, QuantConv2d
 from ..exact.quant import QFormat, round_ste
 
-__all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table", "gaussian_tables"]
+__all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table"]
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ class HyperpriorConfig:
     n_scales: int = 64  # Gaussian tables, scales log-uniform in [scale_min, scale_max]
     scale_min: float = 0.11
     scale_max: float = 64.0
-    table_bits: int = 20  # every table sums to 2**table_bits
-    tail: float = 8.0  # a table covers +-ceil(tail * scale) + 1 (the encoder clamps beyond)
+    table_bits: int = 16  # every table sums to 2**table_bits (compressai's entropy_coder_precision)
     version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,47 +83,6 @@ class HyperpriorConfig:
 def scale_table(cfg: HyperpriorConfig) -> np.ndarray:
     """The scales of the Gaussian tables (n_scales,) float64, log-uniform (CompressAI's get_scale_table)."""
     return np.exp(np.linspace(math.log(cfg.scale_min), math.log(cfg.scale_max), cfg.n_scales))
-
-
-def _quantize_pmf(pmf: np.ndarray, total: int) -> np.ndarray:
-    """Non-negative pmf rows -> integer rows, every entry >= 1, each row summing to ``total`` exactly.
-    Run once at export (float here is fine: the integers are stored)."""
-    pmf = np.maximum(pmf, 0.0)
-    pmf = pmf / pmf.sum(axis=1, keepdims=True)
-    k = pmf.shape[1]
-    q = np.maximum(1, np.floor(pmf * (total - k)).astype(np.int64) + 1)
-    for r in range(q.shape[0]):  # put the remainder on the largest entries (deterministic)
-        diff = total - int(q[r].sum())
-        order = np.argsort(-pmf[r], kind="stable")
-        i = 0
-        while diff != 0:
-            j = order[i % k]
-            if diff > 0:
-                q[r, j] += 1
-                diff -= 1
-            elif q[r, j] > 1:
-                q[r, j] -= 1
-                diff += 1
-            i += 1
-    return q
-
-
-def gaussian_tables(cfg: HyperpriorConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(tables (n_scales, 2R+1) int64 padded with zeros, half-widths (n_scales,) int64): table j codes
-    residuals in [-R_j, R_j] (centre column R), the tails folded into the end bins."""
-    from scipy.special import ndtr  # export time only
-
-    scales = scale_table(cfg)
-    halves = np.ceil(cfg.tail * scales).astype(np.int64) + 1
-    R = int(halves.max())
-    out = np.zeros((cfg.n_scales, 2 * R + 1), dtype=np.int64)
-    for j, (s, h) in enumerate(zip(scales, halves)):
-        v = np.arange(-h, h + 1, dtype=np.float64)
-        upper = ndtr((v + 0.5) / s)
-        lower = ndtr((v - 0.5) / s)
-        upper[-1], lower[0] = 1.0, 0.0
-        out[j, R - h : R + h + 1] = _quantize_pmf((upper - lower)[None], 2**cfg.table_bits)[0]
-    return out, halves
 
 
 def _gdn(ch: int, inverse: bool = False) -> nn.Module:
@@ -347,9 +305,9 @@ class ExactHyperprior:
             raise ValueError("scale thresholds must be n_scales - 1 increasing integers")
         if bank.shape[0] != N + cfg.n_scales or widths.shape != (bank.shape[0],):
             raise ValueError("table bank does not match the config")
-        if np.any(widths < 1) or np.any(widths > bank.shape[1]) or np.any(2 * self.halves + 1 != widths[N:]):
+        if np.any(widths < 2) or np.any(widths > bank.shape[1]) or np.any(2 * self.halves + 2 != widths[N:]):
             raise ValueError("table widths out of range")
-        if np.any(self.z_lo < 0) or np.any(self.z_lo >= widths[:N]):
+        if np.any(self.z_lo < 0) or np.any(self.z_lo >= widths[:N] - 1):
             raise ValueError("hyper-latent offsets out of range")
         cols = np.arange(bank.shape[1])[None, :]
         inside = cols < widths[:, None]
@@ -374,28 +332,21 @@ class ExactHyperprior:
             e = getattr(model.h_s, name).export()
             t[f"h_s.{name}.weight"] = e.weight.to(torch.int64)
             t[f"h_s.{name}.bias"] = e.bias.to(torch.int64)
+        # the integer tables: compressai's own update() (its quantized CDFs at 16-bit precision,
+        # every symbol >= 1, the last one the overflow symbol, which gencodec never codes: the
+        # encoder clamps to the table), computed once here and stored, never recomputed
         eb = model.entropy_bottleneck
+        eb.update(force=True)
+        gc = model.gaussian
+        gc.update_scale_table(torch.tensor(scale_table(cfg), dtype=torch.float32), force=True)
         med = eb._get_medians().reshape(-1).float()
-        q = eb.quantiles.detach()[:, 0, :]
-        minima = torch.clamp(torch.ceil(med - q[:, 0]), min=0).long()
-        maxima = torch.clamp(torch.ceil(q[:, 2] - med), min=0).long()
-        zw = (minima + maxima + 1).numpy()
-        gt, halves = gaussian_tables(cfg)
-        kmax = max(int(zw.max()), gt.shape[1])
+        minima = (-eb._offset).long()
+        widths = np.concatenate([(eb._cdf_length - 1).numpy(), (gc._cdf_length - 1).numpy()]).astype(np.int64)
+        halves = (-gc._offset).numpy().astype(np.int64)
+        kmax = int(widths.max())
         bank = np.zeros((cfg.N + cfg.n_scales, kmax), dtype=np.int64)
-        total = 2**cfg.table_bits
-        for c in range(cfg.N):
-            v = torch.arange(-int(minima[c]), int(maxima[c]) + 1, dtype=torch.float32) + med[c]
-            x = v.reshape(1, 1, -1).repeat(cfg.N, 1, 1)  # (N, 1, n): the bottleneck's layout
-            lower = eb._logits_cumulative(x - 0.5, stop_gradient=True)[c, 0].double()
-            upper = eb._logits_cumulative(x + 0.5, stop_gradient=True)[c, 0].double()
-            cdf_hi, cdf_lo = torch.sigmoid(upper), torch.sigmoid(lower)
-            cdf_hi[-1], cdf_lo[0] = 1.0, 0.0  # tails folded into the end bins (the encoder clamps)
-            bank[c, : zw[c]] = _quantize_pmf((cdf_hi - cdf_lo).numpy()[None], total)[0]
-        R = (gt.shape[1] - 1) // 2
-        for j, h in enumerate(halves):
-            bank[cfg.N + j, : 2 * h + 1] = gt[j, R - h : R + h + 1]
-        widths = np.concatenate([zw, 2 * halves + 1])
+        for r, (cdf, n) in enumerate(zip([*eb._quantized_cdf, *gc._quantized_cdf], widths)):
+            bank[r, :n] = np.diff(cdf[: n + 1].numpy().astype(np.int64))
         scales = scale_table(cfg)
         thresholds = np.floor(scales[:-1] * 2.0**model.h_s.l3.acc_frac_bits).astype(np.int64)
         t["medians"] = med.contiguous()
@@ -524,16 +475,25 @@ class ExactHyperprior:
         return Analysis(self, rgb)
 
     @torch.no_grad()
-    def synthesise(self, symbols: np.ndarray, quality: float, height: int, width: int) -> np.ndarray:
-        """Symbols (N + 16 M, h, w) -> (H, W, 3) uint8 (the decoder)."""
+    def synthesise(self, symbols: np.ndarray, quality: float, height: int, width: int,
+                   escapes: np.ndarray | None = None) -> np.ndarray:
+        """Symbols (N + 16 M, h, w) and the escaped latents (in coding order) -> (H, W, 3) uint8
+        (the decoder). ValueError if the escapes do not match the overflow symbols."""
         cfg = self.cfg
         nz = self.n_z(symbols.shape)
         z = symbols.reshape(-1)[:nz].reshape(cfg.N, symbols.shape[1], symbols.shape[2])
         rows, perm, means, idx = self.order(self.z_values(z))
-        cols = np.empty(rows.size, dtype=np.int64)
-        cols[perm] = symbols.reshape(-1)[nz:]
-        y_sym = cols.reshape(idx.shape) - self.halves[idx]
-        return self._pixels(y_sym, means, quality, height, width)
+        coded = symbols.reshape(-1)[nz:].astype(np.int64)
+        h_sorted = self.halves[idx].reshape(-1)[perm]
+        values = coded - h_sorted
+        over = coded == 2 * h_sorted + 1
+        escapes = np.zeros(0, np.int64) if escapes is None else np.asarray(escapes, np.int64)
+        if int(over.sum()) != escapes.size or np.any(np.abs(escapes) <= h_sorted[over]):
+            raise ValueError(f"{int(over.sum())} overflow symbols, {escapes.size} escaped values that fit them")
+        values[over] = escapes
+        y = np.empty(rows.size, dtype=np.int64)
+        y[perm] = values
+        return self._pixels(y.reshape(idx.shape), means, quality, height, width)
 
     def _pixels(self, y_sym, means, quality, height, width) -> np.ndarray:
         y_hat = torch.from_numpy((y_sym.astype(np.float32) + means.astype(np.float32) / 2**self.cfg.mean_frac_bits))
@@ -548,7 +508,8 @@ class Analysis:
 
     def __init__(self, model: ExactHyperprior, rgb: np.ndarray):
         self.model = model
-        self.clamped = 0  # latents of the last :meth:`at` beyond their tables
+        self.clamped = 0  # hyper-latents of the last :meth:`at` beyond their tables (coded at the ends)
+        self.escapes = np.zeros(0, np.int64)  # latents beyond their tables, in coding order (exact)
         self.height, self.width = rgb.shape[:2]
         ph, pw = -(-self.height // 64) * 64, -(-self.width // 64) * 64
         x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
@@ -559,24 +520,29 @@ class Analysis:
 
     @torch.no_grad()
     def at(self, quality: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """-> (symbols (N + 16 M, h, w) int64, latent symbols (M, 4h, 4w), means (M, 4h, 4w) ints)."""
+        """-> (symbols (N + 16 M, h, w) int64, latent symbols (M, 4h, 4w), means (M, 4h, 4w) ints).
+
+        A latent beyond its table is coded as the table's overflow symbol and its value kept in
+        :attr:`escapes` (in coding order), which the payload carries: latents are never clamped
+        (they feed no table). Hyper-latents beyond their tables are clamped to them (they choose
+        the tables; both sides use the clamped values): :attr:`clamped` counts them."""
         m, cfg = self.model, self.model.cfg
         gain, _ = m.gains(quality)
         y = self.y * gain
         z = m.h_a(y)[0].numpy()
         med = m.medians[:, None, None]
         z_sym = np.round(z - med).astype(np.int64)
-        hi = (m.widths[: cfg.N] - 1 - m.z_lo)[:, None, None]
+        hi = (m.widths[: cfg.N] - 2 - m.z_lo)[:, None, None]  # the last column: compressai's overflow symbol, unused
         clipped = np.clip(z_sym, -m.z_lo[:, None, None], hi)
-        self.clamped = int(np.count_nonzero(clipped != z_sym))  # beyond the tables (rare): coded at their ends
+        self.clamped = int(np.count_nonzero(clipped != z_sym))
         z_sym = clipped
         rows, perm, means, idx = m.order(z_sym)
         mu = means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits)
         h = m.halves[idx]
-        y_raw = np.round(y[0].numpy() - mu).astype(np.int64)
-        y_sym = np.clip(y_raw, -h, h)
-        self.clamped += int(np.count_nonzero(y_sym != y_raw))
-        y_cols = (y_sym + h).reshape(-1)[perm]
+        y_sym = np.round(y[0].numpy() - mu).astype(np.int64)
+        over = np.abs(y_sym) > h
+        y_cols = np.where(over, 2 * h + 1, y_sym + h).reshape(-1)[perm]  # 2h + 1: the overflow symbol
+        self.escapes = y_sym.reshape(-1)[perm][over.reshape(-1)[perm]]
         sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), y_cols]).reshape(m.symbol_shape_of(z_sym))
         return sym, y_sym, means
 

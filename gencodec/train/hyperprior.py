@@ -157,6 +157,7 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
 def exact_results(exact, crops: list[np.ndarray]) -> dict[str, float]:
     """The exported model on the validation crops, per ladder level: real coded bits per pixel
     (the range coder's stream) and PSNR of what the decoder restores."""
+    from ..codecs.hyperprior import pack_escapes
     from ..exact import driver
 
     res: dict[str, float] = {}
@@ -168,7 +169,7 @@ def exact_results(exact, crops: list[np.ndarray]) -> dict[str, float]:
             sym, y_sym, means = an.at(q)
             stream, _ = driver.encode(exact, sym)
             px = an.pixels(y_sym, means, q)
-            bits += 8 * len(stream)
+            bits += 8 * (len(stream) + 4 + len(pack_escapes(an.escapes)))
             sq += float(((px.astype(np.float64) - rgb) ** 2).sum())
             pixels += rgb.shape[0] * rgb.shape[1]
         res[f"bpp_q{q}"] = bits / pixels
