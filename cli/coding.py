@@ -321,7 +321,7 @@ def decompress(files, workers, manifest, scheduler, cluster, recursive, keep, ve
         t0 = time.perf_counter()
         restored = gencodec.decompress(blob, model=model, max_pixels=max_pixels, max_bytes=max_bytes)
         if native:  # verified above by decoding it; now the payload itself
-            data = codec.native(container.unpack(blob)[1], header)
+            data = codec.native_payload(container.unpack(blob)[1], header)
         else:
             data = restored if isinstance(restored, bytes) else imageio.png_bytes(restored)
         seconds = time.perf_counter() - t0

@@ -115,7 +115,7 @@ class Codec:
         """Restore the data from ``payload``; ``header`` is the frame's :class:`~gencodec.container.Header`."""
         raise NotImplementedError
 
-    def native(self, payload: bytes, header: Any) -> bytes:
+    def native_payload(self, payload: bytes, header: Any) -> bytes:
         """The payload as a file of its own format (:attr:`native_suffix`), for other tools."""
         if self.native_suffix is None:
             raise UnsupportedInputError(f"codec {self.name!r} has no format of its own outside .gcx files")

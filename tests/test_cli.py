@@ -750,3 +750,12 @@ def test_native_writes_the_payload_as_its_own_format(tmp_path):
         assert w.format == "WEBP" and w.size == (48, 32)
     (tmp_path / "s.gcx").write_bytes(gencodec.compress(b"stored bytes", codec="stored"))
     assert_one_line_error(run("decompress", "--native", tmp_path / "s.gcx"), "has no format of its own")
+
+
+def test_native_of_a_lossless_frame_is_its_bitstream(tmp_path):
+    img = tmp_path / "p.png"
+    Image.fromarray(np.arange(24 * 16 * 3, dtype=np.uint8).reshape(16, 24, 3)).save(img)
+    assert run("compress", "--codec", "png", img).exit_code == 0
+    assert run("decompress", "--native", "-f", tmp_path / "p.png.gcx").exit_code == 0
+    with Image.open(tmp_path / "p.png.png") as w:
+        assert w.format == "PNG" and np.array_equal(np.asarray(w), np.asarray(Image.open(img)))

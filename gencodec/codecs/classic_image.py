@@ -117,7 +117,7 @@ class _LosslessImageCodec(Codec):
         self.check_no_params(params)
         return {}
 
-    def native(self, payload: bytes, header: Any) -> bytes:
+    def native_payload(self, payload: bytes, header: Any) -> bytes:
         """The bitstream without gencodec's side bytes (a palette); it holds the coded plane (e.g.
         a P image as its RGB(A) colours where the format has no palette)."""
         return image_planes.split_payload(payload, header.params)[1]
