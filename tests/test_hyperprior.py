@@ -89,8 +89,8 @@ def test_tampered_tensor_is_refused(tiny_path, tmp_path):
     with pytest.raises(GencodecError, match="model id"):
         zoo.load(bad, "hyperprior")
     tensors = load_file(str(tiny_path))
-    tensors["tables.bank"] = tensors["tables.bank"].clone()
-    tensors["tables.bank"][0, 0] += 5  # no longer sums to 2**20
+    tensors["tables.flat"] = tensors["tables.flat"].clone()
+    tensors["tables.flat"][0] += 5  # no longer sums to 2**16
     save_file(tensors, str(bad), metadata=meta)
     with pytest.raises(GencodecError, match="table"):
         zoo.load(bad, "hyperprior")

@@ -287,14 +287,20 @@ class ExactHyperprior:
             w, b = t[f"h_s.{name}.weight"].double(), t[f"h_s.{name}.bias"].double()
             if w.shape != q.weight.shape or b.shape != q.bias.shape:
                 raise ValueError(f"h_s.{name} has shape {tuple(w.shape)}, the config needs {tuple(q.weight.shape)}")
-            if w.abs().max() > cfg.w_max:
+            if w.numel() and w.abs().max() > cfg.w_max:
                 raise ValueError(f"h_s.{name} weights beyond w_max")
             shift = None if q.out_fmt is None else q.acc_frac_bits - q.out_fmt.frac_bits
             self.h_s[name] = ExactConv2d(w, b, shift, q.in_fmt, q.out_fmt, q.stride, q.transposed)
         self.acc_frac_bits = hs.l3.acc_frac_bits
         self.medians = t["medians"].float().numpy()
-        bank = t["tables.bank"].numpy().astype(np.float64)
         widths = t["tables.widths"].numpy().astype(np.int64)
+        flat = t["tables.flat"].numpy().astype(np.float64)
+        if widths.ndim != 1 or np.any(widths < 1) or flat.shape != (int(widths.sum()),):
+            raise ValueError("table widths do not match the stored tables")
+        bank = np.zeros((widths.size, int(widths.max())), np.float64)  # rows padded (with ones, below)
+        ends = np.cumsum(widths)
+        for r, (a, b) in enumerate(zip(ends - widths, ends)):
+            bank[r, : b - a] = flat[a:b]
         self.z_lo = t["z.lo"].numpy().astype(np.int64)
         self.halves = t["y.halves"].numpy().astype(np.int64)
         self.thresholds = t["scale.thresholds"].numpy().astype(np.int64)
@@ -330,7 +336,7 @@ class ExactHyperprior:
         t["gain.ilog"] = model.log_igain.detach().float().contiguous()
         for name in EXACT_LAYERS:
             e = getattr(model.h_s, name).export()
-            t[f"h_s.{name}.weight"] = e.weight.to(torch.int64)
+            t[f"h_s.{name}.weight"] = e.weight.to(torch.int16)  # |w| <= w_max = 2**14
             t[f"h_s.{name}.bias"] = e.bias.to(torch.int64)
         # the integer tables: compressai's own update() (its quantized CDFs at 16-bit precision,
         # every symbol >= 1, the last one the overflow symbol, which gencodec never codes: the
@@ -350,7 +356,7 @@ class ExactHyperprior:
         scales = scale_table(cfg)
         thresholds = np.floor(scales[:-1] * 2.0**model.h_s.l3.acc_frac_bits).astype(np.int64)
         t["medians"] = med.contiguous()
-        t["tables.bank"] = torch.from_numpy(bank.astype(np.int32))
+        t["tables.flat"] = torch.from_numpy(np.concatenate([bank[r, :n] for r, n in enumerate(widths)]).astype(np.int32))
         t["tables.widths"] = torch.from_numpy(widths.astype(np.int32))
         t["z.lo"] = minima.to(torch.int32)
         t["y.halves"] = torch.from_numpy(halves.astype(np.int32))
