@@ -196,7 +196,7 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
     images = load_folder(data or setup["data"], downscale=recipe.downscale, val_glob=recipe.val_glob)
     crops = _crops64(val_crops(images.val, recipe.val_size))
     exact = model.export()
-    card = dict(card, model_id=exact.model_id.hex(), best_step=best["step"], n_params=sum(
+    card = dict(card, config=exact.cfg.to_dict(), model_id=exact.model_id.hex(), best_step=best["step"], n_params=sum(
         p.numel() for p in model.parameters()), validation=dict(model=best["val"], exact=exact_results(exact, crops)))
     exact.save(out, card=dict(model_id=card["model_id"], steps=card.get("steps"), best_step=card["best_step"]))
     tmp = out.with_suffix(".json.tmp")
