@@ -287,7 +287,9 @@ def test_pinned_frame_of_the_shipped_model_decodes_here():
 
     blob = GOLDEN.read_bytes()
     header = container.read_header(blob)
-    assert header.model_id == get_codec("hyperprior").model_id
+    codec = get_codec("hyperprior")
+    # written by the shipped model of its day: today's, or one the package keeps in its archive
+    assert header.model_id == codec.model_id or zoo.archived("hyperprior", header.model_id) is not None
     out = gencodec.decompress(blob)
     assert out.size == (96, 64) and out.mode == "RGB"
     assert psnr(out, hyperprior_pin.image()) > 20
