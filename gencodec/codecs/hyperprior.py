@@ -96,7 +96,8 @@ class HyperpriorCodec(NeuralCodec):
         return self.model.cfg.levels
 
     # -- parameters -----------------------------------------------------------------------------
-    def _target(self, params: dict[str, Any]) -> tuple[str, float]:
+    def _target(self, params: dict[str, Any]) -> str:
+        """Which of quality, psnr and bpp the call gives (at most one; default quality)."""
         params = dict(params)
         given = [k for k in ("quality", "psnr", "bpp") if params.get(k) is not None]
         for k in ("quality", "psnr", "bpp"):
@@ -104,7 +105,7 @@ class HyperpriorCodec(NeuralCodec):
         self.check_no_params(params)
         if len(given) > 1:
             raise UnsupportedInputError(f"codec {self.name!r}: give one of quality, psnr and bpp, not {' and '.join(given)}")
-        return (given[0], None) if given else ("quality", DEFAULT_QUALITY)
+        return given[0] if given else "quality"
 
     def _quality(self, value: Any) -> float:
         ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
@@ -119,7 +120,7 @@ class HyperpriorCodec(NeuralCodec):
         self.check_mode(img)
         params = dict(params)
         frame_size = params.pop("frame_size", None)
-        kind, _ = self._target(params)
+        kind = self._target(params)
         value = params.get(kind, min(DEFAULT_QUALITY, float(self.n_qualities)))
         if img.width < 1 or img.height < 1:
             raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..exact.conv import ExactConv2d, QuantConv2d
-from ..exact.quant import QFormat, round_ste
+from ..exact.quant import QFormat, fake_quant, round_ste
 
 __all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table"]
 
@@ -116,8 +116,6 @@ class HyperSynthesis(nn.Module):
 
     def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.l3(self.l2(self.l1(z_hat)))
-        from ..exact.quant import fake_quant
-
         means = fake_quant(h[:, : self.M], self.mean_fmt)
         return means, h[:, self.M :]
 
@@ -199,10 +197,6 @@ def _id_view(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _build_float(cfg: HyperpriorConfig) -> Hyperprior:
-    return Hyperprior(cfg)
-
-
 class _Session:
     """Decoder: the hyper-latent groups, then (once all of them are known) the latents under h_s's tables."""
 
@@ -264,7 +258,7 @@ class ExactHyperprior:
         from ..errors import GencodecError
 
         cfg = self.cfg
-        net = _build_float(cfg)
+        net = Hyperprior(cfg)
         for part in FLOAT_PARTS:
             module = getattr(net, part)
             params = dict(module.named_parameters())
@@ -542,7 +536,7 @@ class Analysis:
         clipped = np.clip(z_sym, -m.z_lo[:, None, None], hi)
         self.clamped = int(np.count_nonzero(clipped != z_sym))
         z_sym = clipped
-        rows, perm, means, idx = m.order(z_sym)
+        _, perm, means, idx = m.order(z_sym)
         mu = means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits)
         h = m.halves[idx]
         y_sym = np.round(y[0].numpy() - mu).astype(np.int64)
