@@ -105,7 +105,8 @@ def test_a_worker_killed_mid_job_loses_nothing(tmp_path, cluster):
     time.sleep(1.5)
     os.kill(pids[0], signal.SIGKILL)  # mid-job: its task goes to the other worker
     rows = client.gather(futures)
-    assert [r["status"] for r in rows] == ["done"] * 4
+    # a task whose worker died after writing runs again and finds its output done: "skipped"
+    assert all(r["status"] in ("done", "skipped") for r in rows), rows
     for j in jobs:
         assert gencodec.decompress(Path(j.target).read_bytes()) == Path(j.source).read_bytes()
     from gencodec import fileio
