@@ -19,6 +19,7 @@ from pathlib import Path
 
 import gencodec
 from gencodec.codecs.bytemodel import ByteModelCodec
+from gencodec.models import zoo
 from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel
 
 TEXT = ["alice29.txt", "asyoulik.txt", "lcet10.txt", "plrabn12.txt", "cp.html", "fields.c", "grammar.lsp", "xargs.1"]
@@ -49,7 +50,8 @@ def segments_curve(data: bytes, counts: list[int]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for s in counts:
             path = Path(tmp) / f"s{s}.safetensors"
-            ExactByteModel(ByteModelConfig(segments=s, segment_min=16, segment_max=1 << 30)).save(path)
+            net = zoo.default_model("bytemodel").net  # the shipped net, under another segment count
+            ExactByteModel(ByteModelConfig(segments=s, segment_min=16, segment_max=1 << 30), net).save(path)
             codec = ByteModelCodec(model=path)
             codec.encode(b"warm up " * 10)
             enc, t_enc = timed(codec.encode, data)

@@ -11,7 +11,7 @@ import click
 import gencodec
 from gencodec import container, imageio
 from gencodec.errors import GencodecError
-from gencodec.registry import DEFAULT_LEARNED_LOSSY, get_entry
+from gencodec.registry import AUTO_NEURAL_BYTES, DEFAULT_LEARNED_LOSSY, get_entry
 
 from . import io
 from .common import Failure, Message, UsageFailure, dask_client, for_each_file, key_value, number
@@ -257,6 +257,10 @@ def compress(files, workers, manifest, scheduler, cluster, recursive, keep, verb
         if quiet:
             return None
         line = compress_line(fields)
+        skipped = [c for c, limit in AUTO_NEURAL_BYTES.items() if len(raw) > limit]
+        if codec == "auto" and report.header.kind == "bytes" and skipped:
+            line += (f"\n  {', '.join(skipped)} not tried: an input this large goes to the classical codecs"
+                     f" (above {min(AUTO_NEURAL_BYTES.values()) >> 10} KiB; --codec {skipped[0]} forces it)")
         if verbose:
             h = report.header
             line += f"\n  params {json.dumps(h.params, sort_keys=True)}, model id {h.model_id.hex() or '(none)'}"

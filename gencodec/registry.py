@@ -68,7 +68,8 @@ register("zstd", "bytes", ".codecs.classic_bytes:ZstdCodec", "Zstandard, level 1
 register("brotli", "bytes", ".codecs.classic_bytes:BrotliCodec", "Brotli, quality 11")
 register("jpeg-recompress", "bytes", ".codecs.classic_bytes:JPEGRecompressCodec",
          "JPEG files recompressed by JPEG XL's lossless JPEG reconstruction (the same file restored)")
-register("bytemodel", "bytes", ".codecs.bytemodel:ByteModelCodec", "context mixing over bits, learned while coding, integer-exact")
+register("bytemodel", "bytes", ".codecs.bytemodel:ByteModelCodec",
+         "context mixing over bits with a pretrained net as one input, learned while coding, integer-exact")
 
 #: ``auto`` for lossless images: the first available codec here that accepts the image's mode.
 #: pixelcnn leads since it coded Kodak smaller than JPEG XL at effort 7 and 9 in the same run
@@ -80,8 +81,9 @@ AUTO_NEURAL_MIN_PIXELS = {"pixelcnn": 64 * 64}
 #: ``auto`` for bytes: all of these are tried and the smallest frame wins ("stored" always last).
 AUTO_BYTES_CANDIDATES = ["xz", "brotli", "zstd", "bz2", "stored"]
 #: ... and these neural byte codecs too, for inputs up to this many bytes (beyond, their time is not
-#: worth it here: bytemodel codes about 50 KB/s each way; ``--codec bytemodel`` still forces it)
-AUTO_NEURAL_BYTES = {"bytemodel": 256 << 10}
+#: worth it here: bytemodel codes about 100 KB/s each way, so 1 MiB takes ~10 s; ``--codec bytemodel``
+#: still forces it, and the CLI says so in one line)
+AUTO_NEURAL_BYTES = {"bytemodel": 1 << 20}
 #: ... but not for inputs shorter than this: there loading the model costs more time than any
 #: saving is worth (a few bytes at most)
 AUTO_NEURAL_MIN_BYTES = 512

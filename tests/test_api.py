@@ -53,7 +53,8 @@ def test_bytes_in_bytes_out(canterbury_dir):
     out = gencodec.decompress(blob)
     assert isinstance(out, bytes) and out == data
     head = gencodec.info(blob)
-    assert head["kind"] == "bytes" and head["codec"] in AUTO_BYTES_CANDIDATES and head["name"] == ""
+    assert head["kind"] == "bytes" and head["name"] == ""
+    assert head["codec"] == "bytemodel"  # smaller than every classical codec on this C file
 
 
 def test_png_bytes_are_bytes_unless_as_image(kodak_crop):
@@ -113,13 +114,13 @@ def test_path_to_text_is_coded_as_bytes(canterbury_dir):
     assert head["bits_per_byte"] < 2.1  # xz 2.56, brotli 2.45, bytemodel 2.03
 
 
-@pytest.mark.parametrize("name", ["cp.html", "xargs.1"])
+@pytest.mark.parametrize("name", ["cp.html", "xargs.1", "sum"])
 def test_auto_picks_the_smallest_byte_codec(canterbury_dir, name):
     data = (canterbury_dir / name).read_bytes()
     sizes = {c: len(gencodec.compress(data, codec=c)) for c in [*AUTO_BYTES_CANDIDATES, *AUTO_NEURAL_BYTES]}
     blob = gencodec.compress(data)
     assert len(blob) == min(sizes.values())
-    assert gencodec.info(blob)["codec"] == {"cp.html": "bytemodel", "xargs.1": "brotli"}[name]
+    assert gencodec.info(blob)["codec"] == {"cp.html": "bytemodel", "xargs.1": "bytemodel", "sum": "xz"}[name]
 
 
 def test_auto_leaves_large_inputs_to_the_classical_codecs(monkeypatch):

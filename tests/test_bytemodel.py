@@ -15,14 +15,16 @@ import gencodec
 from gencodec import container
 from gencodec.errors import GencodecError
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from gencodec.exact import driver  # noqa: E402
+from gencodec.models import zoo  # noqa: E402
 from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CANTERBURY = ROOT / "corpora" / "canterbury"
-GOLDEN = Path(__file__).resolve().parent / "golden" / "bytemodel" / "grammar.lsp.gcx"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "bytemodel" / "grammar.lsp-v2.gcx"
+GOLDEN_V1 = Path(__file__).resolve().parent / "golden" / "bytemodel" / "grammar.lsp.gcx"
 SMALL = ExactByteModel(ByteModelConfig(table_bits=16, segment_min=64, segments=16))  # a small, fast configuration
 
 
@@ -111,10 +113,25 @@ def test_the_same_bytes_under_other_kernels_and_threads(tmp_path):
 
 
 def test_golden_file():
+    """Pinned bits of the shipped model (written by tests/golden/bytemodel_pin.py)."""
     blob = GOLDEN.read_bytes()
     data = (CANTERBURY / "grammar.lsp").read_bytes()
+    assert gencodec.info(blob)["model_id"] == zoo.default_model("bytemodel").model_id.hex()
     assert gencodec.decompress(blob) == data
     assert gencodec.compress(data, codec="bytemodel", name="grammar.lsp") == blob
+
+
+def test_version_1_frames_keep_decoding_through_the_archive():
+    """A frame of version 1 (the mixer alone, shipped before the net) decodes with the archived
+    model it names, and that model still writes the very same bits."""
+    blob = GOLDEN_V1.read_bytes()
+    data = (CANTERBURY / "grammar.lsp").read_bytes()
+    model_id = bytes.fromhex(gencodec.info(blob)["model_id"])
+    assert model_id != zoo.default_model("bytemodel").model_id
+    assert gencodec.decompress(blob) == data
+    archived = zoo.archived("bytemodel", model_id)
+    assert zoo.load(archived).cfg.version == 1
+    assert gencodec.compress(data, codec="bytemodel", name="grammar.lsp", model=archived) == blob
 
 
 def test_a_damaged_payload_is_refused_in_one_line_and_writes_nothing(tmp_path):
@@ -135,8 +152,6 @@ def test_a_damaged_payload_is_refused_in_one_line_and_writes_nothing(tmp_path):
 
 
 def test_a_frame_of_another_model_version_is_refused():
-    from gencodec.models import zoo
-
     with pytest.raises(GencodecError, match="version 0"):
         zoo.model_class("bytemodel").from_state({"version": 0}, {})
 
@@ -161,3 +176,31 @@ def test_long_inputs_are_coded_in_independent_blocks(monkeypatch):
         gencodec.decompress(container.pack(dataclasses.replace(header, params={"block": 999}), payload))
     short = gencodec.compress(data[:3000], codec="bytemodel")
     assert container.read_header(short).params == {}  # one block: one stream, no params, as before
+
+
+def _record_data(n: int) -> bytes:
+    """Fixed-width binary records (a counter, a constant, a slow ramp) after a few text lines."""
+    rng = np.random.default_rng(4)
+    head = b"id,name,value\n1,alpha,3.5\n2,beta,4.25\n3,gamma,5.125\n"
+    recs = b"".join(bytes([i & 0xFF, 0x42, (i >> 3) & 0xFF, int(rng.integers(0, 4))]) + b"\0\0\x10\x20" for i in range(n))
+    return head + recs
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("n", [1, 700, 64 * 16 + 1, 5000])
+def test_the_compiled_loop_computes_what_the_numpy_reference_computes(version, n):
+    """Every table of every group, for both versions, with and without a net, on text lines and
+    binary records, including short last segments."""
+    from gencodec.models.bytemix_fast import FastMixSession
+    from gencodec.models.bytemodel import MixSession
+    from gencodec.models.bytenet import ByteNet, ByteNetConfig
+
+    torch.manual_seed(0)
+    net = ByteNet(ByteNetConfig(context=5, hidden=16)).export() if version == 2 else None
+    model = ExactByteModel(ByteModelConfig(version=version, table_bits=16, segment_min=64, segments=16), net)
+    data = (_record_data(400) + (CANTERBURY / "grammar.lsp").read_bytes())[:n]
+    bits = _bits(data)
+    assert isinstance(model.session(bits.shape), FastMixSession)  # the model codes with the compiled loop
+    fast = driver.tables_in_order(model, bits, "session")
+    model.session = lambda shape: MixSession(model, shape[0])
+    assert np.array_equal(driver.tables_in_order(model, bits, "session"), fast)

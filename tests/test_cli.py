@@ -759,3 +759,21 @@ def test_native_of_a_lossless_frame_is_its_bitstream(tmp_path):
     assert run("decompress", "--native", "-f", tmp_path / "p.png.gcx").exit_code == 0
     with Image.open(tmp_path / "p.png.png") as w:
         assert w.format == "PNG" and np.array_equal(np.asarray(w), np.asarray(Image.open(img)))
+
+
+def test_auto_says_in_one_line_when_an_input_is_too_large_for_the_neural_byte_codec(tmp_path, monkeypatch):
+    import gencodec.api
+    from gencodec_cli import coding
+
+    monkeypatch.setattr(gencodec.api, "AUTO_NEURAL_BYTES", {"bytemodel": 2048})
+    monkeypatch.setattr(coding, "AUTO_NEURAL_BYTES", {"bytemodel": 2048})
+    src = tmp_path / "notes.txt"
+    src.write_bytes(b"a line of notes, long enough to pass the limit of this test. " * 80)
+    res = CliRunner().invoke(cli, ["compress", str(src)])
+    assert res.exit_code == 0, res.output
+    assert "bytemodel not tried" in res.stdout and "--codec bytemodel forces it" in res.stdout  # the report line
+    assert gencodec.info((tmp_path / "notes.txt.gcx").read_bytes())["codec"] != "bytemodel"
+    small = tmp_path / "small.txt"
+    small.write_bytes(b"short notes " * 60)
+    res = CliRunner().invoke(cli, ["compress", str(small)])
+    assert res.exit_code == 0 and "not tried" not in res.output

@@ -1,5 +1,6 @@
-"""``bytemodel``: any file coded bit by bit under a context-mixing model that learns as it codes
-(:mod:`gencodec.models.bytemodel`), through the neural codec contract.
+"""``bytemodel``: any file coded bit by bit under a context-mixing model that learns as it codes,
+with a pretrained net as one of its inputs (:mod:`gencodec.models.bytemodel`), through the neural
+codec contract.
 
 Payload: the range-coded stream of the bits (no params: the header stays small), or the bytes
 themselves (``"coding": "stored"``) where the model would not pay: a zlib probe of the first 64 KiB finds
@@ -36,7 +37,7 @@ class ByteModelCodec(NeuralCodec):
     name = "bytemodel"
     kind = "bytes"
     arch = "bytemodel"
-    description = "context mixing over bits (orders 0-6 and words), learned while coding, integer-exact"
+    description = "context mixing over bits (orders 0-6, words, lines, records, a pretrained net), integer-exact"
 
     def to_symbols(self, data: bytes) -> np.ndarray:
         return np.unpackbits(np.frombuffer(data, np.uint8)).reshape(-1, 8)

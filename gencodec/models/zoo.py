@@ -53,7 +53,7 @@ def unregister(arch: str) -> None:
 
 register("pixelcnn", ".pixelcnn:ExactPixelCNN", "pixelcnn.safetensors")
 register("hyperprior", ".hyperprior:ExactHyperprior", "hyperprior.safetensors")
-register("bytemodel", ".bytemodel:ExactByteModel")  # nothing pretrained yet: ExactByteModel() is the model
+register("bytemodel", ".bytemodel:ExactByteModel", "bytemodel.safetensors")
 
 
 def entry(arch: str) -> ZooEntry:

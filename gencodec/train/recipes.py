@@ -162,3 +162,23 @@ register(Recipe(
                "\"lambdas\": [0.0067, 0.013, 0.025]}' (see HyperpriorConfig; saved in the model file)."),
     ),
 ))
+
+
+register(Recipe(
+    model="bytemodel",
+    summary_line="the byte model's pretrained net (next byte from a window of bytes; a folder of any files)",
+    target=".bytemodel:run",
+    check_target=".bytemodel:check_options",
+    default_steps=6000,
+    options=(
+        Option("val_glob", "str", "Hold out files whose relative path matches (default: 5% of the files by hash)."),
+        Option("batch", "int", "Positions per step (default 4096).", lo=1),
+        Option("lr", "float", "Peak learning rate (default 2e-3)."),
+        Option("seed", "int", "Seed of positions and initial weights (default 0)."),
+        Option("threads", "int", "torch CPU threads (default 2).", lo=1),
+        Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
+               "exported bytemodel file (e.g. the shipped gencodec/weights/bytemodel.safetensors)."),
+        Option("config", "json", "Net config fields to change, as a JSON object, e.g. '{\"context\": 24, \"hidden\": "
+               "384}' (see ByteNetConfig; saved in the model file)."),
+    ),
+))
