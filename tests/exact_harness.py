@@ -21,6 +21,17 @@ from gencodec.models import zoo
 EXACT_VARIATIONS = [(t, "parallel", rows) for t in (1, 2) for rows in (1, 3, 8)] + [(t, "session", None) for t in (1, 2)]
 
 
+def assert_causal(model, symbols: np.ndarray, k: int) -> None:
+    """Flip the k-th symbol in coding order: the decoder's tables up to and including the k-th must
+    stay the same (none depends on a later symbol), and some later one must change (the test can fail)."""
+    base = driver.tables_in_order(model, symbols, "session")
+    order = model.schedule(symbols.shape).order
+    changed = symbols.reshape(-1).copy()
+    changed[order[k]] ^= 1
+    other = driver.tables_in_order(model, changed.reshape(symbols.shape), "session")
+    assert np.array_equal(base[: k + 1], other[: k + 1]) and not np.array_equal(base, other)
+
+
 def harness_image(h: int = 24, w: int = 20, seed: int = 1) -> np.ndarray:
     """A smooth-plus-noise RGB image as planes (3, H, W) uint8, deterministic."""
     rng = np.random.default_rng(seed)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.bytenet import ByteNet, ByteNetConfig
-from .loop import LoopConfig, machine, train
+from .loop import LoopConfig, machine, open_run, train
 from .textdata import load_texts
 
 LN2 = math.log(2)
@@ -71,22 +71,9 @@ def train_bytemodel(data: str | Path, out: str | Path, steps: int = 6000, resume
                     init_from: str | Path | None = None) -> dict[str, Any]:
     """Train on ``data``; export the best checkpoint to ``out`` with its card (.json beside it).
     init_from: a checkpoint of a run with the same config or an exported bytemodel file."""
-    out = Path(out)
-    if out.with_suffix(".json") == out:
-        raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
-    torch.set_num_threads(recipe.threads)
-    workdir = Path(workdir) if workdir else out.with_suffix(".run")
-    workdir.mkdir(parents=True, exist_ok=True)
     setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data),
                  init_from=str(init_from) if init_from else None)
-    setup_path = workdir / "setup.json"
-    if resume and setup_path.exists():
-        old = json.loads(setup_path.read_text())
-        if old["config"] != setup["config"] or old["recipe"] != setup["recipe"]:
-            raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
-    tmp = setup_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(setup, indent=1))
-    tmp.replace(setup_path)
+    out, workdir = open_run(out, workdir, setup, resume, recipe.threads)
 
     t_start = time.time()
     texts = load_texts(data, val_glob=recipe.val_glob)

@@ -26,7 +26,7 @@ import torch
 
 from ..models.hyperprior import Hyperprior, HyperpriorConfig
 from .data import CropSampler, TorchCropSampler, load_folder, val_crops
-from .loop import LoopConfig, machine, train
+from .loop import LoopConfig, machine, open_run, train
 
 
 @dataclass(frozen=True)
@@ -87,24 +87,11 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
 
     init_from: start from a checkpoint of a run with the same config (``best.pt`` / ``last.pt``)
     or from an exported model file (:func:`start_from`) instead of a fresh init."""
-    out = Path(out)
-    if out.with_suffix(".json") == out:
-        raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
     if recipe.crop % 64:
         raise ValueError(f"crop {recipe.crop} is not a multiple of 64")
-    torch.set_num_threads(recipe.threads)
-    workdir = Path(workdir) if workdir else out.with_suffix(".run")
-    workdir.mkdir(parents=True, exist_ok=True)
     setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data),
                  init_from=str(init_from) if init_from else None)
-    setup_path = workdir / "setup.json"
-    if resume and setup_path.exists():
-        old = json.loads(setup_path.read_text())
-        if old["config"] != setup["config"] or old["recipe"] != setup["recipe"]:
-            raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
-    tmp = setup_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(setup, indent=1))
-    tmp.replace(setup_path)
+    out, workdir = open_run(out, workdir, setup, resume, recipe.threads)
 
     t_start = time.time()
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)

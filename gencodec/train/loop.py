@@ -47,6 +47,35 @@ def machine(device: str, threads: int) -> str:
     return where + f", torch threads {threads}"
 
 
+def open_run(out: str | Path, workdir: str | Path | None, setup: dict[str, Any], resume: bool, threads: int,
+             defaults: dict[str, dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Start (or, with ``resume``, continue) a run: refuse a model path the card would overwrite, set
+    torch's threads, make the work folder (default: ``out`` with suffix .run) and write ``setup``
+    there (its ``config`` and ``recipe`` must match those of the run being resumed; ``defaults`` fill
+    the fields an older setup lacks). Returns (out, workdir)."""
+    out = Path(out)
+    if out.with_suffix(".json") == out:  # refused before any work: the card would overwrite the model
+        raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
+    torch.set_num_threads(threads)
+    workdir = Path(workdir) if workdir else out.with_suffix(".run")
+    workdir.mkdir(parents=True, exist_ok=True)
+    setup_path = workdir / "setup.json"
+    if resume and setup_path.exists():
+        old = json.loads(setup_path.read_text())
+        for key in ("config", "recipe"):
+            if {**(defaults or {}).get(key, {}), **old[key]} != setup[key]:
+                raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
+    write_text_atomic(setup_path, json.dumps(setup, indent=1))
+    return out, workdir
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a temporary file beside ``path``, then rename it over."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def lr_at(cfg: LoopConfig, step: int) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup

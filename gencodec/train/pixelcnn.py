@@ -25,7 +25,7 @@ import torch
 from ..errors import GencodecError
 from ..models.pixelcnn import OPTIONAL_FEATURES, ExactPixelCNN, PixelCNN, PixelCNNConfig
 from .data import CropSampler, TorchCropSampler, chroma_subsample, load_folder, val_crops
-from .loop import LoopConfig, machine, train
+from .loop import LoopConfig, machine, open_run, train, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -83,22 +83,10 @@ def train_pixelcnn(
     Training on a GPU changes float rounding in training only, never the exactness of coding; there the
     crops come from :class:`TorchCropSampler` (same law, other draws than on the CPU).
     """
-    out = Path(out)
-    if out.with_suffix(".json") == out:  # refused before any work: the card would overwrite the model
-        raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
-    torch.set_num_threads(recipe.threads)
-    workdir = Path(workdir) if workdir else out.with_suffix(".run")
-    workdir.mkdir(parents=True, exist_ok=True)
     setup = dict(config=asdict(config), recipe=asdict(recipe), steps=steps, data=str(data),
                  init_from=str(init_from) if init_from else None)
-    setup_path = workdir / "setup.json"
-    if resume and setup_path.exists():
-        old = json.loads(setup_path.read_text())
-        old_config = {**asdict(PixelCNNConfig()), **old["config"]}  # fields added since keep their defaults
-        old_recipe = {**asdict(PixelCNNRecipe()), **old["recipe"]}
-        if old_config != setup["config"] or old_recipe != setup["recipe"]:
-            raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
-    _write_text_atomic(setup_path, json.dumps(setup, indent=1))
+    out, workdir = open_run(out, workdir, setup, resume, recipe.threads,  # fields added since keep their defaults
+                            defaults=dict(config=asdict(PixelCNNConfig()), recipe=asdict(PixelCNNRecipe())))
 
     t_start = time.time()
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
@@ -163,7 +151,7 @@ def train_pixelcnn(
         data=images.describe(),
     )
     exact.save(out, card=dict(model_id=card["model_id"], steps=card["steps"]))
-    _write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     return card
 
 
@@ -270,12 +258,6 @@ def _grown(old: torch.Tensor, init: torch.Tensor, moved: tuple[int, int] | None)
     grown[: old.shape[0]] = 0  # old units: no weight on new inputs
     grown[: old.shape[0], cols] = old
     return grown
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def recipe_from_options(**kw: Any) -> PixelCNNRecipe:
