@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.bytenet import ByteNet, ByteNetConfig
-from .loop import LoopConfig, machine, open_run, train
+from .loop import LoopConfig, finished_run, machine, open_run, train, write_card
 from .textdata import load_texts
 
 LN2 = math.log(2)
@@ -136,14 +136,11 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
     fake-quantized net, of the exact net, and real coded sizes of held-out files)."""
     from ..models.bytemodel import ExactByteModel
 
-    workdir, out = Path(workdir), Path(out)
-    setup = json.loads((workdir / "setup.json").read_text())
+    out = Path(out)
+    setup, partial, best = finished_run(workdir, dict(model="bytemodel"))
     cfg = ByteNetConfig.from_dict(setup["config"])
     recipe = ByteModelRecipe(**setup["recipe"])
-    if card is None:
-        partial = workdir / "card_partial.json"
-        card = json.loads(partial.read_text()) if partial.exists() else dict(model="bytemodel", net=cfg.to_dict())
-    best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=True)
+    card = dict(partial, net=cfg.to_dict()) if card is None else card
     net = ByteNet(cfg)
     net.load_state_dict(best["model"])
     net.eval()
@@ -155,9 +152,7 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
                 validation=dict(net_bpb=best["val"]["loss"], exact_net_bpb=exact_bpb(model.net, val_w, val_y),
                                 coded=coded_results(model, texts, recipe.coded_val_bytes)))
     model.save(out, card=dict(model_id=card["model_id"], steps=card.get("steps"), best_step=card["best_step"]))
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    tmp.replace(out.with_suffix(".json"))
+    write_card(out, card)
     return card
 
 

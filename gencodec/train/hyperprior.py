@@ -26,7 +26,7 @@ import torch
 
 from ..models.hyperprior import Hyperprior, HyperpriorConfig
 from .data import CropSampler, TorchCropSampler, load_folder, val_crops
-from .loop import LoopConfig, machine, open_run, train
+from .loop import LoopConfig, finished_run, machine, open_run, train, write_card
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,11 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
     """Export ``workdir/best.pt`` (its config from ``setup.json``) to ``out`` + card: the model card
     gets the best step, the fake-quantized model's validation numbers and the exact model's (coded
     streams, restored pixels) on the same crops."""
-    workdir, out = Path(workdir), Path(out)
-    setup = json.loads((workdir / "setup.json").read_text())
+    out = Path(out)
+    setup, partial, best = finished_run(workdir, dict(model="hyperprior"))
     cfg = HyperpriorConfig.from_dict(setup["config"])
     recipe = HyperpriorRecipe(**setup["recipe"])
-    if card is None:
-        partial = workdir / "card_partial.json"
-        card = json.loads(partial.read_text()) if partial.exists() else dict(model="hyperprior", config=cfg.to_dict())
-    best = torch.load(workdir / "best.pt", map_location="cpu", weights_only=True)
+    card = partial if card is None else card
     model = Hyperprior(cfg)
     model.load_state_dict(best["model"])
     model.eval()
@@ -186,9 +183,7 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
     card = dict(card, config=exact.cfg.to_dict(), model_id=exact.model_id.hex(), best_step=best["step"], n_params=sum(
         p.numel() for p in model.parameters()), validation=dict(model=best["val"], exact=exact_results(exact, crops)))
     exact.save(out, card=dict(model_id=card["model_id"], steps=card.get("steps"), best_step=card["best_step"]))
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    tmp.replace(out.with_suffix(".json"))
+    write_card(out, card)
     return card
 
 

@@ -69,6 +69,21 @@ def open_run(out: str | Path, workdir: str | Path | None, setup: dict[str, Any],
     return out, workdir
 
 
+def finished_run(workdir: str | Path, default_card: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """What an export needs of a run: its ``setup.json``, the card the training wrote
+    (``card_partial.json``; ``default_card`` if it has none) and the best checkpoint."""
+    workdir = Path(workdir)
+    setup = json.loads((workdir / "setup.json").read_text())
+    partial = workdir / "card_partial.json"
+    card = json.loads(partial.read_text()) if partial.exists() else default_card
+    return setup, card, torch.load(workdir / "best.pt", map_location="cpu", weights_only=True)
+
+
+def write_card(out: Path, card: dict[str, Any]) -> None:
+    """The model card beside the model file ``out`` (same name, .json), written atomically."""
+    write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a temporary file beside ``path``, then rename it over."""
     tmp = path.with_name(path.name + ".tmp")
