@@ -260,7 +260,7 @@ def compress(files, workers, manifest, scheduler, cluster, recursive, keep, verb
         skipped = [c for c, limit in AUTO_NEURAL_BYTES.items() if len(raw) > limit]
         if codec == "auto" and report.header.kind == "bytes" and skipped:
             line += (f"\n  {', '.join(skipped)} not tried: an input this large goes to the classical codecs"
-                     f" (above {min(AUTO_NEURAL_BYTES.values()) >> 10} KiB; --codec {skipped[0]} forces it)")
+                     f" (above {AUTO_NEURAL_BYTES[skipped[0]] >> 10} KiB; --codec {skipped[0]} forces it)")
         if verbose:
             h = report.header
             line += f"\n  params {json.dumps(h.params, sort_keys=True)}, model id {h.model_id.hex() or '(none)'}"
