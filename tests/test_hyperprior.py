@@ -136,8 +136,9 @@ def test_quality_orders_rate(tiny_path):
 
 
 def test_quality_out_of_range_is_refused(tiny_path):
-    with pytest.raises(UnsupportedInputError, match="quality must be a number from 1 to 3"):
-        gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), quality=3.5)
+    for q in (5.5, -1.5):  # the ladder 1..3 and two extrapolated steps beyond each end
+        with pytest.raises(UnsupportedInputError, match=r"quality must be a number from -1 to 5 \(1 to 3: the trained"):
+            gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), quality=q)
     with pytest.raises(UnsupportedInputError, match="one of quality, psnr and bpp"):
         gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), quality=2, bpp=1.0)
     with pytest.raises(UnsupportedInputError, match="no parameters|takes no"):
@@ -163,8 +164,33 @@ def test_rate_control_meets_psnr_and_bpp(tiny_path):
     assert container.read_header(blob2).params["quality"] >= q - 1e-9
     with pytest.raises(UnsupportedInputError, match="beyond this model"):
         gencodec.compress(img, codec="hyperprior", model=path, psnr=99.0)
-    with pytest.raises(UnsupportedInputError, match="below what quality 1 needs"):
+    with pytest.raises(UnsupportedInputError, match="below what quality -1 needs"):
         gencodec.compress(img, codec="hyperprior", model=path, bpp=0.001)
+
+
+def test_rate_control_goes_beyond_the_ladder(tiny_path):
+    """Targets the trained ladder (1..3) cannot meet are met by extrapolated gains (down to -1, up to 5),
+    and the search goes there only when the ladder cannot."""
+    img = photo(128, 96, seed=4)
+    path = str(tiny_path)
+    n = img.width * img.height
+
+    def bpp(blob):
+        return 8 * len(blob) / n
+
+    q1, q_low = (gencodec.compress(img, codec="hyperprior", model=path, quality=q) for q in (1, -1))
+    assert bpp(q_low) < bpp(q1)  # coarser steps than quality 1: fewer bits
+    budget = (bpp(q_low) + bpp(q1)) / 2
+    blob = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget)
+    assert bpp(blob) <= budget and -1 <= container.read_header(blob).params["quality"] < 1
+    assert psnr(gencodec.decompress(blob, model=path), img) > psnr(gencodec.decompress(q_low, model=path), img) - 1e-9
+    top, q_high = (gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=q), model=path)
+                   for q in (3, 5))
+    assert psnr(q_high, img) > psnr(top, img)  # finer steps than quality 3: a higher PSNR
+    target = (psnr(top, img) + psnr(q_high, img)) / 2
+    blob = gencodec.compress(img, codec="hyperprior", model=path, psnr=target)
+    assert psnr(gencodec.decompress(blob, model=path), img) >= target
+    assert 3 < container.read_header(blob).params["quality"] <= 5
 
 
 def _edit(blob: bytes, **changes) -> bytes:
@@ -206,7 +232,7 @@ def test_cli_round_trip_psnr_and_lossy_flag(tiny_path, tmp_path):
     assert r.exit_code == 2 and "exclude each other" in r.output
     r = runner.invoke(main, ["compress", "--codec", "hyperprior", "--model", str(tiny_path), "-f", "--quality",
                              "7", str(src)])
-    assert r.exit_code == 1 and "quality must be a number from 1 to 3" in r.output
+    assert r.exit_code == 1 and "quality must be a number from -1 to 5" in r.output
 
 
 def test_exact_across_processes_instruction_sets_and_threads(tiny_path, tmp_path):

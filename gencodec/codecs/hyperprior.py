@@ -1,9 +1,14 @@
 """``hyperprior``: the learned lossy image codec (gencodec.models.hyperprior), with rate control.
 
-Parameters (one of them): ``quality`` -- a number in [1, L] (L = the ladder's length, 6 for the
-shipped model; fractions interpolate the gains between ladder points, default 4, or L if smaller); ``psnr`` -- the
-smallest file whose PSNR is at least this; ``bpp`` -- the best PSNR whose file (its frame
-included) has at most this many bits per pixel. Rate control bisects the continuous quality
+Parameters (one of them): ``quality`` -- a number in [1 - EXTRAPOLATE, L + EXTRAPOLATE] (L = the
+ladder's length, 6 for the shipped model: [-1, 8]; default 4, or L if smaller). Qualities 1..L are
+the trained ladder, fractions interpolate its gains geometrically, and beyond either end the gains
+are extrapolated from the end pair (coarser or finer steps than any trained point: a lower or higher
+rate than the ladder reaches, at a less efficient trade-off than a trained point would give; chosen
+on held-out training photos, where rate and PSNR stay monotone over the whole range). ``psnr`` --
+the smallest file whose PSNR is at least this; ``bpp`` -- the best PSNR whose file (its frame
+included) has at most this many bits per pixel. Rate control tries the ladder's end first and goes
+beyond it only when the ladder cannot meet the target, then bisects the continuous quality
 (RATE_STEPS tries, each reusing the one analysis transform: only the hyper-transforms, the coder
 and -- for ``psnr`` -- the synthesis run again).
 
@@ -35,6 +40,7 @@ __all__ = ["HyperpriorCodec", "DEFAULT_QUALITY", "FRAME_ALLOWANCE"]
 
 DEFAULT_QUALITY = 4.0
 RATE_STEPS = 9  # bisection steps of rate control (the quality interval shrinks by 2**-9)
+EXTRAPOLATE = 2.0  # qualities reach this many ladder steps beyond each end of the ladder (extrapolated gains)
 #: bytes of frame around the payload that ``bpp`` budgets for when the caller does not say (the
 #: API passes the exact frame size: ``frame_size(params, payload_length)``)
 FRAME_ALLOWANCE = 160
@@ -84,7 +90,8 @@ class HyperpriorCodec(NeuralCodec):
     modes = frozenset({"L", "LA", "RGB", "RGBA"})
     bench_qualities = (1, 2, 3, 4, 5, 6)
     rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
-    params = (Param("quality", "float", DEFAULT_QUALITY, 1, 6, "position on the shipped ladder (fractions interpolate)"),
+    params = (Param("quality", "float", DEFAULT_QUALITY, -1, 8,
+                    "position on the shipped ladder 1..6 (fractions interpolate; beyond it, extrapolated gains)"),
               Param("psnr", "float", None, 0, 100, "rate control: the smallest file with at least this PSNR"),
               Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"))
     MAX_SIDE = 65535
@@ -107,10 +114,17 @@ class HyperpriorCodec(NeuralCodec):
             raise UnsupportedInputError(f"codec {self.name!r}: give one of quality, psnr and bpp, not {' and '.join(given)}")
         return given[0] if given else "quality"
 
+    @property
+    def quality_range(self) -> tuple[float, float]:
+        """(lowest, highest) quality: the ladder 1..L and EXTRAPOLATE steps beyond each end."""
+        return 1.0 - EXTRAPOLATE, self.n_qualities + EXTRAPOLATE
+
     def _quality(self, value: Any) -> float:
         ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(float(value)) or not 1 <= float(value) <= self.n_qualities:
-            raise UnsupportedInputError(f"codec {self.name!r}: quality must be a number from 1 to {self.n_qualities}, not {value!r}")
+        lo, hi = self.quality_range
+        if not ok or not math.isfinite(float(value)) or not lo <= float(value) <= hi:
+            raise UnsupportedInputError(f"codec {self.name!r}: quality must be a number from {lo:g} to {hi:g} (1 to "
+                                        f"{self.n_qualities}: the trained ladder; beyond: extrapolated), not {value!r}")
         return float(value)
 
     # -- encode ---------------------------------------------------------------------------------
@@ -161,19 +175,31 @@ class HyperpriorCodec(NeuralCodec):
                     return _psnr(restored(res[1], res[2], q), target) >= value
                 return 8 * size(res, q) / n_pixels <= value
 
-            # psnr: the smallest quality that reaches it; bpp: the largest that fits. ``ok`` is the
-            # end known to succeed, ``other`` the end that does not (or is not tried yet).
+            # psnr: the smallest quality that reaches it; bpp: the largest that fits. The points in
+            # order from the likeliest to succeed: the extrapolated end, the ladder's end, the ladder's
+            # other end, the extrapolated other end. The ladder's ends are tried first; ``ok`` ends as
+            # a point known to succeed and ``other`` as its neighbour that does not (then bisected).
             want_low = kind == "psnr"
-            ok, other = (float(self.n_qualities), 1.0) if want_low else (1.0, float(self.n_qualities))
-            res_ok = trial(ok)
-            if not good(res_ok, ok):
-                what = (f"PSNR {value} dB is beyond this model (quality {self.n_qualities})" if want_low
-                        else f"{value} bits per pixel is below what quality 1 needs")
-                raise UnsupportedInputError(f"codec {self.name!r}: {what}")
-            res_other = trial(other)
-            if good(res_other, other):
-                ok, res_ok = other, res_other
+            lo, hi = self.quality_range
+            l_top = float(self.n_qualities)
+            far_ok, end_ok, end_other, far_other = (hi, l_top, 1.0, lo) if want_low else (lo, 1.0, l_top, hi)
+            ok, res_ok = end_ok, trial(end_ok)
+            if not good(res_ok, ok):  # the ladder cannot: its extrapolated end, then bisect up to it
+                res_far = trial(far_ok)
+                if not good(res_far, far_ok):
+                    what = (f"PSNR {value} dB is beyond this model (quality {far_ok:g})" if want_low
+                            else f"{value} bits per pixel is below what quality {far_ok:g} needs")
+                    raise UnsupportedInputError(f"codec {self.name!r}: {what}")
+                ok, res_ok, other = far_ok, res_far, end_ok
             else:
+                other = end_other
+                res = trial(other)
+                if good(res, other):  # the whole ladder meets it: then perhaps beyond its other end too
+                    ok, res_ok, other = other, res, far_other
+                    res = trial(other)
+                    if good(res, other):
+                        ok, res_ok = other, res
+            if other != ok:
                 for _ in range(RATE_STEPS):
                     mid = (ok + other) / 2
                     res = trial(mid)

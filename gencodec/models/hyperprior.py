@@ -146,7 +146,7 @@ class Hyperprior(nn.Module):
         """level: (B,) float in [0, L-1] -> gain, inverse gain (B, M, 1, 1), geometric interpolation."""
         L = self.cfg.levels
         lo = torch.clamp(level.floor().long(), 0, max(L - 2, 0))
-        t = (level - lo.to(level.dtype)).clamp(0, 1)[:, None]
+        t = (level - lo.to(level.dtype))[:, None]  # beyond [0, L-1]: extrapolated from the end pair
         hi = torch.clamp(lo + 1, max=L - 1)
 
         def mix(p):
