@@ -49,6 +49,8 @@ register("webp-lossless", "lossless-image", ".codecs.classic_image:WebPLosslessC
 register("jpeg-xl-lossless", "lossless-image", ".codecs.classic_image:JPEGXLLosslessCodec", "JPEG XL lossless (libjxl)")
 register("jpeg2000-lossless", "lossless-image", ".codecs.classic_image:JPEG2000LosslessCodec", "JPEG 2000 reversible 5/3 with RCT")
 register("pixelcnn", "lossless-image", ".codecs.pixelcnn:PixelCNNCodec", "PixelCNN-family neural model, integer-exact, wavefront decoding")
+register("sparse-transformer", "lossless-image", ".codecs.sparse_transformer:SparseTransformerCodec",
+         "Sparse Transformer (row and column attention over pixelcnn's trunk), integer-exact, wavefront decoding")
 # -- lossy images -------------------------------------------------------------------------------
 register("jpeg", "lossy-image", ".codecs.classic_image:JPEGCodec", "JPEG (libjpeg-turbo), quality 1-100")
 register("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, quality 0-100")

@@ -137,58 +137,58 @@ class PixelCNNCodec(NeuralCodec):
         coding = header.params.get("coding")
         unknown = set(header.params) - {"coding", "hist", "fit", "alpha", "png"}
         if unknown:
-            raise CorruptFileError(f"pixelcnn: unknown params {sorted(unknown)} in the header")
+            raise CorruptFileError(f"{self.name}: unknown params {sorted(unknown)} in the header")
         self.check_model(header)
         if coding == "png":  # written by earlier versions for modes 1, P and I;16
             from .classic_image import PNGCodec
 
             return PNGCodec().decode(payload, dataclasses.replace(header, codec="png", params=dict(header.params.get("png", {}))))
         if coding != "model":
-            raise CorruptFileError(f"pixelcnn: unknown coding {coding!r} in the header")
+            raise CorruptFileError(f"{self.name}: unknown coding {coding!r} in the header")
         if not header.model_id:
-            raise CorruptFileError("pixelcnn: a model-coded frame without a model id")
+            raise CorruptFileError(f"{self.name}: a model-coded frame without a model id")
         if len(payload) < 4:
-            raise CorruptFileError("pixelcnn payload is truncated")
+            raise CorruptFileError(f"{self.name} payload is truncated")
         (n_stream,) = struct.unpack_from("<I", payload)
         stream, rest = payload[4 : 4 + n_stream], payload[4 + n_stream :]
         if len(stream) != n_stream or len(rest) < 2:
-            raise CorruptFileError("pixelcnn payload is truncated")
+            raise CorruptFileError(f"{self.name} payload is truncated")
         (n_remap,) = struct.unpack_from("<H", rest)
         packed, rest = rest[2 : 2 + n_remap], rest[2 + n_remap :]
         if len(packed) != n_remap:
-            raise CorruptFileError("pixelcnn payload is truncated")
+            raise CorruptFileError(f"{self.name} payload is truncated")
         mode, h, w = header.mode, header.height, header.width
         if mode not in self.modes:
-            raise CorruptFileError(f"pixelcnn: a model-coded frame of mode {mode!r}")
+            raise CorruptFileError(f"{self.name}: a model-coded frame of mode {mode!r}")
         n_coded = 1 if mode in ("L", "LA") else 3
         cfg = self.model.cfg
         remap = unpack_remap(packed, n_coded, cfg.n_scales, MAX_BIAS * cfg.mean_steps) if n_remap else None
         hist = header.params.get("hist")
         if hist not in (None, HIST_VERSION):
-            raise CorruptFileError(f"pixelcnn: unknown adaptation hist={hist!r} (written by a newer gencodec?)")
+            raise CorruptFileError(f"{self.name}: unknown adaptation hist={hist!r} (written by a newer gencodec?)")
         model = self.model
         fit = header.params.get("fit")
         if fit is not None:
             from ..models import pixelcnn_headfit as headfit
 
             if fit not in (1, headfit.FIT_VERSION):  # 1: output layers only
-                raise CorruptFileError(f"pixelcnn: unknown adaptation fit={fit!r} (written by a newer gencodec?)")
+                raise CorruptFileError(f"{self.name}: unknown adaptation fit={fit!r} (written by a newer gencodec?)")
             if len(rest) < 2:
-                raise CorruptFileError("pixelcnn payload is truncated")
+                raise CorruptFileError(f"{self.name} payload is truncated")
             (n_fit,) = struct.unpack_from("<H", rest)
             blob, rest = rest[2 : 2 + n_fit], rest[2 + n_fit :]
             if len(blob) != n_fit:
-                raise CorruptFileError("pixelcnn payload is truncated")
+                raise CorruptFileError(f"{self.name} payload is truncated")
             model = headfit.fitted_model(model, headfit.unpack_fit(blob, model, n_coded, fit))
         planes = self.decode_planes(stream, h, w, n_coded, remap=remap, hist=hist is not None, model=model)
         colour = Image.fromarray(planes[0], "L") if n_coded == 1 else Image.fromarray(planes.transpose(1, 2, 0), "RGB")
         if mode in ("LA", "RGBA"):
             if header.params.get("alpha") != "png":
-                raise CorruptFileError("pixelcnn: alpha plane missing")
+                raise CorruptFileError(f"{self.name}: alpha plane missing")
             with Image.open(io.BytesIO(rest)) as a:
                 alpha = a.convert("L")
             if alpha.size != (w, h):
-                raise CorruptFileError("pixelcnn: alpha plane has the wrong size")
+                raise CorruptFileError(f"{self.name}: alpha plane has the wrong size")
             colour.putalpha(alpha)
             colour = colour.convert(mode) if colour.mode != mode else colour
         return colour

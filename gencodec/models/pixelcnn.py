@@ -322,6 +322,7 @@ class PixelCNN(nn.Module):
         act = feats * 2.0**-cfg.in_frac_bits
         for layer in self.trunk:
             act = layer(act) if quantized else _float_linear(layer, act, relu=True)
+        act = self.context(act, quantized)
         resid = pix - p  # (B, H, W, 3) earlier channels' residuals
         bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
         bits = []
@@ -332,6 +333,11 @@ class PixelCNN(nn.Module):
             mean = torch.clamp(p[..., c] + o[..., 0] / cfg.mean_steps, 0, 255)  # (B, H, W)
             bits.append(-self.dist.log2_prob(pix[..., c], mean, idx))
         return torch.stack(bits, dim=-1)
+
+    def context(self, act: torch.Tensor, quantized: bool) -> torch.Tensor:
+        """The trunk output (B, H, W, hidden) -> what the heads see: unchanged here; a model with a
+        wider context (gencodec.models.sparse_transformer) mixes other pixels' outputs in."""
+        return act
 
     def roles(self) -> list[tuple[str, QuantLinear]]:
         """Every layer with its role ("trunk", "head_fc", "head_out"), trunk first, then each head's
@@ -480,8 +486,9 @@ class ExactPixelCNN:
             fc = heads[c][0]
             bias = fc.bias.numpy().astype(np.float64) + np.asarray(delta, np.float64) * 2.0**fc.shift
             heads[c] = (linear(fc, fc.weight.numpy(), bias), heads[c][1])
-        new = ExactPixelCNN.__new__(ExactPixelCNN)
-        new.cfg, new.trunk, new.heads, new.dist, new.model_id = self.cfg, self.trunk, heads, self.dist, self.model_id
+        new = type(self).__new__(type(self))  # the same model (and subclass), other heads
+        new.__dict__.update(self.__dict__)
+        new.heads = heads
         check_accumulators([layer for c in set(outs) | set(hidden or {}) for layer in heads[c]], "PixelCNN head layer")
         new._prepare()
         return new
@@ -576,10 +583,16 @@ class ExactPixelCNN:
         p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
         phase = phase_index(np.asarray(rows)[:, None], np.arange(w)).reshape(-1)
         bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
-        pre = self.heads_pre(self.trunk_forward(feats, phase))
+        pre = self.heads_pre(self.hidden_rows(img, padded, rows, feats, phase))
         pix = img[:, rows].reshape(3, -1).T.astype(np.int64)  # (N, 3)
         resid = pix - p
         return (lambda c: self.head_acc(c, pre, head_extra(c, resid, bases, cfg))), p
+
+    def hidden_rows(self, img, padded, rows, feats: np.ndarray, phase: np.ndarray) -> np.ndarray:
+        """What the heads see at the pixels of some rows (row-major): feats and phase of those pixels ->
+        (N, hidden) integers. Here the trunk of each pixel's own neighbourhood; a model with a wider
+        context overrides this (it may look at other rows of img / padded)."""
+        return self.trunk_forward(feats, phase)
 
     def ideal_bits(self, img: np.ndarray, n_coded: int = 3) -> float:
         """The exact model's code length in bits for img (3, H, W) uint8 (channels < n_coded)."""
@@ -629,6 +642,11 @@ class ExactPixelCNN:
     def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "ExactPixelCNN":
         """The model from a model file's config and tensors (:meth:`state`)."""
         cfg = PixelCNNConfig.from_dict(config)
+        return cls(cfg, *cls.parts(cfg, tensors))
+
+    @staticmethod
+    def parts(cfg: PixelCNNConfig, tensors: dict[str, torch.Tensor]):
+        """(trunk, heads, cdf) of a model file's tensors (:meth:`state`)."""
         try:
             def layer(name, fi, fo):
                 return ExactLinear(tensors[f"{name}.weight"].float(), tensors[f"{name}.bias"].float(),
@@ -640,7 +658,7 @@ class ExactPixelCNN:
             cdf = tensors["cdf"].numpy()
         except KeyError as e:
             raise GencodecError(f"PixelCNN model file lacks tensor {e}") from None
-        return cls(cfg, trunk, heads, cdf)
+        return trunk, heads, cdf
 
     # -- the neural codec contract (gencodec.exact.contract) ---------------------------------------
     def schedule(self, shape: Sequence[int]) -> Schedule:
@@ -749,9 +767,14 @@ class WavefrontSession:
         nb = self.flat.take((ys * wp + xs)[:, None, None] + self.offs)  # (n, 3, K)
         self.p, feats = med_and_features(nb, cfg)  # (n, 3), (n, F)
         self.bases = colour_bases(nb, self.p, cfg) if cfg.colour_preds else None
-        self.pre = self.m.heads_pre(self.m.trunk_forward(feats, phase_index(ys, xs)))
+        self.pre = self.m.heads_pre(self.hidden(feats, ys, xs))
         self.resid = np.zeros((ys.size, 3), np.int64)
         self.c = 0
+
+    def hidden(self, feats: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """What the heads see at the wavefront's pixels (the trunk here; a wider-context model's session
+        overrides it, :meth:`ExactPixelCNN.hidden_rows`)."""
+        return self.m.trunk_forward(feats, phase_index(ys, xs))
 
     def next(self):
         if self.c == self.n_coded:

@@ -53,6 +53,7 @@ def unregister(arch: str) -> None:
 
 register("pixelcnn", ".pixelcnn:ExactPixelCNN", "pixelcnn.safetensors")
 register("hyperprior", ".hyperprior:ExactHyperprior", "hyperprior.safetensors")
+register("sparse-transformer", ".sparse_transformer:ExactSparseTransformer", "sparse-transformer.safetensors")
 register("bytemodel", ".bytemodel:ExactByteModel", "bytemodel.safetensors")
 
 

@@ -71,6 +71,8 @@ def train_pixelcnn(
     stop_after: int | None = None,
     init_from: str | Path | None = None,
     device: str = "cpu",
+    net: type[PixelCNN] = PixelCNN,
+    start=None,
 ) -> dict[str, Any]:
     """Train on ``data`` (a folder of images), export the exact model to ``out`` (.safetensors)
     with its card beside it (same name, .json). Returns the card.
@@ -82,11 +84,14 @@ def train_pixelcnn(
     device: where training runs ("cpu", "cuda"); export and the exact model are always on the CPU.
     Training on a GPU changes float rounding in training only, never the exactness of coding; there the
     crops come from :class:`TorchCropSampler` (same law, other draws than on the CPU).
+    net: the training model's class (a :class:`PixelCNN` or a subclass with a wider context, e.g.
+    :class:`~gencodec.models.sparse_transformer.SparseTransformer`, whose config ``config`` is);
+    start: ``start(init_from, config) -> model`` (default :func:`start_from`).
     """
     setup = dict(config=asdict(config), recipe=asdict(recipe), steps=steps, data=str(data),
                  init_from=str(init_from) if init_from else None)
     out, workdir = open_run(out, workdir, setup, resume, recipe.threads,  # fields added since keep their defaults
-                            defaults=dict(config=asdict(PixelCNNConfig()), recipe=asdict(PixelCNNRecipe())))
+                            defaults=dict(config=asdict(type(config)()), recipe=asdict(PixelCNNRecipe())))
 
     t_start = time.time()
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
@@ -100,9 +105,9 @@ def train_pixelcnn(
     if recipe.chroma420 > 0:  # validate on both kinds of picture the model is trained for
         crops += [np.ascontiguousarray(chroma_subsample(c.transpose(1, 2, 0)).transpose(2, 0, 1)) for c in crops]
     torch.manual_seed(recipe.seed)
-    model = PixelCNN(config)
+    model = net(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
-        model = start_from(init_from, config)
+        model = (start or start_from)(init_from, config)
     model.to(device)
     qat_start = int(round((1 - recipe.qat_fraction) * steps))
 
@@ -131,7 +136,7 @@ def train_pixelcnn(
     exact = model.export()
     e = exact_bpsp(exact, crops)
     card = dict(
-        model="pixelcnn",
+        model=exact.arch,
         model_id=exact.model_id.hex(),
         config=asdict(config),
         recipe=asdict(recipe),

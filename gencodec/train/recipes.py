@@ -143,6 +143,33 @@ register(Recipe(
 
 
 register(Recipe(
+    model="sparse-transformer",
+    summary_line="the attention image model: pixelcnn's trunk and heads with row and column attention between them",
+    target=".sparse_transformer:run",
+    check_target=".sparse_transformer:check_options",
+    default_steps=4000,
+    options=(
+        Option("val_glob", "str", "Hold out images whose relative path matches (default: 5% by hash)."),
+        Option("crop", "int", "Training crop side (default 48).", lo=8),
+        Option("batch", "int", "Crops per step (default 8).", lo=1),
+        Option("lr", "float", "Peak learning rate (default 5e-4: a fine-tuning of the start)."),
+        Option("seed", "int", "Seed of crops and initial weights (default 0)."),
+        Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
+        Option("threads", "int", "torch CPU threads (default 2).", lo=1),
+        Option("chroma420", "float", "Fraction of crops put through a JPEG-style 4:2:0 chroma round trip (default 0).",
+               lo=0, hi=1),
+        Option("qat_fraction", "float", "Final fraction of the steps trained with fake quantization (default 1: "
+               "the start is an integer model already).", lo=0, hi=1),
+        Option("init_from", "path", "Start from a pixelcnn model file (its trunk and heads; the blocks start as the "
+               "identity; default: the shipped gencodec/weights/pixelcnn.safetensors), a sparse-transformer model "
+               "file, or a checkpoint (best.pt/last.pt) of a run with the same config."),
+        Option("config", "json", "Config fields to change, as a JSON object, e.g. '{\"blocks\": 3, \"col_window\": 8}' "
+               "(see SparseTransformerConfig; the trunk and heads' fields must match --init-from's)."),
+    ),
+))
+
+
+register(Recipe(
     model="hyperprior",
     summary_line="the learned lossy image codec: one model for the whole quality ladder (random crops of a folder)",
     target=".hyperprior:run",
