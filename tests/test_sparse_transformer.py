@@ -20,7 +20,7 @@ import gencodec  # noqa: E402
 from gencodec.errors import ModelMismatchError  # noqa: E402
 from gencodec.exact import driver  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
-from gencodec.models.pixelcnn import PixelCNN, PixelCNNConfig  # noqa: E402
+from gencodec.models.pixelcnn import PixelCNN, PixelCNNConfig, causal_pad  # noqa: E402
 from gencodec.models.sparse_transformer import (  # noqa: E402
     SOFTMAX_LUT, ExactSparseTransformer, SparseTransformer, SparseTransformerConfig, attend)
 
@@ -60,9 +60,16 @@ def photo(w: int, h: int, mode: str = "RGB", seed: int = 0) -> Image.Image:
 
 
 @pytest.mark.parametrize("shape", [(3, 1, 1), (3, 1, 9), (3, 9, 1), (3, 13, 17), (1, 11, 8), (3, 30, 7)])
-def test_parallel_tables_equal_the_decoders_incremental_tables(tiny, shape):
-    """The encoder's stripes with their halo and the decoder's ring buffers give the same tables."""
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "runs"])
+def test_parallel_tables_equal_the_decoders_incremental_tables(tiny, shape, kept, monkeypatch):
+    """The encoder's stripes with their halo (the image's output kept, or computed run by run) and the
+    decoder's ring buffers give the same tables."""
+    from gencodec.models import sparse_transformer
+
+    if not kept:
+        monkeypatch.setattr(sparse_transformer, "CONTEXT_CACHE_BYTES", 0)
     model, _ = tiny
+    model.release()
     n, h, w = shape
     planes = harness_image(h, w, seed=h * w)[:n]
     with model.coding():
@@ -71,11 +78,15 @@ def test_parallel_tables_equal_the_decoders_incremental_tables(tiny, shape):
     assert np.array_equal(par, ses)
 
 
-def test_stripes_of_any_height_give_the_same_tables(tiny):
+def test_stripes_of_any_height_and_runs_of_rows_give_the_same_numbers(tiny):
     model, _ = tiny
     img = harness_image(29, 11, seed=3)
+    padded = causal_pad(img.astype(np.int32), model.cfg)
     with model.coding():
         runs = [model.tables_parallel(img, 3, rows_per_chunk=r) for r in (1, 4, 8, 29)]
+        full = model.hidden_rows(img, padded, range(29), None, None).reshape(29, 11, -1)
+        for rows in ([0, 1, 2], [5], [3, 4, 9, 10, 11], [28]):  # each run of rows with its own halo
+            assert np.array_equal(model._runs(img, padded, rows), full[rows].reshape(len(rows) * 11, -1))
     for mean, idx in runs[1:]:
         assert np.array_equal(mean, runs[0][0]) and np.array_equal(idx, runs[0][1])
 

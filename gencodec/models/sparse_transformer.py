@@ -38,6 +38,7 @@ layers start at zero, so the model begins exactly where the pixelcnn was and tra
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
@@ -47,8 +48,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GencodecError
+from ..errors import ExactnessError, GencodecError
 from ..exact import ExactLinear, QFormat, QuantLinear
+from ..exact.check import EXACT_LIMIT
+from ..exact.fastpath import clip, prescaled, round_clip
 from ..exact.quant import fake_quant
 from .pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, WavefrontSession, causal_pad, med_and_features
 from .pixelcnn import neighbours, phase_index
@@ -58,6 +61,8 @@ LOGIT_FRAC_BITS = 3  # scores are rescaled to 1/8 of a logit before the table
 #: the softmax table: weight of a score d steps (1/8 logit) below the best; 0 beyond its end
 SOFTMAX_LUT = np.array([round(2**WEIGHT_BITS * math.exp(-d / 2**LOGIT_FRAC_BITS)) for d in range(112)], np.int64)
 SOFTMAX_LUT = SOFTMAX_LUT[: int(np.nonzero(SOFTMAX_LUT)[0][-1]) + 1]
+STRIPE_ROWS = 32  # the encoder's stripes (each recomputes a halo of blocks * (col_window - 1) rows above)
+CONTEXT_CACHE_BYTES = 1 << 28  # the encoder keeps an image's blocks' output up to this size (int16)
 QKV_FRAC_BITS = 3  # queries, keys and values: q / 8, |q| <= 127
 QKV_MAX = 127
 
@@ -250,38 +255,48 @@ BLOCK_LAYERS = ("qkv", "proj", "fc1", "fc2")
 # exact model
 # ---------------------------------------------------------------------------------------------
 class _ExactBlock:
-    """One block's integers as float64 numpy (exact: integer sums far below 2**53)."""
+    """One block's integers for the numpy path: float32 products where every partial sum of the layer
+    stays below 2**24 (checked, as pixelcnn's layers), float64 (below 2**53) otherwise -- exact either
+    way, so the choice changes the speed only."""
 
     def __init__(self, layers: dict[str, ExactLinear], cfg: SparseTransformerConfig):
         self.cfg = cfg
-        self.lin = {n: (l.weight.numpy().astype(np.float64).T.copy(), l.bias.numpy().astype(np.float64),
-                        2.0**-l.shift, l.out_fmt) for n, l in layers.items()}
+        self.lin = {}
+        for n, layer in layers.items():
+            bound = layer.max_abs_accumulator()
+            if bound >= EXACT_LIMIT[torch.float64]:
+                raise ExactnessError(f"sparse-transformer block layer accumulator bound {bound} is not below 2**53")
+            dtype = np.float32 if bound < EXACT_LIMIT[torch.float32] else np.float64
+            w, b, fmt = prescaled(layer) if dtype == np.float32 else (
+                layer.weight.numpy().T.astype(np.float64) * 2.0**-layer.shift,
+                layer.bias.numpy().astype(np.float64) * 2.0**-layer.shift, layer.out_fmt)
+            self.lin[n] = (w, b, fmt, dtype)
 
     def linear(self, name: str, x: np.ndarray) -> np.ndarray:
-        w, b, scale, fmt = self.lin[name]
-        y = x @ w
+        w, b, fmt, dtype = self.lin[name]
+        y = x.astype(dtype, copy=False) @ w
         y += b
-        y *= scale
-        np.rint(y, out=y)
-        return np.clip(y, fmt.lo, fmt.hi, out=y)
+        return round_clip(y, fmt).astype(np.float32, copy=False)
 
     def norm(self, x: np.ndarray) -> np.ndarray:
+        """x (N, hidden) float32 integers -> x 2**-s, rounded and clipped (float32)."""
         cfg = self.cfg
-        s = norm_shift(np.einsum("nd,nd->n", x, x)[:, None], cfg.hidden, cfg.act_frac_bits)
-        y = np.rint(x * np.ldexp(1.0, -s))
-        fmt = cfg.fmt_res
-        return np.clip(y, fmt.lo, fmt.hi, out=y)
+        sq = x * x  # exact in float32 (|q| <= 510); their sum in float64 (exact in any order)
+        s = norm_shift(sq.sum(axis=1, dtype=np.float64), cfg.hidden, cfg.act_frac_bits)
+        y = x * np.ldexp(1.0, -s).astype(np.float32)[:, None]  # a power of two: exact
+        return round_clip(y, cfg.fmt_res)
 
     def qkv(self, x: np.ndarray) -> np.ndarray:
         """x (N, hidden) -> (N, 6, head_dim) int64: row q, k, v, column q, k, v."""
         return self.linear("qkv", self.norm(x)).astype(np.int64).reshape(x.shape[0], 6, self.cfg.head_dim)
 
     def finish(self, x: np.ndarray, o_r: np.ndarray, o_c: np.ndarray) -> np.ndarray:
-        """The rest of the block after attention: x (N, hidden), o_r, o_c (N, head_dim) -> new x."""
+        """The rest of the block after attention: x (N, hidden), o_r, o_c (N, head_dim) -> new x (float32)."""
         fmt = self.cfg.fmt_res
-        x = np.clip(x + self.linear("proj", np.concatenate([o_r, o_c], axis=1).astype(np.float64)), fmt.lo, fmt.hi)
-        h = self.linear("fc1", self.norm(x))
-        return np.clip(x + self.linear("fc2", h), fmt.lo, fmt.hi)
+        x = x + self.linear("proj", np.concatenate([o_r, o_c], axis=1).astype(np.float32))
+        clip(x, fmt.lo, fmt.hi, out=x)
+        x += self.linear("fc2", self.linear("fc1", self.norm(x)))
+        return clip(x, fmt.lo, fmt.hi, out=x)
 
 
 def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, inside: np.ndarray, shift: int) -> np.ndarray:
@@ -313,6 +328,7 @@ class ExactSparseTransformer(ExactPixelCNN):
     def _prepare(self) -> None:
         super()._prepare()
         self._blocks = [_ExactBlock(b, self.cfg) for b in self.blocks]
+        self._context = None  # (image key, its blocks' output): see hidden_rows
 
     def state(self) -> dict[str, torch.Tensor]:
         d = super().state()
@@ -341,9 +357,32 @@ class ExactSparseTransformer(ExactPixelCNN):
 
     # -- what the heads see ------------------------------------------------------------------------
     def hidden_rows(self, img, padded, rows, feats, phase):
-        """The blocks over stripes: each run of consecutive rows with its halo of rows above (the
-        trunk and blocks recomputed there: the same integers)."""
+        """The blocks' output on some rows. The encoder asks for rows in any order (the per-image fit's
+        sample rows, then the stripes between them), so an image's whole output is computed once, in
+        stripes of STRIPE_ROWS with their halo, and kept (int16) while the same image is asked for
+        (:meth:`release`); an image too large for CONTEXT_CACHE_BYTES is computed run by run, each
+        run of consecutive rows with its halo. The same integers either way."""
         rows = list(rows)
+        h, w = img.shape[1:]
+        if h * w * self.cfg.hidden * 2 <= CONTEXT_CACHE_BYTES:
+            key = (img.shape, hashlib.blake2b(np.ascontiguousarray(img).tobytes(), digest_size=16).digest())
+            if self._context is None or self._context[0] != key:
+                self._context = None  # the old one goes first (memory)
+                full = np.empty((h * w, self.cfg.hidden), np.int16)
+                for y0 in range(0, h, STRIPE_ROWS):
+                    y1 = min(h, y0 + STRIPE_ROWS)
+                    full[y0 * w : y1 * w] = self.stripe_context(img, padded, max(0, y0 - self.cfg.halo), y1)[-(y1 - y0) * w :]
+                self._context = (key, full)
+            full = self._context[1].reshape(h, w, -1)
+            return full[rows].reshape(len(rows) * w, -1).astype(np.float32)
+        return self._runs(img, padded, rows)
+
+    def release(self) -> None:
+        """Drop the kept output of the last image (:meth:`hidden_rows`)."""
+        self._context = None
+
+    def _runs(self, img, padded, rows):
+        """Runs of consecutive rows, each with its halo of rows above (recomputed: the same integers)."""
         w = img.shape[2]
         out = np.empty((len(rows) * w, self.cfg.hidden), np.float32)
         i = 0
@@ -359,14 +398,14 @@ class ExactSparseTransformer(ExactPixelCNN):
 
     def stripe_context(self, img, padded, y0: int, y1: int) -> np.ndarray:
         """Rows y0..y1-1 through the trunk and the blocks, with nothing above y0 (rows within the halo
-        of y0 are therefore not final) -> (n_rows W, hidden) float64 integers."""
+        of y0 are therefore not final) -> (n_rows W, hidden) float32 integers."""
         cfg = self.cfg
         w = img.shape[2]
         nb = neighbours(padded[:, y0 : y1 + cfg.pad[0]], cfg, y1 - y0, w)  # (3, n, W, K)
         nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))
         _, feats = med_and_features(nb, cfg)
         phase = phase_index(np.arange(y0, y1)[:, None], np.arange(w)).reshape(-1)
-        x = self.trunk_forward(feats, phase).astype(np.float64)
+        x = self.trunk_forward(feats, phase)
         n = y1 - y0
         ys = np.repeat(np.arange(n), w)
         xs = np.tile(np.arange(w), n)
@@ -402,7 +441,7 @@ class AttentionSession(WavefrontSession):
 
     def hidden(self, feats, ys, xs):
         m, cfg = self.m, self.m.cfg
-        x = m.trunk_forward(feats, phase_index(ys, xs)).astype(np.float64)
+        x = m.trunk_forward(feats, phase_index(ys, xs))
         kr, kc = cfg.row_window, cfg.col_window
         jr, jc = np.arange(kr), np.arange(kc)
         for blk, row_kv, col_kv in zip(m._blocks, self.row_kv, self.col_kv):
@@ -414,4 +453,4 @@ class AttentionSession(WavefrontSession):
             o_r = attend(qkv[:, 0], r[:, :, 0], r[:, :, 1], xs[:, None] - jr >= 0, cfg.score_shift)
             o_c = attend(qkv[:, 3], c[:, :, 0], c[:, :, 1], ys[:, None] - jc >= 0, cfg.score_shift)
             x = blk.finish(x, o_r, o_c)
-        return x.astype(np.float32)
+        return x
