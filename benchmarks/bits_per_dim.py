@@ -72,6 +72,23 @@ def measure(images: list[np.ndarray], codec: str) -> dict:
                 ideal=ideal_bits / dims, encode_s=round(time.perf_counter() - t0, 1))
 
 
+def to_markdown(doc: dict) -> str:
+    """The section of docs/BENCHMARKS.md (benchmarks/run.py markdown)."""
+    lines = [f"Measured {doc['date'][:10]} on {doc['machine']} (`benchmarks/bits_per_dim.py`). Each image is its own "
+             ".gcx file; *file* counts all of it, *payload* leaves the frame's header out, *ideal* is the model's code "
+             "length with its per-image adaptation. Bits per dimension = bits / (W H C).", "",
+             "| set | codec | images | file | payload | ideal |", "| :--- | :--- | ---: | ---: | ---: | ---: |"]
+    for name, rows in doc["sets"].items():
+        for codec, r in rows.items():
+            ideal = "n/a" if r["ideal"] != r["ideal"] else f"{r['ideal']:.3f}"
+            lines.append(f"| {name} | `{codec}` | {r['images']} | {r['file']:.3f} | {r['payload']:.3f} | {ideal} |")
+    lines += ["", "Published test negative log-likelihoods on **CIFAR-10** (other data -- 32 x 32 photos at low resolution "
+              "-- and likelihoods of the models, not files; for scale only):", "",
+              "| model | bits/dim |", "| :--- | ---: |"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in doc["published_cifar10_nll"].items()]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="the training folder (its held-out photos are read)")

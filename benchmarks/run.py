@@ -142,6 +142,14 @@ def write_markdown(out: Path, docs_dir: Path) -> Path:
         parts.append("Regenerate: `python benchmarks/bytemodel.py --files <the 11 Canterbury files> --extra README.md docs/EXACTNESS.md "
                      "gencodec/api.py gencodec/models/pixelcnn.py --json benchmarks/results/bytemodel.json "
                      "--plot docs/bytemodel_segments.png && python benchmarks/run.py markdown`.\n")
+    bpd = out / "bits_per_dim.json"  # written by benchmarks/bits_per_dim.py
+    if bpd.exists():
+        from bits_per_dim import to_markdown as bpd_markdown  # benchmarks/bits_per_dim.py, beside this script
+
+        parts.append("## Bits per dimension on small images\n\n" + bpd_markdown(json.loads(bpd.read_text())))
+        parts.append("Regenerate: `python benchmarks/bits_per_dim.py --data ../shared/corpora/train --mnist "
+                     "../shared/corpora/mnist/t10k-images-idx3-ubyte.gz --crops 128 --mnist-count 200 "
+                     "--json benchmarks/results/bits_per_dim.json && python benchmarks/run.py markdown`.\n")
     path = docs_dir / "BENCHMARKS.md"
     path.write_text("\n".join(parts))
     return path
