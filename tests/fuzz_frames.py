@@ -25,7 +25,8 @@ from gencodec.errors import GencodecError
 
 MODES = ["1", "L", "LA", "RGB", "RGBA", "P", "I;16", "CMYK", "", "RGBX" * 70]
 NAMES = ["stored", "gzip", "bz2", "xz", "zstd", "brotli", "png", "webp-lossless", "jpeg-xl-lossless",
-         "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "pixelcnn", "bytemodel", "hyperprior", "jpeg-recompress",
+         "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "pixelcnn", "sparse-transformer", "bytemodel", "hyperprior",
+         "jpeg-recompress",
          "nope"]
 FIELDS = ["codec", "kind", "mode", "width", "height", "bit_depth", "length", "params", "model_id", "name",
           "checksum"]
@@ -76,7 +77,7 @@ def make_samples(codecs: list[str], hyperprior_model: str | None = None) -> list
             blob = gencodec.compress(data, codec=name)
             out.append(Sample(name, blob, data, {}))
             continue
-        mode = "RGBA" if name in ("png", "pixelcnn", "hyperprior") else "RGB"
+        mode = "RGBA" if name in ("png", "pixelcnn", "sparse-transformer", "hyperprior") else "RGB"
         img = photo(24, 17, mode)
         params = dict(quality=60) if kind == "lossy-image" and name != "hyperprior" else {}
         blob = gencodec.compress(img, codec=name, **params, **kw)

@@ -34,7 +34,7 @@ import fuzz_frames as ff  # noqa: E402
 
 CLASSICAL = ["stored", "gzip", "bz2", "xz", "zstd", "brotli", "png", "webp-lossless", "jpeg-xl-lossless",
              "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "jpeg-recompress"]
-NEURAL = ["bytemodel", "pixelcnn", "hyperprior"]
+NEURAL = ["bytemodel", "pixelcnn", "sparse-transformer", "hyperprior"]
 EXAMPLES = int(os.environ.get("GENCODEC_FUZZ_EXAMPLES", "25"))  # per codec and test, in CI
 
 
