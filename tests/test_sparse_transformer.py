@@ -27,6 +27,7 @@ from gencodec.models.sparse_transformer import (  # noqa: E402
 from exact_harness import assert_causal, harness_image  # noqa: E402
 
 BASE = dict(hidden=16, trunk_layers=1, head_hidden=6, colour_preds=True, mean_frac_bits=1, phase_inputs=True)
+PINNED_LUT = "c59579d5c1927173"  # sha256 of the softmax table (int64 little-endian), first 16 hex digits
 TINY = SparseTransformerConfig(**BASE, blocks=2, head_dim=4, row_window=3, col_window=3, mlp_hidden=16)
 
 
@@ -132,6 +133,8 @@ def test_identity_blocks_give_exactly_the_pixelcnn_tables():
 
 def test_softmax_table_and_exact_attention():
     assert SOFTMAX_LUT[0] == 4096 and np.all(np.diff(SOFTMAX_LUT) <= 0) and SOFTMAX_LUT[-1] >= 1
+    assert SOFTMAX_LUT.size == 73 and SOFTMAX_LUT[:4].tolist() == [4096, 3615, 3190, 2815]
+    assert hashlib.sha256(SOFTMAX_LUT.astype("<i8").tobytes()).hexdigest()[:16] == PINNED_LUT
     q = np.array([[8, 0]], np.int64)
     k = np.array([[[8, 0], [0, 0], [8, 0]]], np.int64)
     v = np.array([[[100, -4], [0, 60], [10, 9]]], np.int64)

@@ -51,16 +51,29 @@ from torch import nn
 from ..errors import ExactnessError, GencodecError
 from ..exact import ExactLinear, QFormat, QuantLinear
 from ..exact.check import EXACT_LIMIT
+from ..exact.detmath import CTX, D, det_round
 from ..exact.fastpath import clip, prescaled, round_clip
 from ..exact.quant import fake_quant
-from .pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, WavefrontSession, causal_pad, med_and_features
+from .pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, WavefrontSession, med_and_features
 from .pixelcnn import neighbours, phase_index
 
 WEIGHT_BITS = 12  # softmax weights are integers up to 2**12
 LOGIT_FRAC_BITS = 3  # scores are rescaled to 1/8 of a logit before the table
-#: the softmax table: weight of a score d steps (1/8 logit) below the best; 0 beyond its end
-SOFTMAX_LUT = np.array([round(2**WEIGHT_BITS * math.exp(-d / 2**LOGIT_FRAC_BITS)) for d in range(112)], np.int64)
-SOFTMAX_LUT = SOFTMAX_LUT[: int(np.nonzero(SOFTMAX_LUT)[0][-1]) + 1]
+
+
+def softmax_table() -> np.ndarray:
+    """The softmax table: the weight round(2**12 exp(-d / 8)) of a score d steps (1/8 logit) below the
+    best, while it is at least 1 (0 beyond the end). Rounded identically on every machine
+    (:func:`gencodec.exact.detmath.det_round`: libm's exp may differ in the last bit); pinned by a test."""
+    d = np.arange(128)
+    scale = 2**WEIGHT_BITS
+    est = scale * np.exp(-d / 2**LOGIT_FRAC_BITS)
+    lut = det_round(est, lambda idx: [CTX.multiply(D(scale), CTX.exp(CTX.divide(D(-int(d[i])), D(2**LOGIT_FRAC_BITS))))
+                                      for i in idx])
+    return lut[: int(np.nonzero(lut)[0][-1]) + 1]
+
+
+SOFTMAX_LUT = softmax_table()
 STRIPE_ROWS = 32  # the encoder's stripes (each recomputes a halo of blocks * (col_window - 1) rows above)
 CONTEXT_CACHE_BYTES = 1 << 28  # the encoder keeps an image's blocks' output up to this size (int16)
 QKV_FRAC_BITS = 3  # queries, keys and values: q / 8, |q| <= 127
