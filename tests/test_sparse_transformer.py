@@ -254,7 +254,7 @@ GOLDEN = Path(__file__).parent / "golden" / "sparse-transformer" / "kodim05-64x4
 @pytest.mark.skipif(not GOLDEN.exists() or not zoo.default_weights("sparse-transformer").is_file(),
                     reason="no shipped sparse-transformer model")
 def test_golden_file_of_the_shipped_model(kodak_crop):
-    """A frame the shipped model wrote (with refitted heads and the remap): it decodes to the crop, and
+    """A frame the shipped model wrote (with the adaptation its encoder chose): it decodes to the crop, and
     today's encoder writes the same range-coded stream (the zlib parts compared unpacked)."""
     from gencodec import container
 
