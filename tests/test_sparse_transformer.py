@@ -135,9 +135,9 @@ def test_softmax_table_and_exact_attention():
     assert SOFTMAX_LUT[0] == 4096 and np.all(np.diff(SOFTMAX_LUT) <= 0) and SOFTMAX_LUT[-1] >= 1
     assert SOFTMAX_LUT.size == 73 and SOFTMAX_LUT[:4].tolist() == [4096, 3615, 3190, 2815]
     assert hashlib.sha256(SOFTMAX_LUT.astype("<i8").tobytes()).hexdigest()[:16] == PINNED_LUT
-    q = np.array([[8, 0]], np.int64)
-    k = np.array([[[8, 0], [0, 0], [8, 0]]], np.int64)
-    v = np.array([[[100, -4], [0, 60], [10, 9]]], np.int64)
+    q = np.array([[8, 0]], np.float32)
+    k = np.array([[[8, 0], [0, 0], [8, 0]]], np.float32)
+    v = np.array([[[100, -4], [0, 60], [10, 9]]], np.float32)
     out = attend(q, k, v, np.array([[True, True, False]]), shift=0)  # the third position is masked
     w = SOFTMAX_LUT[[0, 64]]
     assert np.array_equal(out[0], np.floor((w @ v[0, :2] * 2 + w.sum()) / (2 * w.sum())).astype(np.int64))

@@ -74,6 +74,8 @@ def softmax_table() -> np.ndarray:
 
 
 SOFTMAX_LUT = softmax_table()
+_LUT32 = np.append(SOFTMAX_LUT, 0).astype(np.float32)  # and 0 past the end
+MAX_WINDOW = 32  # attention windows up to this many positions keep every sum of attend() below 2**24
 STRIPE_ROWS = 32  # the encoder's stripes (each recomputes a halo of blocks * (col_window - 1) rows above)
 CONTEXT_CACHE_BYTES = 1 << 28  # the encoder keeps an image's blocks' output up to this size (int16)
 QKV_FRAC_BITS = 3  # queries, keys and values: q / 8, |q| <= 127
@@ -90,10 +92,12 @@ class SparseTransformerConfig(PixelCNNConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.blocks < 0 or self.row_window < 1 or self.col_window < 1 or self.mlp_hidden < 1:
-            raise ValueError("blocks >= 0, windows >= 1 and mlp_hidden >= 1")
-        if self.head_dim < 1 or self.head_dim & (self.head_dim - 1):
-            raise ValueError("head_dim must be a power of two")
+        if self.blocks < 0 or not 1 <= self.row_window <= MAX_WINDOW or not 1 <= self.col_window <= MAX_WINDOW:
+            raise ValueError(f"blocks >= 0 and windows of 1 to {MAX_WINDOW} positions")
+        if self.mlp_hidden < 1:
+            raise ValueError("mlp_hidden >= 1")
+        if self.head_dim < 1 or self.head_dim & (self.head_dim - 1) or self.head_dim > 1024:
+            raise ValueError("head_dim must be a power of two up to 1024 (scores stay below 2**24)")
 
     @property
     def halo(self) -> int:
@@ -300,29 +304,37 @@ class _ExactBlock:
         return round_clip(y, cfg.fmt_res)
 
     def qkv(self, x: np.ndarray) -> np.ndarray:
-        """x (N, hidden) -> (N, 6, head_dim) int64: row q, k, v, column q, k, v."""
-        return self.linear("qkv", self.norm(x)).astype(np.int64).reshape(x.shape[0], 6, self.cfg.head_dim)
+        """x (N, hidden) -> (N, 6, head_dim) float32 integers: row q, k, v, column q, k, v."""
+        return self.linear("qkv", self.norm(x)).reshape(x.shape[0], 6, self.cfg.head_dim)
 
     def finish(self, x: np.ndarray, o_r: np.ndarray, o_c: np.ndarray) -> np.ndarray:
         """The rest of the block after attention: x (N, hidden), o_r, o_c (N, head_dim) -> new x (float32)."""
         fmt = self.cfg.fmt_res
-        x = x + self.linear("proj", np.concatenate([o_r, o_c], axis=1).astype(np.float32))
+        x = x + self.linear("proj", np.concatenate([o_r, o_c], axis=1))
         clip(x, fmt.lo, fmt.hi, out=x)
         x += self.linear("fc2", self.linear("fc1", self.norm(x)))
         return clip(x, fmt.lo, fmt.hi, out=x)
 
 
 def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, inside: np.ndarray, shift: int) -> np.ndarray:
-    """Exact attention: q (N, dh), k, v (N, n, dh) int64, inside (N, n) bool (position 0, the pixel
-    itself, always inside) -> (N, dh) int64 = round(sum w v / sum w), w = SOFTMAX_LUT[best - score]."""
-    score = np.einsum("nd,njd->nj", q, k)
-    score = np.rint(score * 2.0**-shift).astype(np.int64)  # exact: integers below 2**53
-    score = np.where(inside, score, np.iinfo(np.int64).min // 2)
-    gap = np.minimum(score.max(axis=1, keepdims=True) - score, SOFTMAX_LUT.size)
-    w = np.append(SOFTMAX_LUT, 0)[gap] * inside
-    num = np.einsum("nj,njd->nd", w, v)
-    den = w.sum(axis=1, keepdims=True)
-    return (2 * num + den) // (2 * den)  # round half up, integer division: exact
+    """Exact attention: q (N, dh), k, v (N, n, dh) float32 integers (|.| <= 127), inside (N, n) bool
+    (position 0, the pixel itself, always inside) -> (N, dh) float32 integers
+    ``round(sum w v / sum w)``, w = SOFTMAX_LUT[best - score].
+
+    Every sum is of integers below 2**24 (scores: head_dim 127^2; weighted values: window 2**12 127,
+    windows of at most MAX_WINDOW), so the float32 products are exact in any order; the division is
+    float64, whose rounding cannot reach the next integer (the quotient's distance to it is at least
+    1 / (2 sum w) > 2**-17), and floored: round half up."""
+    score = np.matmul(k, q[:, :, None])[:, :, 0]
+    score *= np.float32(2.0**-shift)
+    np.rint(score, out=score)
+    score[~inside] = -np.float32(2**30)
+    gap = np.minimum(score.max(axis=1, keepdims=True) - score, np.float32(SOFTMAX_LUT.size)).astype(np.int64)
+    w = _LUT32[gap]
+    w *= inside
+    num = np.matmul(w[:, None, :], v)[:, 0, :].astype(np.float64)
+    den = w.sum(axis=1, keepdims=True, dtype=np.float64)
+    return np.floor((2 * num + den) / (2 * den)).astype(np.float32)
 
 
 class ExactSparseTransformer(ExactPixelCNN):
@@ -449,8 +461,8 @@ class AttentionSession(WavefrontSession):
         cfg = model.cfg
         _, h, w = self.n_coded, self.h, self.w
         dh = cfg.head_dim
-        self.row_kv = [np.zeros((max(h, 1), cfg.row_window, 2, dh), np.int64) for _ in model._blocks]
-        self.col_kv = [np.zeros((cfg.col_window, max(w, 1), 2, dh), np.int64) for _ in model._blocks]
+        self.row_kv = [np.zeros((max(h, 1), cfg.row_window, 2, dh), np.float32) for _ in model._blocks]
+        self.col_kv = [np.zeros((cfg.col_window, max(w, 1), 2, dh), np.float32) for _ in model._blocks]
 
     def hidden(self, feats, ys, xs):
         m, cfg = self.m, self.m.cfg
