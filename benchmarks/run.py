@@ -148,7 +148,7 @@ def write_markdown(out: Path, docs_dir: Path) -> Path:
 
         parts.append("## Bits per dimension on small images\n\n" + bpd_markdown(json.loads(bpd.read_text())))
         parts.append("Regenerate: `python benchmarks/bits_per_dim.py --data ../shared/corpora/train --mnist "
-                     "../shared/corpora/mnist/t10k-images-idx3-ubyte.gz --crops 128 --mnist-count 200 "
+                     "../shared/corpora/mnist/t10k-images-idx3-ubyte.gz --crops 512 --mnist-count 1000 --codec png,jpeg-xl-lossless,pixelcnn,sparse-transformer "
                      "--json benchmarks/results/bits_per_dim.json && python benchmarks/run.py markdown`.\n")
     path = docs_dir / "BENCHMARKS.md"
     path.write_text("\n".join(parts))
