@@ -113,21 +113,28 @@ def check_device(name: str) -> str:
     return name
 
 
+#: options the two pixelcnn-family recipes (pixelcnn, sparse-transformer) declare alike
+IMAGE_VAL_GLOB = Option("val_glob", "str", "Hold out images whose relative path matches (default: 5% by hash).")
+IMAGE_SEED = Option("seed", "int", "Seed of crops and initial weights (default 0).")
+IMAGE_DOWNSCALE = Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1)
+IMAGE_CHROMA420 = Option("chroma420", "float", "Fraction of crops put through a JPEG-style 4:2:0 chroma round trip "
+                         "(default 0).", lo=0, hi=1)
+
+
 register(Recipe(
     model="pixelcnn",
     summary_line="the lossless image model (random crops of a folder of images)",
     target=".pixelcnn:run",
     check_target=".pixelcnn:check_options",
     options=(
-        Option("val_glob", "str", "Hold out images whose relative path matches (default: 5% by hash)."),
+        IMAGE_VAL_GLOB,
         Option("crop", "int", "Training crop side (default 64).", lo=8),
         Option("batch", "int", "Crops per step (default 12).", lo=1),
         Option("lr", "float", "Peak learning rate (default 2e-3)."),
-        Option("seed", "int", "Seed of crops and initial weights (default 0)."),
-        Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
+        IMAGE_SEED,
+        IMAGE_DOWNSCALE,
         Option("threads", "int", "torch CPU threads (default 1).", lo=1),
-        Option("chroma420", "float", "Fraction of crops put through a JPEG-style 4:2:0 chroma round trip (default 0).",
-               lo=0, hi=1),
+        IMAGE_CHROMA420,
         Option("qat_fraction", "float", "Final fraction of the steps trained with fake quantization (default 0.35; "
                "1: all, e.g. to finish a model trained in float elsewhere).", lo=0, hi=1),
         Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
@@ -149,15 +156,14 @@ register(Recipe(
     check_target=".sparse_transformer:check_options",
     default_steps=4000,
     options=(
-        Option("val_glob", "str", "Hold out images whose relative path matches (default: 5% by hash)."),
+        IMAGE_VAL_GLOB,
         Option("crop", "int", "Training crop side (default 48).", lo=8),
         Option("batch", "int", "Crops per step (default 8).", lo=1),
         Option("lr", "float", "Peak learning rate (default 5e-4: a fine-tuning of the start)."),
-        Option("seed", "int", "Seed of crops and initial weights (default 0)."),
-        Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
+        IMAGE_SEED,
+        IMAGE_DOWNSCALE,
         Option("threads", "int", "torch CPU threads (default 2).", lo=1),
-        Option("chroma420", "float", "Fraction of crops put through a JPEG-style 4:2:0 chroma round trip (default 0).",
-               lo=0, hi=1),
+        IMAGE_CHROMA420,
         Option("qat_fraction", "float", "Final fraction of the steps trained with fake quantization (default 1: "
                "the start is an integer model already).", lo=0, hi=1),
         Option("init_from", "path", "Start from a pixelcnn model file (its trunk and heads; the blocks start as the "
