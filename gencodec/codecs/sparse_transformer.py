@@ -17,7 +17,7 @@ class SparseTransformerCodec(PixelCNNCodec):
     frame_modes = PixelCNNCodec.modes  # no frames of earlier versions to read
     description = ("Sparse Transformer (row and column attention over pixelcnn's trunk), integer-exact, "
                    "wavefront decoding (L, LA, RGB, RGBA)")
-    max_pixels_reason = " that sparse-transformer decodes by default (about 10^5 pixels a second on two cores)"
+    max_pixels_reason = " that sparse-transformer decodes by default (about 6x10^4 pixels a second on one core)"
 
     def encode_planes(self, planes, n_coded, adapt=True, hist=None, fit=None):
         try:
