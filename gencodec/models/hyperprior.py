@@ -143,7 +143,8 @@ class Hyperprior(nn.Module):
         self.log_igain = nn.Parameter(-ramp.clone())
 
     def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """level: (B,) float in [0, L-1] -> gain, inverse gain (B, M, 1, 1), geometric interpolation."""
+        """level: (B,) float, [0, L-1] the ladder (beyond: extrapolated from the end pair) -> gain, inverse gain
+        (B, M, 1, 1), geometric interpolation."""
         L = self.cfg.levels
         lo = torch.clamp(level.floor().long(), 0, max(L - 2, 0))
         t = (level - lo.to(level.dtype))[:, None]  # beyond [0, L-1]: extrapolated from the end pair

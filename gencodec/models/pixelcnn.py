@@ -574,7 +574,18 @@ class ExactPixelCNN:
         row-major -> (acc_of, P): acc_of(c) gives channel c's hidden accumulators before rounding
         (:meth:`head_acc`), P (N, 3) the MED predictions."""
         cfg = self.cfg
-        w, top, k = img.shape[2], cfg.pad[0], len(cfg.offsets)
+        nb, p, feats, phase = self.row_features(padded, rows, img.shape[2])
+        bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
+        pre = self.heads_pre(self.hidden_rows(img, padded, rows, feats, phase))
+        pix = img[:, rows].reshape(3, -1).T.astype(np.int64)  # (N, 3)
+        resid = pix - p
+        return (lambda c: self.head_acc(c, pre, head_extra(c, resid, bases, cfg))), p
+
+    def row_features(self, padded, rows, w: int):
+        """The trunk's inputs on the pixels of some rows (a range, or any sequence of rows), row-major
+        -> (context pixels (N, 3, K), MED predictions (N, 3), features (N, F), phase index (N,))."""
+        cfg = self.cfg
+        top, k = cfg.pad[0], len(cfg.offsets)
         if isinstance(rows, range) and rows.step == 1:  # a stripe: its context in one piece
             nb = neighbours(padded[:, rows.start : rows.stop + top], cfg, len(rows), w)  # (3, n_rows, W, K)
         else:
@@ -582,11 +593,7 @@ class ExactPixelCNN:
         nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, k)  # (N, 3, K)
         p, feats = med_and_features(nb, cfg)  # (N, 3), (N, F)
         phase = phase_index(np.asarray(rows)[:, None], np.arange(w)).reshape(-1)
-        bases = colour_bases(nb, p, cfg) if cfg.colour_preds else None
-        pre = self.heads_pre(self.hidden_rows(img, padded, rows, feats, phase))
-        pix = img[:, rows].reshape(3, -1).T.astype(np.int64)  # (N, 3)
-        resid = pix - p
-        return (lambda c: self.head_acc(c, pre, head_extra(c, resid, bases, cfg))), p
+        return nb, p, feats, phase
 
     def hidden_rows(self, img, padded, rows, feats: np.ndarray, phase: np.ndarray) -> np.ndarray:
         """What the heads see at the pixels of some rows (row-major): feats and phase of those pixels ->

@@ -54,8 +54,7 @@ from ..exact.check import EXACT_LIMIT
 from ..exact.detmath import CTX, D, det_round
 from ..exact.fastpath import clip, prescaled, round_clip
 from ..exact.quant import fake_quant
-from .pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, WavefrontSession, med_and_features
-from .pixelcnn import neighbours, phase_index
+from .pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, WavefrontSession, phase_index
 
 WEIGHT_BITS = 12  # softmax weights are integers up to 2**12
 LOGIT_FRAC_BITS = 3  # scores are rescaled to 1/8 of a logit before the table
@@ -117,6 +116,14 @@ class SparseTransformerConfig(PixelCNNConfig):
     def score_shift(self) -> int:
         """Power of two taking q . k (at 2 QKV_FRAC_BITS) to 1/8 logit, with the 1/sqrt(head_dim) scale."""
         return 2 * QKV_FRAC_BITS + int(math.log2(self.head_dim)) // 2 - LOGIT_FRAC_BITS
+
+    @classmethod
+    def extending(cls, cfg: PixelCNNConfig) -> "SparseTransformerConfig":
+        """The config of a model started from one with ``cfg``: itself if it is a sparse-transformer
+        config, else its trunk and heads with the default blocks (MLP as wide as the trunk)."""
+        if isinstance(cfg, cls):
+            return cfg
+        return cls(**{**asdict(cfg), "mlp_hidden": cfg.hidden})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SparseTransformerConfig":
@@ -244,8 +251,7 @@ class SparseTransformer(PixelCNN):
         """A training model that computes what ``exact`` (a pixelcnn model, or an exact sparse
         transformer) computes: its trunk and heads; new blocks start as the identity."""
         if cfg is None:
-            cfg = exact.cfg if isinstance(exact.cfg, SparseTransformerConfig) else SparseTransformerConfig(
-                **{**asdict(exact.cfg), "mlp_hidden": exact.cfg.hidden})
+            cfg = SparseTransformerConfig.extending(exact.cfg)
         model = cls(cfg)
         base = PixelCNN.from_exact(exact)  # the trunk and heads as training layers
         model.trunk.load_state_dict(base.trunk.state_dict())
@@ -426,10 +432,7 @@ class ExactSparseTransformer(ExactPixelCNN):
         of y0 are therefore not final) -> (n_rows W, hidden) float32 integers."""
         cfg = self.cfg
         w = img.shape[2]
-        nb = neighbours(padded[:, y0 : y1 + cfg.pad[0]], cfg, y1 - y0, w)  # (3, n, W, K)
-        nb = nb.transpose(1, 2, 0, 3).reshape(-1, 3, len(cfg.offsets))
-        _, feats = med_and_features(nb, cfg)
-        phase = phase_index(np.arange(y0, y1)[:, None], np.arange(w)).reshape(-1)
+        _, _, feats, phase = self.row_features(padded, range(y0, y1), w)
         x = self.trunk_forward(feats, phase)
         n = y1 - y0
         ys = np.repeat(np.arange(n), w)

@@ -40,10 +40,7 @@ def default_init() -> Path:
 def _base_config(init_from: str | Path) -> SparseTransformerConfig:
     init_from = Path(init_from)
     if init_from.suffix == ".safetensors":
-        cfg = zoo.load(init_from).cfg
-        if isinstance(cfg, SparseTransformerConfig):
-            return cfg
-        return SparseTransformerConfig(**{**asdict(cfg), "mlp_hidden": cfg.hidden})
+        return SparseTransformerConfig.extending(zoo.load(init_from).cfg)
     setup = init_from.parent / "setup.json"
     if not setup.is_file():
         raise ValueError(f"{init_from}: a checkpoint without its run's setup.json")
