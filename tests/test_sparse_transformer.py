@@ -21,8 +21,8 @@ from gencodec.errors import ModelMismatchError  # noqa: E402
 from gencodec.exact import driver  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
 from gencodec.models.pixelcnn import PixelCNN, PixelCNNConfig, causal_pad  # noqa: E402
-from gencodec.models.sparse_transformer import (  # noqa: E402
-    SOFTMAX_LUT, ExactSparseTransformer, SparseTransformer, SparseTransformerConfig, attend)
+from gencodec.models.attention import SOFTMAX_LUT, attend  # noqa: E402
+from gencodec.models.sparse_transformer import ExactSparseTransformer, SparseTransformer, SparseTransformerConfig  # noqa: E402
 
 from exact_harness import assert_causal, harness_image  # noqa: E402
 

@@ -14,17 +14,8 @@ of which the exact model is a subclass): the discretized logistic, the per-image
 scale remap and the online histograms, the payload. Only what the heads see changes
 (:meth:`ExactPixelCNN.hidden_rows`, :meth:`WavefrontSession.hidden`).
 
-Exact, with integers only (numpy int64 / float64 holding integers below 2**53, so any summation
-order gives the same numbers):
-
-- **normalization** by a power of two: the block's input q (integers on the activation grid) is
-  multiplied by ``2**-s``, s = floor((floor(log2 sum q^2) - floor(log2 d)) / 2) - act_frac_bits (an
-  RMS norm whose scale is rounded to a power of two; exact, and the same in training, where s is
-  computed from the same integers);
-- **scores** ``q . k`` of integer queries and keys, rescaled by a power of two to 1/8 of a logit;
-- **softmax** by a lookup table: weights ``LUT[max - score]`` = round(2**12 exp(-d / 8)), and the
-  output ``round(sum w v / sum w)`` by integer division;
-- linear layers as integer matmuls with power-of-two requantization (:class:`QuantLinear` twins).
+Exact, with integers only: the blocks are :mod:`gencodec.models.attention`'s (power-of-two RMS norm,
+integer scores, a lookup-table softmax with integer normalisation, integer linear layers).
 
 Decoding keeps each block's keys and values in ring buffers (a row's last ``row_window`` columns, a
 column's last ``col_window`` rows): every position a wavefront's pixels attend to was decoded on an
@@ -48,41 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ExactnessError, GencodecError
+from ..errors import GencodecError
 from ..exact import ExactLinear, QFormat, QuantLinear
-from ..exact.check import EXACT_LIMIT
-from ..exact.detmath import CTX, D, det_round
-from ..exact.fastpath import clip, prescaled, round_clip
-from ..exact.quant import fake_quant
+from .attention import BLOCK_LAYERS, MAX_WINDOW, AttentionFormats, Block, ExactBlock, attend, softmax_mix
 from .pixelcnn import ExactPixelCNN, PixelCNN, PixelCNNConfig, WavefrontSession, phase_index
 
-WEIGHT_BITS = 12  # softmax weights are integers up to 2**12
-LOGIT_FRAC_BITS = 3  # scores are rescaled to 1/8 of a logit before the table
-
-
-def softmax_table() -> np.ndarray:
-    """The softmax table: the weight round(2**12 exp(-d / 8)) of a score d steps (1/8 logit) below the
-    best, while it is at least 1 (0 beyond the end). Rounded identically on every machine
-    (:func:`gencodec.exact.detmath.det_round`: libm's exp may differ in the last bit); pinned by a test."""
-    d = np.arange(128)
-    scale = 2**WEIGHT_BITS
-    est = scale * np.exp(-d / 2**LOGIT_FRAC_BITS)
-    lut = det_round(est, lambda idx: [CTX.multiply(D(scale), CTX.exp(CTX.divide(D(-int(d[i])), D(2**LOGIT_FRAC_BITS))))
-                                      for i in idx])
-    return lut[: int(np.nonzero(lut)[0][-1]) + 1]
-
-
-SOFTMAX_LUT = softmax_table()
-_LUT32 = np.append(SOFTMAX_LUT, 0).astype(np.float32)  # and 0 past the end
-MAX_WINDOW = 32  # attention windows up to this many positions keep every sum of attend() below 2**24
 STRIPE_ROWS = 32  # the encoder's stripes (each recomputes a halo of blocks * (col_window - 1) rows above)
 CONTEXT_CACHE_BYTES = 1 << 28  # the encoder keeps an image's blocks' output up to this size (int16)
-QKV_FRAC_BITS = 3  # queries, keys and values: q / 8, |q| <= 127
-QKV_MAX = 127
 
 
 @dataclass(frozen=True)
-class SparseTransformerConfig(PixelCNNConfig):
+class SparseTransformerConfig(AttentionFormats, PixelCNNConfig):
     blocks: int = 2  # attention blocks after the trunk
     head_dim: int = 16  # width of each of the two heads (row, column); a power of two
     row_window: int = 8  # the row head sees the pixel and the row_window - 1 before it in its row
@@ -108,15 +75,6 @@ class SparseTransformerConfig(PixelCNNConfig):
         """The residual stream: signed, on the activation grid (what the heads' first layers read)."""
         return self.fmt_resid
 
-    @property
-    def fmt_qkv(self) -> QFormat:
-        return QFormat(QKV_FRAC_BITS, -QKV_MAX, QKV_MAX)
-
-    @property
-    def score_shift(self) -> int:
-        """Power of two taking q . k (at 2 QKV_FRAC_BITS) to 1/8 logit, with the 1/sqrt(head_dim) scale."""
-        return 2 * QKV_FRAC_BITS + int(math.log2(self.head_dim)) // 2 - LOGIT_FRAC_BITS
-
     @classmethod
     def extending(cls, cfg: PixelCNNConfig) -> "SparseTransformerConfig":
         """The config of a model started from one with ``cfg``: itself if it is a sparse-transformer
@@ -137,18 +95,6 @@ class SparseTransformerConfig(PixelCNNConfig):
 # ---------------------------------------------------------------------------------------------
 # the pieces both twins share: normalization shift, attention windows
 # ---------------------------------------------------------------------------------------------
-def norm_shift(sumsq, d: int, act_frac_bits: int):
-    """sumsq: sums of squares of integer activations (numpy float64 or torch, exact integers) ->
-    the power-of-two shift s of :func:`pow2_norm` (numpy int64 or torch float); 0 where sumsq is 0."""
-    log_d = int(math.floor(math.log2(d)))
-    if isinstance(sumsq, np.ndarray):
-        _, e = np.frexp(sumsq)  # sumsq = m 2**e, 1/2 <= m < 1: floor(log2) = e - 1 (exact)
-        return np.where(sumsq > 0, (e.astype(np.int64) - 1 - log_d) // 2 - act_frac_bits, 0)
-    _, e = torch.frexp(sumsq)
-    return torch.where(sumsq > 0, torch.div(e - 1 - log_d, 2, rounding_mode="floor") - act_frac_bits,
-                       torch.zeros_like(e)).to(sumsq.dtype)
-
-
 def window_offsets(cfg: SparseTransformerConfig) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """(dy, dx) the row head and the column head attend to, the pixel itself first."""
     return [(0, -j) for j in range(cfg.row_window)], [(-j, 0) for j in range(cfg.col_window)]
@@ -157,29 +103,14 @@ def window_offsets(cfg: SparseTransformerConfig) -> tuple[list[tuple[int, int]],
 # ---------------------------------------------------------------------------------------------
 # training twin
 # ---------------------------------------------------------------------------------------------
-class Block(nn.Module):
-    """One attention block (fake-quantized; see the module doc for what it computes)."""
+class StridedBlock(Block):
+    """One attention block of the strided pattern: head a over the row window, head b over the column."""
 
-    def __init__(self, cfg: SparseTransformerConfig):
-        super().__init__()
-        self.cfg = cfg
-        fmt_n = cfg.fmt_res
-        kw = dict(w_frac_bits=cfg.w_frac_bits, w_max=cfg.w_max)
-        self.qkv = QuantLinear(cfg.hidden, 6 * cfg.head_dim, fmt_n, cfg.fmt_qkv, **kw)
-        self.proj = QuantLinear(2 * cfg.head_dim, cfg.hidden, cfg.fmt_qkv, cfg.fmt_res, **kw)
-        self.fc1 = QuantLinear(cfg.hidden, cfg.mlp_hidden, fmt_n, cfg.fmt_h, **kw)
-        self.fc2 = QuantLinear(cfg.mlp_hidden, cfg.hidden, cfg.fmt_h, cfg.fmt_res, **kw)
-        with torch.no_grad():  # the block starts as the identity
-            for layer in (self.proj, self.fc2):
-                layer.weight.zero_()
-                layer.bias.zero_()
-
-    def norm(self, x: torch.Tensor) -> torch.Tensor:
-        """x real on the activation grid -> x 2**-s (the same power of two as the exact path)."""
-        a = self.cfg.act_frac_bits
-        q = (x * 2.0**a).detach()
-        s = norm_shift(torch.round(q).double().pow(2).sum(-1, keepdim=True), self.cfg.hidden, a)
-        return x * torch.pow(2.0, -s).to(x.dtype)
+    def heads(self, qkv: torch.Tensor, quantized: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        dh = self.cfg.head_dim
+        rows, cols = window_offsets(self.cfg)
+        return (self.attend(qkv[..., 0:dh], qkv[..., dh : 2 * dh], qkv[..., 2 * dh : 3 * dh], rows, quantized),
+                self.attend(qkv[..., 3 * dh : 4 * dh], qkv[..., 4 * dh : 5 * dh], qkv[..., 5 * dh :], cols, quantized))
 
     def attend(self, q, k, v, offsets, quantized: bool) -> torch.Tensor:
         """q, k, v (B, H, W, dh) -> (B, H, W, dh): softmax over the window positions inside the image."""
@@ -189,37 +120,12 @@ class Block(nn.Module):
             ks = _shift(k, -dy, -dx)
             logits.append((q * ks).sum(-1) / math.sqrt(self.cfg.head_dim))
             vals.append(_shift(v, -dy, -dx))
-        logit = torch.stack(logits, -1)  # (B, H, W, n)
-        if quantized:  # on the table's grid of 1/8 logit (straight-through)
-            logit = fake_quant(logit, QFormat(LOGIT_FRAC_BITS, -2**30, 2**30))
         ys = torch.arange(h, device=q.device)[:, None, None]
         xs = torch.arange(w, device=q.device)[None, :, None]
         dys = torch.tensor([dy for dy, _ in offsets], device=q.device)
         dxs = torch.tensor([dx for _, dx in offsets], device=q.device)
         inside = (ys + dys >= 0) & (xs + dxs >= 0)  # (H, W, n)
-        p = torch.softmax(logit.masked_fill(~inside, float("-inf")), dim=-1)
-        out = (p[..., None] * torch.stack(vals, -2)).sum(-2)
-        return fake_quant(out, self.cfg.fmt_qkv) if quantized else out
-
-    def forward(self, x: torch.Tensor, quantized: bool = True) -> torch.Tensor:
-        cfg, dh = self.cfg, self.cfg.head_dim
-        lin = (lambda layer, t, relu=False: layer(t)) if quantized else _float
-        qkv = lin(self.qkv, self.norm(x))
-        rows, cols = window_offsets(cfg)
-        o_r = self.attend(qkv[..., 0:dh], qkv[..., dh : 2 * dh], qkv[..., 2 * dh : 3 * dh], rows, quantized)
-        o_c = self.attend(qkv[..., 3 * dh : 4 * dh], qkv[..., 4 * dh : 5 * dh], qkv[..., 5 * dh :], cols, quantized)
-        x = _res(x + lin(self.proj, torch.cat([o_r, o_c], -1)), cfg, quantized)
-        hidden = lin(self.fc1, self.norm(x), relu=True)
-        return _res(x + lin(self.fc2, hidden), cfg, quantized)
-
-
-def _float(layer: QuantLinear, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
-    y = F.linear(x, layer.weight, layer.bias)
-    return F.relu(y) if relu else y
-
-
-def _res(x: torch.Tensor, cfg: SparseTransformerConfig, quantized: bool) -> torch.Tensor:
-    return fake_quant(x, cfg.fmt_res) if quantized else x
+        return softmax_mix(torch.stack(logits, -1), torch.stack(vals, -2), inside, self.cfg, quantized)
 
 
 def _shift(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -236,7 +142,7 @@ class SparseTransformer(PixelCNN):
 
     def __init__(self, cfg: SparseTransformerConfig = SparseTransformerConfig()):
         super().__init__(cfg)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.blocks))
+        self.blocks = nn.ModuleList(StridedBlock(cfg) for _ in range(cfg.blocks))
 
     def context(self, act: torch.Tensor, quantized: bool) -> torch.Tensor:
         for block in self.blocks:
@@ -271,78 +177,10 @@ class SparseTransformer(PixelCNN):
                 [{n: getattr(b, n).export() for n in BLOCK_LAYERS} for b in self.blocks])
 
 
-BLOCK_LAYERS = ("qkv", "proj", "fc1", "fc2")
-
 
 # ---------------------------------------------------------------------------------------------
 # exact model
 # ---------------------------------------------------------------------------------------------
-class _ExactBlock:
-    """One block's integers for the numpy path: float32 products where every partial sum of the layer
-    stays below 2**24 (checked, as pixelcnn's layers), float64 (below 2**53) otherwise -- exact either
-    way, so the choice changes the speed only."""
-
-    def __init__(self, layers: dict[str, ExactLinear], cfg: SparseTransformerConfig):
-        self.cfg = cfg
-        self.lin = {}
-        for n, layer in layers.items():
-            bound = layer.max_abs_accumulator()
-            if bound >= EXACT_LIMIT[torch.float64]:
-                raise ExactnessError(f"sparse-transformer block layer accumulator bound {bound} is not below 2**53")
-            dtype = np.float32 if bound < EXACT_LIMIT[torch.float32] else np.float64
-            w, b, fmt = prescaled(layer) if dtype == np.float32 else (
-                layer.weight.numpy().T.astype(np.float64) * 2.0**-layer.shift,
-                layer.bias.numpy().astype(np.float64) * 2.0**-layer.shift, layer.out_fmt)
-            self.lin[n] = (w, b, fmt, dtype)
-
-    def linear(self, name: str, x: np.ndarray) -> np.ndarray:
-        w, b, fmt, dtype = self.lin[name]
-        y = x.astype(dtype, copy=False) @ w
-        y += b
-        return round_clip(y, fmt).astype(np.float32, copy=False)
-
-    def norm(self, x: np.ndarray) -> np.ndarray:
-        """x (N, hidden) float32 integers -> x 2**-s, rounded and clipped (float32)."""
-        cfg = self.cfg
-        sq = x * x  # exact in float32 (|q| <= 510); their sum in float64 (exact in any order)
-        s = norm_shift(sq.sum(axis=1, dtype=np.float64), cfg.hidden, cfg.act_frac_bits)
-        y = x * np.ldexp(1.0, -s).astype(np.float32)[:, None]  # a power of two: exact
-        return round_clip(y, cfg.fmt_res)
-
-    def qkv(self, x: np.ndarray) -> np.ndarray:
-        """x (N, hidden) -> (N, 6, head_dim) float32 integers: row q, k, v, column q, k, v."""
-        return self.linear("qkv", self.norm(x)).reshape(x.shape[0], 6, self.cfg.head_dim)
-
-    def finish(self, x: np.ndarray, o_r: np.ndarray, o_c: np.ndarray) -> np.ndarray:
-        """The rest of the block after attention: x (N, hidden), o_r, o_c (N, head_dim) -> new x (float32)."""
-        fmt = self.cfg.fmt_res
-        x = x + self.linear("proj", np.concatenate([o_r, o_c], axis=1))
-        clip(x, fmt.lo, fmt.hi, out=x)
-        x += self.linear("fc2", self.linear("fc1", self.norm(x)))
-        return clip(x, fmt.lo, fmt.hi, out=x)
-
-
-def attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, inside: np.ndarray, shift: int) -> np.ndarray:
-    """Exact attention: q (N, dh), k, v (N, n, dh) float32 integers (|.| <= 127), inside (N, n) bool
-    (position 0, the pixel itself, always inside) -> (N, dh) float32 integers
-    ``round(sum w v / sum w)``, w = SOFTMAX_LUT[best - score].
-
-    Every sum is of integers below 2**24 (scores: head_dim 127^2; weighted values: window 2**12 127,
-    windows of at most MAX_WINDOW), so the float32 products are exact in any order; the division is
-    float64, whose rounding cannot reach the next integer (the quotient's distance to it is at least
-    1 / (2 sum w) > 2**-17), and floored: round half up."""
-    score = np.matmul(k, q[:, :, None])[:, :, 0]
-    score *= np.float32(2.0**-shift)
-    np.rint(score, out=score)
-    score[~inside] = -np.float32(2**30)
-    gap = np.minimum(score.max(axis=1, keepdims=True) - score, np.float32(SOFTMAX_LUT.size)).astype(np.int64)
-    w = _LUT32[gap]
-    w *= inside
-    num = np.matmul(w[:, None, :], v)[:, 0, :].astype(np.float64)
-    den = w.sum(axis=1, keepdims=True, dtype=np.float64)
-    return np.floor((2 * num + den) / (2 * den)).astype(np.float32)
-
-
 class ExactSparseTransformer(ExactPixelCNN):
     """The exact model: :class:`ExactPixelCNN` (trunk, heads, tables, adaptation) with blocks between
     the trunk and the heads (see the module doc)."""
@@ -358,7 +196,7 @@ class ExactSparseTransformer(ExactPixelCNN):
 
     def _prepare(self) -> None:
         super()._prepare()
-        self._blocks = [_ExactBlock(b, self.cfg) for b in self.blocks]
+        self._blocks = [ExactBlock(b, self.cfg, "sparse-transformer block") for b in self.blocks]
         self._context = None  # (image key, its blocks' output): see hidden_rows
 
     def state(self) -> dict[str, torch.Tensor]:
