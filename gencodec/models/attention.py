@@ -78,6 +78,12 @@ class AttentionFormats:
         """Power of two taking q . k (at 2 QKV_FRAC_BITS) to 1/8 logit, with the 1/sqrt(head_dim) scale."""
         return 2 * QKV_FRAC_BITS + int(math.log2(self.head_dim)) // 2 - LOGIT_FRAC_BITS
 
+    @property
+    def score_scale(self) -> float:
+        """What training multiplies q . k by: 1/sqrt(head_dim) rounded to the power of two the exact
+        path uses (:attr:`score_shift`); the same for head_dim a power of 4."""
+        return 2.0 ** -(int(math.log2(self.head_dim)) // 2)
+
 
 def norm_shift(sumsq, d: int, act_frac_bits: int):
     """sumsq: sums of squares of integer activations (numpy float64 or torch, exact integers) ->

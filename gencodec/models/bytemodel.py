@@ -141,6 +141,26 @@ def _shared_add(table: np.ndarray, idx: np.ndarray, delta: np.ndarray) -> np.nda
     return uniq
 
 
+def net_from_state(net_cfg: dict[str, Any], tensors: dict[str, Any]):
+    """The pretrained net of a model file: :mod:`.bytenet` (no ``arch`` in its config) or
+    :mod:`.byte_transformer` (``arch: byte-transformer``)."""
+    if net_cfg.get("arch") == "byte-transformer":
+        from .byte_transformer import ByteTransformerConfig, ExactByteTransformer
+
+        return ExactByteTransformer(ByteTransformerConfig.from_dict(net_cfg), tensors)
+    from .bytenet import ByteNetConfig, ExactByteNet
+
+    return ExactByteNet(ByteNetConfig.from_dict(net_cfg), tensors)
+
+
+def net_tokens(buf: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
+    """What a stateful net reads at byte position p of the segments starting at ``starts``: the byte
+    before it (256 at a segment's start)."""
+    if p == 0:
+        return np.full(starts.size, 256, np.int64)
+    return buf[starts + p - 1].astype(np.int64)
+
+
 class ExactByteModel:
     """Implements :class:`gencodec.exact.contract.ExactModel` over bits (n bytes, 8), MSB first."""
 
@@ -178,11 +198,9 @@ class ExactByteModel:
             raise GencodecError(f"bytemodel config does not fit: {e}") from None
         net = None
         if net_cfg is not None:
-            from .bytenet import ByteNetConfig, ExactByteNet
-
             try:
-                net = ExactByteNet(ByteNetConfig.from_dict(net_cfg), tensors)
-            except (TypeError, ValueError, KeyError) as e:
+                net = net_from_state(net_cfg, tensors)
+            except (TypeError, ValueError, KeyError, AttributeError) as e:
                 raise GencodecError(f"bytemodel net does not fit its config: {e}") from None
         elif tensors:
             raise GencodecError("bytemodel file holds tensors but no net config")
@@ -222,7 +240,8 @@ class ExactByteModel:
             from .bytemix_fast import FastMixSession
         except ImportError:  # pragma: no cover - numba is a dependency; the reference still codes
             return MixSession(self, shape[0])
-        return FastMixSession(MixSession(self, shape[0]), match_len_cap=MATCH_LEN_CAP, weight_limit=WEIGHT_LIMIT,
+        return FastMixSession(MixSession(self, shape[0]), net_tokens=net_tokens, match_len_cap=MATCH_LEN_CAP,
+                              weight_limit=WEIGHT_LIMIT,
                               shared=SHARED, primes=_PRIMES, match_min=MATCH_MIN, record_confirm=RECORD_CONFIRM)
 
     def freqs(self, p: np.ndarray) -> tuple[np.ndarray, float]:
@@ -256,6 +275,8 @@ class MixSession:
         self.limit_of, self.bits = np.array(limits, np.int64), bits
         # mixer weights by (match model active, partial byte); inputs: the context models, the match model, a bias
         self.net = model.net  # the pretrained net: one more mixer input (version 2)
+        # a net with state (the byte transformer's key/value caches) steps through the segments in lockstep
+        self.stepper = self.net.stepper(n_seg) if getattr(self.net, "stateful", False) else None
         self.weights = np.full((512, m + 2 + (self.net is not None)), (1 << cfg.mixer_shift) // (6 if self.v2 else 4), np.int64)
         # the match model: where the last MATCH_MIN bytes were seen before, and whether the byte after
         # them continues here (its bits predicted, with a confidence learned by match length)
@@ -332,7 +353,11 @@ class MixSession:
         if self.net is None:
             self.inputs = np.concatenate([st, sm[None, :], self.bias_row[:, :k]])  # + bias
         else:
-            if self.bit == 0:  # the net's distribution of this byte, once per byte
+            if self.bit == 0 and self.stepper is not None:  # the net's distribution of this byte, once per byte
+                w = self.net.weights_of(self.stepper.logits(net_tokens(self.buf, self.starts[:k], self.p)))
+                self.cum = np.zeros((k, 257), np.int64)
+                np.cumsum(w, axis=1, out=self.cum[:, 1:])
+            elif self.bit == 0:
                 rows = self.starts[:k] + self.p
                 self.cum = self.net.cumulative(windows(self.buf, rows, self.starts[:k], self.net.cfg.context))
             sn = self.stretch[self.net.bit_probs(self.cum, self.c0[:k], self.bit)]

@@ -30,7 +30,6 @@ layers start at zero, so the model begins exactly where the pixelcnn was and tra
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Sequence
 
@@ -118,7 +117,7 @@ class StridedBlock(Block):
         logits, vals = [], []
         for dy, dx in offsets:
             ks = _shift(k, -dy, -dx)
-            logits.append((q * ks).sum(-1) / math.sqrt(self.cfg.head_dim))
+            logits.append((q * ks).sum(-1) * self.cfg.score_scale)
             vals.append(_shift(v, -dy, -dx))
         ys = torch.arange(h, device=q.device)[:, None, None]
         xs = torch.arange(w, device=q.device)[None, :, None]

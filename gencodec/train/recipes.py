@@ -211,7 +211,9 @@ register(Recipe(
         Option("threads", "int", "torch CPU threads (default 2).", lo=1),
         Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
                "exported bytemodel file (e.g. the shipped gencodec/weights/bytemodel.safetensors)."),
+        Option("seq_len", "int", "Byte transformer: bytes per training segment (default 512).", lo=2),
         Option("config", "json", "Net config fields to change, as a JSON object, e.g. '{\"context\": 24, \"hidden\": "
-               "384}' (see ByteNetConfig; saved in the model file)."),
+               "384}' (see ByteNetConfig; saved in the model file); '{\"arch\": \"byte-transformer\"}' trains the "
+               "fixed-pattern Sparse Transformer instead (see ByteTransformerConfig)."),
     ),
 ))

@@ -45,6 +45,23 @@ class ByteSet:
         rng = np.random.default_rng([seed, step])
         return self.pairs(rng.integers(0, len(self), size), context)
 
+    def sequences(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Segments of ``length`` bytes from these starts, as a byte model codes them: (tokens (n, length)
+        int64 -- 256, then each byte before the next --, next bytes (n, length) int64, mask (n, length)
+        bool: the byte lies in the start's file). Starts are clipped so that every segment fits."""
+        starts = np.clip(np.asarray(starts, np.int64), 0, max(len(self) - length, 0))
+        pos = np.minimum(starts[:, None] + np.arange(length), max(len(self) - 1, 0))
+        nxt = self.data[pos].astype(np.int64)
+        tokens = np.concatenate([np.full((len(starts), 1), 256, np.int64), nxt[:, :-1]], axis=1)
+        mask = (self.file_start(pos.reshape(-1)).reshape(pos.shape) == self.file_start(starts)[:, None])
+        mask &= starts[:, None] + np.arange(length) < len(self)
+        return tokens, nxt, mask
+
+    def sequence_batch(self, step: int, n: int, length: int, seed: int):
+        """A seeded batch of :meth:`sequences`: a pure function of (seed, step)."""
+        rng = np.random.default_rng([seed, step, 1])
+        return self.sequences(rng.integers(0, max(len(self) - length, 1), n), length)
+
     def sample_positions(self, n: int, seed: int = 12345) -> np.ndarray:
         """n fixed positions (all of them when there are fewer), sorted."""
         if len(self) <= n:
