@@ -150,6 +150,15 @@ def write_markdown(out: Path, docs_dir: Path) -> Path:
         parts.append("Regenerate: `python benchmarks/bits_per_dim.py --data ../shared/corpora/train --mnist "
                      "../shared/corpora/mnist/t10k-images-idx3-ubyte.gz --crops 512 --mnist-count 1000 --codec png,jpeg-xl-lossless,pixelcnn,sparse-transformer "
                      "--json benchmarks/results/bits_per_dim.json && python benchmarks/run.py markdown`.\n")
+    nets = out / "byte_nets.json"  # written by benchmarks/byte_nets.py
+    if nets.exists():
+        from byte_nets import to_markdown as nets_markdown  # benchmarks/byte_nets.py, beside this script
+
+        parts.append("## The byte model's nets: bytenet against the byte transformer\n\n"
+                     + nets_markdown(json.loads(nets.read_text())))
+        parts.append("Regenerate: `python benchmarks/byte_nets.py --model <a bytemodel file with the other net> "
+                     "--heldout ../shared/corpora/text-train --files corpora/canterbury/* "
+                     "--json benchmarks/results/byte_nets.json && python benchmarks/run.py markdown`.\n")
     path = docs_dir / "BENCHMARKS.md"
     path.write_text("\n".join(parts))
     return path
