@@ -9,6 +9,10 @@ children run under other ``ATEN_CPU_CAPABILITY``, ``OMP_NUM_THREADS``, ``MKL_CBW
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +23,26 @@ from gencodec.models import zoo
 #: (torch threads, path, stripe rows): "session" is the decoder's path; the parallel pass runs the
 #: network in stripes of that many rows (another batch split)
 EXACT_VARIATIONS = [(t, "parallel", rows) for t in (1, 2) for rows in (1, 3, 8)] + [(t, "session", None) for t in (1, 2)]
+
+
+#: baseline torch kernels with one thread and an old BLAS kernel, then AVX2 and two threads
+CHILD_ENVS = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1", OPENBLAS_CORETYPE="Prescott"),
+              dict(OMP_NUM_THREADS="2")]
+
+
+def frames_in_children(script: str, src: Path, tmp_path: Path, envs=CHILD_ENVS) -> list[bytes]:
+    """Run ``python -c script SRC OUT [FIRST_OUT]`` under each environment (the first child's output
+    passed to the later ones, which decode it): the frames they wrote."""
+    outs: list[Path] = []
+    for i, extra in enumerate(envs):
+        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
+        env.update(extra)
+        out = tmp_path / f"{i}.gcx"
+        args = [sys.executable, "-c", script, str(src), str(out)] + ([str(outs[0])] if outs else [])
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        outs.append(out)
+    return [o.read_bytes() for o in outs]
 
 
 def assert_causal(model, symbols: np.ndarray, k: int) -> None:

@@ -7,9 +7,6 @@ bits in processes with other kernels and thread counts; the recipe trains, expor
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,7 @@ from gencodec.errors import GencodecError
 torch = pytest.importorskip("torch")
 
 from gencodec.exact import driver  # noqa: E402
-from exact_harness import assert_causal  # noqa: E402
+from exact_harness import assert_causal, frames_in_children  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
 from gencodec.models.byte_transformer import (  # noqa: E402
     ByteTransformer, ByteTransformerConfig, ExactByteTransformer, windows)
@@ -33,7 +30,7 @@ TEXT = (b"It was the best of times, it was the worst of times, it was the age of
         b"it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.\n")
 
 
-def tiny_net(cfg: ByteTransformerConfig = TINY, seed: int = 0) -> ExactByteTransformer:
+def random_net(cfg: ByteTransformerConfig = TINY, seed: int = 0) -> ByteTransformer:
     """Random weights larger than the init, so that the grids, clamps and the attention are exercised."""
     torch.manual_seed(seed)
     net = ByteTransformer(cfg)
@@ -41,7 +38,11 @@ def tiny_net(cfg: ByteTransformerConfig = TINY, seed: int = 0) -> ExactByteTrans
         for _, layer in net.layers():
             layer.weight.normal_(0, 0.3)
             layer.bias.normal_(0, 0.2)
-    return net.export()
+    return net
+
+
+def tiny_net(cfg: ByteTransformerConfig = TINY, seed: int = 0) -> ExactByteTransformer:
+    return random_net(cfg, seed).export()
 
 
 def _bits(data: bytes) -> np.ndarray:
@@ -97,12 +98,7 @@ def test_the_exported_integers_compute_what_training_computes():
     """Up to the softmax table (training's exp, the exact path's table of round(2**12 exp(-d/8))):
     the same logits nearly everywhere (where an attention output rounds the other way, a power-of-two
     norm after it may take the other power: then a position differs by more)."""
-    torch.manual_seed(0)
-    net = ByteTransformer(TINY)
-    with torch.no_grad():
-        for _, layer in net.layers():
-            layer.weight.normal_(0, 0.3)
-            layer.bias.normal_(0, 0.2)
+    net = random_net()
     data = np.frombuffer(TEXT * 2, np.uint8)
     tokens = torch.from_numpy(np.concatenate([[256], data[:-1]]).astype(np.int64))[None]
     trained = net(tokens)[0].detach().numpy() * 16
@@ -184,18 +180,8 @@ assert gencodec.decompress(other, model=sys.argv[2] + ".model.safetensors") == d
 
 def test_the_same_bytes_under_other_kernels_and_threads(tmp_path):
     src = ROOT / "corpora" / "canterbury" / "grammar.lsp"
-    envs = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1", OPENBLAS_CORETYPE="Prescott"),
-            dict(OMP_NUM_THREADS="2")]
-    outs = []
-    for i, extra in enumerate(envs):
-        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
-        env.update(extra)
-        out = tmp_path / f"{i}.gcx"
-        args = [sys.executable, "-c", CHILD, str(src), str(out)] + ([str(outs[0])] if outs else [])
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        outs.append(out)
-    assert outs[0].read_bytes() == outs[1].read_bytes()
+    first, second = frames_in_children(CHILD, src, tmp_path)
+    assert first == second
 
 
 @pytest.fixture

@@ -3,9 +3,6 @@ segment boundaries, causality, exactness across processes, a pinned golden file,
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +15,7 @@ from gencodec.errors import GencodecError
 torch = pytest.importorskip("torch")
 
 from gencodec.exact import driver  # noqa: E402
-from exact_harness import assert_causal  # noqa: E402
+from exact_harness import assert_causal, frames_in_children  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
 from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel  # noqa: E402
 
@@ -92,18 +89,8 @@ def test_the_same_bytes_under_other_kernels_and_threads(tmp_path):
     """Baseline torch kernels, one thread, SSE3 BLAS vs AVX2 kernels and two threads: the same frame,
     and each process decodes the other's."""
     src = CANTERBURY / "fields.c"
-    envs = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1", OPENBLAS_CORETYPE="Prescott"),
-            dict(OMP_NUM_THREADS="2")]
-    outs = []
-    for i, extra in enumerate(envs):
-        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
-        env.update(extra)
-        out = tmp_path / f"{i}.gcx"
-        args = [sys.executable, "-c", CHILD, str(src), str(out)] + ([str(outs[0])] if outs else [])
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        outs.append(out)
-    assert outs[0].read_bytes() == outs[1].read_bytes()
+    first, second = frames_in_children(CHILD, src, tmp_path)
+    assert first == second
 
 
 def test_golden_file():
