@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gencodec
-from gencodec.errors import GencodecError
+from gencodec.errors import ExactnessError, GencodecError
 
 torch = pytest.importorskip("torch")
 
@@ -116,6 +116,10 @@ def test_configs_out_of_the_exact_bounds_are_refused():
         ByteTransformerConfig(summary=2, summary_blocks=16)  # 1 + 32 positions
     with pytest.raises(ValueError, match="power of two"):
         ByteTransformerConfig(head_dim=24)
+    with pytest.raises(ValueError, match="rings"):
+        ByteTransformerConfig(blocks=9, head_dim=32)  # a decoder's key/value rings beyond the bound
+    with pytest.raises(ExactnessError, match="integers"):
+        ExactByteTransformer(TINY, {k: v.float() for k, v in tiny_net().tensors.items()})
 
 
 def test_a_byte_model_with_it_round_trips_at_segment_boundaries_and_is_causal():

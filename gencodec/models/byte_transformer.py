@@ -48,6 +48,7 @@ __all__ = ["ByteTransformerConfig", "ByteTransformer", "ExactByteTransformer", "
 
 START = 256  # token 0's value: nothing before it
 ARCH = "byte-transformer"
+MAX_CACHE_WIDTH = 256  # blocks * head_dim: rings of at most 256 KiB per segment (default config: 32 KiB)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class ByteTransformerConfig(AttentionFormats):
             raise ValueError("head_dim must be a power of two up to 1024")
         if not (8 <= self.hidden <= 1024 and 1 <= self.mlp_hidden <= 4096 and 0 <= self.blocks <= 16):
             raise ValueError("hidden 8..1024, mlp_hidden 1..4096, blocks 0..16")
+        if self.blocks * self.head_dim > MAX_CACHE_WIDTH:  # the decoder's rings: 64 positions per block and head
+            raise ValueError(f"blocks * head_dim must be at most {MAX_CACHE_WIDTH} (the decoder's key/value rings)")
         if not 4 <= self.act_frac_bits <= 6 or not 1 <= self.w_max < 2**15:
             raise ValueError("act_frac_bits 4..6, w_max < 2**15")
 
@@ -206,6 +209,8 @@ class ExactByteTransformer:
     def __init__(self, cfg: ByteTransformerConfig, tensors: dict[str, Any]):
         self.cfg, self.tensors = cfg, tensors
         fmt = cfg.fmt_res
+        if any(t.is_floating_point() or t.is_complex() for t in tensors.values()):
+            raise ExactnessError("byte-transformer tensors must be integers")
         emb, pos = tensors["net.emb"].numpy(), tensors["net.pos"].numpy()
         if emb.shape != (257, cfg.hidden) or pos.shape != (cfg.block_len, cfg.hidden):
             raise ExactnessError("byte-transformer embeddings do not fit the config")
