@@ -300,6 +300,26 @@ def test_start_from_an_exported_model_keeps_its_weights(tiny_path):
             assert torch.equal(v, again.state()[k]), k
 
 
+def test_a_ladder_extended_upwards_starts_from_the_extrapolated_gains(tiny_path, tmp_path):
+    """A run with more (finer) ladder points starts from a model or checkpoint with the first ones: the
+    old points keep their gains, a new one starts where the codec's extrapolation puts it; any
+    other change of the ladder is refused."""
+    from dataclasses import replace
+
+    from gencodec.train.hyperprior import start_from
+
+    longer = replace(TINY, lambdas=(*TINY.lambdas, 0.256))
+    model = start_from(tiny_path, longer)
+    old = start_from(tiny_path, TINY)
+    assert torch.equal(model.log_gain[:3], old.log_gain) and torch.equal(model.log_igain[:3], old.log_igain)
+    assert torch.allclose(model.gains(torch.tensor([3.0]))[0], old.gains(torch.tensor([3.0]))[0])
+    ckpt = tmp_path / "last.pt"
+    torch.save({"model": old.state_dict()}, ckpt)
+    assert torch.equal(start_from(ckpt, longer).log_gain, model.log_gain)
+    with pytest.raises(ValueError, match="upwards"):
+        start_from(tiny_path, replace(TINY, lambdas=(0.002, *TINY.lambdas)))
+
+
 GOLDEN = Path(__file__).resolve().parent / "golden" / "hyperprior" / "kodim23-96x64-q3.5.gcx"
 
 

@@ -196,25 +196,44 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
     model = Hyperprior(config)
     path = Path(path)
     if path.suffix == ".pt":
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+        state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+        if state["log_gain"].shape[0] < config.levels:  # the source's ladder, extended upwards
+            state = dict(state, log_gain=extend_ladder(state["log_gain"], config.levels),
+                         log_igain=extend_ladder(state["log_igain"], config.levels))
+        model.load_state_dict(state)
         return model
     from ..models import zoo
 
     exact = zoo.load(path, "hyperprior")
-    if exact.cfg != config:
-        raise ValueError(f"{path}: its config differs from this run's (pass the same --config)")
+    lams = tuple(exact.cfg.lambdas)
+    if replace(exact.cfg, lambdas=config.lambdas) != config or tuple(config.lambdas[: len(lams)]) != lams:
+        raise ValueError(f"{path}: its config differs from this run's (pass the same --config; the ladder "
+                         "may only be extended upwards)")
     t = load_file(str(path))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.split(".")[0] in ("g_a", "g_s", "h_a"):
                 p.copy_(t[name].float())
-        model.log_gain.copy_(t["gain.log"])
-        model.log_igain.copy_(t["gain.ilog"])
+        model.log_gain.copy_(extend_ladder(t["gain.log"], config.levels))
+        model.log_igain.copy_(extend_ladder(t["gain.ilog"], config.levels))
         for layer in ("l1", "l2", "l3"):
             q = getattr(model.h_s, layer)
             q.weight.copy_(t[f"h_s.{layer}.weight"].double() / 2.0**q.w_fmt.frac_bits)
             q.bias.copy_(t[f"h_s.{layer}.bias"].double() / 2.0**q.b_fmt.frac_bits)
     return model
+
+
+def extend_ladder(log_gains: torch.Tensor, levels: int) -> torch.Tensor:
+    """(L, M) log gains -> (levels, M): the rows beyond L extrapolated from the last pair, as the
+    codec extrapolates qualities beyond the ladder (a start for new, finer ladder points)."""
+    n = log_gains.shape[0]
+    if levels <= n:
+        return log_gains[:levels].clone()
+    if n < 2:
+        return log_gains[-1:].repeat(levels, 1)
+    step = log_gains[-1] - log_gains[-2]
+    extra = log_gains[-1] + step * torch.arange(1, levels - n + 1, dtype=log_gains.dtype)[:, None]
+    return torch.cat([log_gains, extra])
 
 
 def recipe_from_options(**kw: Any) -> HyperpriorRecipe:
