@@ -139,13 +139,22 @@ def test_text_folders_split_by_file_and_batches_are_seeded(texts):
     assert not first.any()
 
 
-def test_recipe_trains_resumes_exports_and_the_model_codes(texts, tmp_path):
-    recipe = ByteModelRecipe(batch=256, val_glob="val.txt", val_positions=2000, val_every=10, coded_val_bytes=4000)
+@pytest.mark.parametrize("net", ["bytenet", "byte-transformer"])
+def test_recipe_trains_resumes_exports_and_the_model_codes(texts, tmp_path, net):
+    """For either net (the byte transformer on segments of 64 bytes)."""
+    from gencodec.models.byte_transformer import ByteTransformerConfig
+
+    config = TINY if net == "bytenet" else ByteTransformerConfig(hidden=32, head_dim=8, mlp_hidden=48, block_len=8,
+                                                                 summary=2, summary_blocks=3)
+    recipe = ByteModelRecipe(batch=256, seq_len=64, val_glob="val.txt", val_positions=2000, val_every=10,
+                             coded_val_bytes=4000)
     out = tmp_path / "bm.safetensors"
-    train_bytemodel(texts, out, steps=20, config=TINY, recipe=recipe, progress=False, stop_after=10, export=False)
-    card = train_bytemodel(texts, out, steps=20, config=TINY, recipe=recipe, progress=False, resume=True)
-    straight = train_bytemodel(texts, tmp_path / "b2.safetensors", steps=20, config=TINY, recipe=recipe, progress=False)
+    train_bytemodel(texts, out, steps=20, config=config, recipe=recipe, progress=False, stop_after=10, export=False)
+    card = train_bytemodel(texts, out, steps=20, config=config, recipe=recipe, progress=False, resume=True)
+    straight = train_bytemodel(texts, tmp_path / "b2.safetensors", steps=20, config=config, recipe=recipe,
+                               progress=False)
     assert card["model_id"] == straight["model_id"]  # resuming gives the same weights
+    assert card["net"] == config.to_dict() and zoo.load(out, "bytemodel").net.cfg == config
     assert card["validation"]["coded"]["files"][0]["name"] == "val.txt"
     assert abs(card["validation"]["exact_net_bpb"] - card["validation"]["net_bpb"]) < 0.05
     data = TEXT * 10
