@@ -77,3 +77,22 @@ def kodak_crop():
 def synthetic():
     """The :func:`synthetic_image` factory: synthetic(mode, kind, (width, height))."""
     return synthetic_image
+
+
+#: a short text the byte-model tests code and train on
+TEXT = (b"It was the best of times, it was the worst of times, it was the age of wisdom, "
+        b"it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.\n")
+
+
+@pytest.fixture
+def texts(tmp_path) -> Path:
+    """A training folder for byte models: four books of shuffled words, a held-out val.txt, a hidden file."""
+    root = tmp_path / "texts"
+    (root / "books").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    words = TEXT.split()
+    for i in range(4):
+        (root / "books" / f"b{i}.txt").write_bytes(b" ".join(words[j] for j in rng.integers(0, len(words), 3000)))
+    (root / "val.txt").write_bytes(TEXT * 20)
+    (root / ".hidden").write_bytes(b"never read")
+    return root

@@ -18,6 +18,7 @@ from gencodec.errors import ExactnessError, GencodecError
 torch = pytest.importorskip("torch")
 
 from gencodec.exact import driver  # noqa: E402
+from conftest import TEXT  # noqa: E402
 from exact_harness import assert_causal, frames_in_children  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
 from gencodec.models.byte_transformer import (  # noqa: E402
@@ -26,8 +27,6 @@ from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel  # noqa: E
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ByteTransformerConfig(hidden=32, blocks=2, head_dim=8, mlp_hidden=48, block_len=8, summary=2, summary_blocks=3)
-TEXT = (b"It was the best of times, it was the worst of times, it was the age of wisdom, "
-        b"it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.\n")
 
 
 def random_net(cfg: ByteTransformerConfig = TINY, seed: int = 0) -> ByteTransformer:
@@ -186,18 +185,6 @@ def test_the_same_bytes_under_other_kernels_and_threads(tmp_path):
     src = ROOT / "corpora" / "canterbury" / "grammar.lsp"
     first, second = frames_in_children(CHILD, src, tmp_path)
     assert first == second
-
-
-@pytest.fixture
-def texts(tmp_path) -> Path:
-    root = tmp_path / "texts"
-    (root / "books").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    words = TEXT.split()
-    for i in range(3):
-        (root / "books" / f"b{i}.txt").write_bytes(b" ".join(words[j] for j in rng.integers(0, len(words), 2000)))
-    (root / "val.txt").write_bytes(TEXT * 20)
-    return root
 
 
 def test_training_segments_start_anywhere_and_stop_at_their_file(texts):

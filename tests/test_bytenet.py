@@ -5,7 +5,6 @@ probabilities are those of its softmax, it is causal and exact inside the byte m
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from gencodec.errors import GencodecError
 torch = pytest.importorskip("torch")
 
 from gencodec.exact import driver  # noqa: E402
+from conftest import TEXT  # noqa: E402
 from exact_harness import assert_causal  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
 from gencodec.models.bytemodel import ByteModelConfig, ExactByteModel  # noqa: E402
@@ -24,8 +24,6 @@ from gencodec.train.bytemodel import ByteModelRecipe, train_bytemodel  # noqa: E
 from gencodec.train.textdata import load_texts  # noqa: E402
 
 TINY = ByteNetConfig(context=6, hidden=16)
-TEXT = (b"It was the best of times, it was the worst of times, it was the age of wisdom, "
-        b"it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.\n")
 
 
 def tiny_net(seed: int = 0) -> ExactByteNet:
@@ -39,19 +37,6 @@ def tiny_net(seed: int = 0) -> ExactByteNet:
 
 def _bits(data: bytes) -> np.ndarray:
     return np.unpackbits(np.frombuffer(data, np.uint8)).reshape(-1, 8)
-
-
-@pytest.fixture
-def texts(tmp_path) -> Path:
-    root = tmp_path / "texts"
-    (root / "books").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    words = TEXT.split()
-    for i in range(4):
-        (root / "books" / f"b{i}.txt").write_bytes(b" ".join(words[j] for j in rng.integers(0, len(words), 3000)))
-    (root / "val.txt").write_bytes(TEXT * 20)
-    (root / ".hidden").write_bytes(b"never read")
-    return root
 
 
 def test_windows_hold_the_previous_bytes_newest_first_and_zero_before_the_start():
