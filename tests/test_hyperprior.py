@@ -300,6 +300,13 @@ def test_start_from_an_exported_model_keeps_its_weights(tiny_path):
             assert torch.equal(v, again.state()[k]), k
 
 
+def test_benchmarks_sweep_the_model_s_own_ladder(tiny_path):
+    from gencodec.codecs.hyperprior import HyperpriorCodec
+
+    assert HyperpriorCodec(model=tiny_path).bench_qualities == (1, 2, 3)
+    assert HyperpriorCodec(model=tiny_path).quality_range == (-1.0, 5.0)
+
+
 def test_a_ladder_extended_upwards_starts_from_the_extrapolated_gains(tiny_path, tmp_path):
     """A run with more (finer) ladder points starts from a model or checkpoint with the first ones: the
     old points keep their gains, a new one starts where the codec's extrapolation puts it; any

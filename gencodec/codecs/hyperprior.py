@@ -88,7 +88,6 @@ class HyperpriorCodec(NeuralCodec):
     arch = "hyperprior"
     description = "learned lossy: mean-scale hyperprior autoencoder, exact entropy parameters, quality 1-6"
     modes = frozenset({"L", "LA", "RGB", "RGBA"})
-    bench_qualities = (1, 2, 3, 4, 5, 6)
     rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
     params = (Param("quality", "float", DEFAULT_QUALITY, -1, 8,
                     "position on the shipped ladder 1..6 (fractions interpolate; beyond it, extrapolated gains)"),
@@ -101,6 +100,11 @@ class HyperpriorCodec(NeuralCodec):
     @property
     def n_qualities(self) -> int:
         return self.model.cfg.levels
+
+    @property
+    def bench_qualities(self) -> tuple[int, ...]:
+        """What a benchmark sweeps: the model's trained ladder, 1..L (the shipped model: 1..6)."""
+        return tuple(range(1, self.n_qualities + 1))
 
     # -- parameters -----------------------------------------------------------------------------
     def _target(self, params: dict[str, Any]) -> str:
