@@ -42,7 +42,7 @@ from ..exact.fastpath import clip, serial_torch
 from ..exact.quant import fake_quant
 from .attention import (BLOCK_LAYERS, MAX_WINDOW, AttentionFormats, Block, ExactBlock, apply_linear, attend,
                         norm_numpy, norm_torch, numpy_linear, softmax_mix)
-from .bytenet import EXP_SPAN, LOGIT_FRAC, LOGIT_MAX, ExactByteNet, exp_table
+from .bytenet import LOGIT_FRAC, LOGIT_MAX, ExactByteNet, exp_table, exp_weights
 
 __all__ = ["ByteTransformerConfig", "ByteTransformer", "ExactByteTransformer", "Stepper", "START"]
 
@@ -223,10 +223,11 @@ class ExactByteTransformer:
 
         def layer(name, shape, in_fmt, out_fmt):
             w, b = tensors[f"{name}.weight"], tensors[f"{name}.bias"]
-            if tuple(w.shape) != shape or tuple(b.shape) != shape[:1] or int(w.abs().max()) > cfg.w_max:
+            if (tuple(w.shape) != shape or tuple(b.shape) != shape[:1] or int(w.abs().max()) > cfg.w_max
+                    or int(b.abs().max()) >= 2**24):
                 raise ExactnessError(f"byte-transformer layer {name} does not fit the config")
             shift = in_fmt.frac_bits + cfg.w_frac_bits - out_fmt.frac_bits
-            return ExactLinear(w.float(), b.float(), shift, in_fmt, out_fmt)  # |bias| <= 2**20: exact
+            return ExactLinear(w.float(), b.float(), shift, in_fmt, out_fmt)  # |bias| < 2**24: exact in float32
 
         self.blocks = [ExactBlock({n: layer(f"net.blocks.{i}.{n}", shapes[n], *fmts[n]) for n in BLOCK_LAYERS}, cfg,
                                   "byte-transformer block") for i in range(cfg.blocks)]
@@ -262,8 +263,7 @@ class ExactByteTransformer:
 
     def weights_of(self, logits: np.ndarray) -> np.ndarray:
         """(n, 256) logits -> (n, 256) int64 weights EXP[max - logit], each >= 1 (bytenet's softmax)."""
-        d = np.minimum(logits.max(1, keepdims=True) - logits, EXP_SPAN - 1)
-        return self.exp[d]
+        return exp_weights(logits, self.exp)
 
     def stepper(self, segments: int) -> "Stepper":
         return Stepper(self, segments)
@@ -279,6 +279,14 @@ class Stepper:
         n, dh, nb = max(segments, 1), cfg.head_dim, len(net.blocks)
         self.local = np.zeros((nb, n, cfg.block_len, 2, dh), np.float32)
         self.summ = np.zeros((nb, n, cfg.summary_blocks + 1, cfg.summary, 2, dh), np.float32)
+
+    def logits_at(self, buf: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
+        """The logits of byte ``p`` of the segments that start at ``starts`` (the first k), their bytes
+        so far in ``buf``: the token is the byte before (START at a segment's start)."""
+        if p != self.t:
+            raise ValueError(f"the stepper is at position {self.t}, not {p}")
+        tokens = np.full(starts.size, START, np.int64) if p == 0 else buf[starts + p - 1].astype(np.int64)
+        return self.logits(tokens)
 
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         """The tokens at position ``t`` of the first k segments (k,) -> (k, 256) int64 logits; t += 1."""

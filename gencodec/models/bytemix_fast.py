@@ -258,10 +258,9 @@ class FastMixSession:
     over the reference's freshly built state (tables, limits, the first contexts) and the model's
     constants, and works on them."""
 
-    def __init__(self, ref, *, net_tokens, match_len_cap: int, weight_limit: int, shared: int, primes: np.ndarray,
+    def __init__(self, ref, *, match_len_cap: int, weight_limit: int, shared: int, primes: np.ndarray,
                  match_min: int, record_confirm: int):
         self.__dict__.update(ref.__dict__)
-        self.net_tokens = net_tokens
         self.match_len_cap, self.weight_limit, self.shared = match_len_cap, weight_limit, shared
         self.primes, self.match_min, self.record_confirm = primes, match_min, record_confirm
         m, k = self.ctx.shape
@@ -297,7 +296,8 @@ class FastMixSession:
     def next(self) -> np.ndarray:
         k = self.k = int(np.count_nonzero(self.starts + self.p < self.n))
         if self.stepper is not None and self.bit == 0:
-            _cumulative(self.stepper.logits(self.net_tokens(self.buf, self.starts[:k], self.p)), self.net.exp, self.net.exp.size, self.cum)
+            z = self.stepper.logits_at(self.buf, self.starts[:k], self.p)
+            _cumulative(z, self.net.exp, self.net.exp.size, self.cum)
         elif self.net is not None and self.bit == 0:
             net = self.net
             h = self.h_net[:k]

@@ -46,7 +46,7 @@ import numpy as np
 from ..errors import GencodecError
 from ..exact.contract import Schedule
 from . import modelfile
-from .bytenet import windows
+from .bytenet import running_sums, windows
 
 if TYPE_CHECKING:
     from .bytenet import ExactByteNet
@@ -153,14 +153,6 @@ def net_from_state(net_cfg: dict[str, Any], tensors: dict[str, Any]):
     return ExactByteNet(ByteNetConfig.from_dict(net_cfg), tensors)
 
 
-def net_tokens(buf: np.ndarray, starts: np.ndarray, p: int) -> np.ndarray:
-    """What a stateful net reads at byte position p of the segments starting at ``starts``: the byte
-    before it (256 at a segment's start)."""
-    if p == 0:
-        return np.full(starts.size, 256, np.int64)
-    return buf[starts + p - 1].astype(np.int64)
-
-
 class ExactByteModel:
     """Implements :class:`gencodec.exact.contract.ExactModel` over bits (n bytes, 8), MSB first."""
 
@@ -240,8 +232,7 @@ class ExactByteModel:
             from .bytemix_fast import FastMixSession
         except ImportError:  # pragma: no cover - numba is a dependency; the reference still codes
             return MixSession(self, shape[0])
-        return FastMixSession(MixSession(self, shape[0]), net_tokens=net_tokens, match_len_cap=MATCH_LEN_CAP,
-                              weight_limit=WEIGHT_LIMIT,
+        return FastMixSession(MixSession(self, shape[0]), match_len_cap=MATCH_LEN_CAP, weight_limit=WEIGHT_LIMIT,
                               shared=SHARED, primes=_PRIMES, match_min=MATCH_MIN, record_confirm=RECORD_CONFIRM)
 
     def freqs(self, p: np.ndarray) -> tuple[np.ndarray, float]:
@@ -354,9 +345,7 @@ class MixSession:
             self.inputs = np.concatenate([st, sm[None, :], self.bias_row[:, :k]])  # + bias
         else:
             if self.bit == 0 and self.stepper is not None:  # the net's distribution of this byte, once per byte
-                w = self.net.weights_of(self.stepper.logits(net_tokens(self.buf, self.starts[:k], self.p)))
-                self.cum = np.zeros((k, 257), np.int64)
-                np.cumsum(w, axis=1, out=self.cum[:, 1:])
+                self.cum = running_sums(self.net.weights_of(self.stepper.logits_at(self.buf, self.starts[:k], self.p)))
             elif self.bit == 0:
                 rows = self.starts[:k] + self.p
                 self.cum = self.net.cumulative(windows(self.buf, rows, self.starts[:k], self.net.cfg.context))

@@ -38,7 +38,7 @@ from ..exact.fastpath import dense, round_clip, serial_torch
 from ..exact.layers import QuantLinear
 from ..exact.quant import QFormat, fake_quant
 
-__all__ = ["ByteNetConfig", "ByteNet", "ExactByteNet", "exp_table", "windows"]
+__all__ = ["ByteNetConfig", "ByteNet", "ExactByteNet", "exp_table", "exp_weights", "running_sums", "windows"]
 
 ACT_FRAC = 7  # activations q / 128, 0 <= q <= 127
 LOGIT_FRAC = 4  # logits q / 16
@@ -78,6 +78,20 @@ def exp_table() -> np.ndarray:
     exact = det_round(est, lambda idx: [CTX.multiply(D(1 << EXP_BITS), CTX.exp(CTX.divide(D(-i), D(1 << LOGIT_FRAC))))
                                         for i in idx])
     return np.maximum(exact, 1)
+
+
+def exp_weights(logits: np.ndarray, exp: np.ndarray) -> np.ndarray:
+    """(k, 256) logits (1/16) -> (k, 256) int64 softmax weights ``exp[max - logit]`` (distances
+    beyond the table share its last entry), each >= 1: the softmax of every byte-model net."""
+    d = np.minimum(logits.max(1, keepdims=True) - logits, exp.size - 1)
+    return exp[d]
+
+
+def running_sums(w: np.ndarray) -> np.ndarray:
+    """(k, 256) weights -> (k, 257) int64 running sums (column 0 is 0), what :meth:`ExactByteNet.bit_probs` reads."""
+    out = np.zeros((w.shape[0], 257), np.int64)
+    np.cumsum(w, axis=1, out=out[:, 1:])
+    return out
 
 
 def windows(data: np.ndarray, positions: np.ndarray, starts: np.ndarray, context: int) -> np.ndarray:
@@ -178,16 +192,11 @@ class ExactByteNet:
 
     def weights(self, win: np.ndarray) -> np.ndarray:
         """win (k, context) bytes -> (k, 256) int64 weights EXP[max - logit], each >= 1."""
-        z = self.logits(win)
-        d = np.minimum(z.max(1, keepdims=True) - z, EXP_SPAN - 1)
-        return self.exp[d]
+        return exp_weights(self.logits(win), self.exp)
 
     def cumulative(self, win: np.ndarray) -> np.ndarray:
         """(k, 257) int64 running sums of :meth:`weights` (column 0 is 0)."""
-        w = self.weights(win)
-        out = np.zeros((w.shape[0], 257), np.int64)
-        np.cumsum(w, axis=1, out=out[:, 1:])
-        return out
+        return running_sums(self.weights(win))
 
     @staticmethod
     def bit_probs(cum: np.ndarray, c0: np.ndarray, bit: int) -> np.ndarray:

@@ -98,7 +98,7 @@ def evaluate(net, val, chunk: int = 16384) -> dict[str, float]:
 
 def exact_bpb(exact_net, val, chunk: int = 16384) -> float:
     """The exported net's bits per byte on the validation set, from its integer softmax weights."""
-    if hasattr(exact_net, "logits_parallel"):
+    if isinstance(exact_net.cfg, ByteTransformerConfig):
         _, nxt, mask = val
         bits, n = 0.0, 0
         for y, m in zip(nxt, mask):
