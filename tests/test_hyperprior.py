@@ -28,15 +28,15 @@ from gencodec.models.hyperprior import ExactHyperprior, Hyperprior, HyperpriorCo
 from gencodec.registry import get_codec  # noqa: E402
 
 TINY = HyperpriorConfig(N=8, M=8, lambdas=(0.004, 0.016, 0.064))
+TINY_CB = HyperpriorConfig(N=8, M=8, lambdas=(0.004, 0.016, 0.064), context="checkerboard")
 
 
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory) -> Path:
+def _tiny(cfg: HyperpriorConfig, path: Path) -> Path:
     torch.manual_seed(3)
-    model = Hyperprior(TINY)
+    model = Hyperprior(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     crops = torch.from_numpy(np.stack([np.asarray(photo(64, 64, seed=s)) for s in range(8)])).permute(0, 3, 1, 2)
-    lam = torch.tensor(TINY.lambdas)
+    lam = torch.tensor(cfg.lambdas)
     for step in range(120):  # a few steps: rate and distortion now depend on the quality
         level = torch.arange(8) % 3
         out = model(crops.float() / 255, level.float())
@@ -44,9 +44,24 @@ def tiny_path(tmp_path_factory) -> Path:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    path = tmp_path_factory.mktemp("hp") / "tiny.safetensors"
     model.export().save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory) -> Path:
+    return _tiny(TINY, tmp_path_factory.mktemp("hp") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_cb_path(tmp_path_factory) -> Path:
+    """The same, with a checkerboard context."""
+    return _tiny(TINY_CB, tmp_path_factory.mktemp("hp") / "tiny-cb.safetensors")
+
+
+@pytest.fixture(params=["none", "checkerboard"])
+def any_tiny(request) -> Path:
+    return request.getfixturevalue("tiny_path" if request.param == "none" else "tiny_cb_path")
 
 
 def photo(w: int = 70, h: int = 45, mode: str = "RGB", seed: int = 0) -> Image.Image:
@@ -97,8 +112,8 @@ def test_tampered_tensor_is_refused(tiny_path, tmp_path):
 
 
 @pytest.mark.parametrize("w,h", [(70, 45), (1, 1), (64, 64), (130, 3)])
-def test_parallel_and_session_tables_are_identical(tiny_path, w, h):
-    model = zoo.load(tiny_path, "hyperprior")
+def test_parallel_and_session_tables_are_identical(any_tiny, w, h):
+    model = zoo.load(any_tiny, "hyperprior")
     rgb = np.asarray(photo(w, h))
     sym, _, _ = model.analyse(rgb).at(2.0)
     assert sym.shape == model.symbol_shape(h, w)
@@ -111,16 +126,16 @@ def test_parallel_and_session_tables_are_identical(tiny_path, w, h):
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
-def test_round_trip_in_every_mode(tiny_path, mode):
+def test_round_trip_in_every_mode(any_tiny, mode):
     img = photo(70, 45, mode)
-    blob = gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=2)
-    assert blob == gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=2)  # deterministic
-    out = gencodec.decompress(blob, model=str(tiny_path))
+    blob = gencodec.compress(img, codec="hyperprior", model=str(any_tiny), quality=2)
+    assert blob == gencodec.compress(img, codec="hyperprior", model=str(any_tiny), quality=2)  # deterministic
+    out = gencodec.decompress(blob, model=str(any_tiny))
     assert out.mode == mode and out.size == img.size
     if "A" in mode:  # alpha is coded losslessly
         assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
     # what the decoder restores is what the encoder measured (same machine, same float path)
-    codec = get_codec("hyperprior", model=str(tiny_path))
+    codec = get_codec("hyperprior", model=str(any_tiny))
     rgb = np.asarray(img.convert("RGB"))
     an = codec.model.analyse(rgb)
     _, y_sym, means = an.at(2.0)
@@ -145,9 +160,9 @@ def test_quality_out_of_range_is_refused(tiny_path):
         gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), effort=3)
 
 
-def test_rate_control_meets_psnr_and_bpp(tiny_path):
+def test_rate_control_meets_psnr_and_bpp(any_tiny):
     img = photo(128, 96, seed=4)
-    path = str(tiny_path)
+    path = str(any_tiny)
     lo = gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=1), model=path)
     hi = gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=3), model=path)
     p_lo, p_hi = psnr(lo, img), psnr(hi, img)
@@ -235,14 +250,14 @@ def test_cli_round_trip_psnr_and_lossy_flag(tiny_path, tmp_path):
     assert r.exit_code == 1 and "quality must be a number from -1 to 5" in r.output
 
 
-def test_exact_across_processes_instruction_sets_and_threads(tiny_path, tmp_path):
+def test_exact_across_processes_instruction_sets_and_threads(any_tiny, tmp_path):
     """Encode and decode in children under other ATEN_CPU_CAPABILITY and thread counts: the same
     frame bytes, decoded symbols and tables as here."""
     img = photo(100, 70, seed=9)
     src = tmp_path / "x.png"
     img.save(src)
     frame = tmp_path / "x.gcx"
-    frame.write_bytes(gencodec.compress(img, codec="hyperprior", model=str(tiny_path), quality=2.25))
+    frame.write_bytes(gencodec.compress(img, codec="hyperprior", model=str(any_tiny), quality=2.25))
     script = Path(__file__).resolve().parent / "_hyperprior_child.py"
     settings = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1"),
                 dict(ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="2"),
@@ -251,7 +266,7 @@ def test_exact_across_processes_instruction_sets_and_threads(tiny_path, tmp_path
     for s in settings:
         env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
         env.update(s)
-        r = subprocess.run([sys.executable, str(script), str(tiny_path), str(src), str(frame), "2.25"], env=env,
+        r = subprocess.run([sys.executable, str(script), str(any_tiny), str(src), str(frame), "2.25"], env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
@@ -357,3 +372,76 @@ def test_escapes_round_trip_and_damage():
         unpack_escapes(pack_escapes(values)[:-1])
     with pytest.raises(CorruptFileError, match="out of range"):
         unpack_escapes(b"\xff" * 12)
+
+
+def test_a_context_added_to_a_model_starts_where_the_model_was(tiny_path, tmp_path):
+    """Fine-tuning a model into one with a checkerboard context starts from the same code: the
+    context's correction is zero, so every table, and the frame's symbols, are the model's."""
+    from gencodec.train.hyperprior import start_from
+
+    plain = start_from(tiny_path, TINY)
+    ckpt = tmp_path / "last.pt"
+    torch.save({"model": plain.state_dict()}, ckpt)
+    cb = start_from(ckpt, TINY_CB)
+    assert cb.ctx is not None and not cb.ctx.e2.weight.any()
+    x = torch.from_numpy(np.array(photo(64, 64, seed=5))).permute(2, 0, 1).float()[None] / 255
+    plain.eval(), cb.eval()  # no training noise
+    with torch.no_grad():
+        assert torch.equal(plain(x, torch.tensor([1.0]))["bits"], cb(x, torch.tensor([1.0]))["bits"])
+    a, b = plain.export(), cb.export()
+    rgb = np.asarray(photo(70, 45))
+    sa, ya, _ = a.analyse(rgb).at(2.0)
+    sb, yb, _ = b.analyse(rgb).at(2.0)
+    assert np.array_equal(ya, yb)  # the same latents, coded in another order (two phases)
+    assert sorted(driver.tables_in_order(a, sa, "parallel").tolist()) == sorted(
+        driver.tables_in_order(b, sb, "parallel").tolist())
+    with pytest.raises(ValueError, match="upwards|context"):
+        start_from(tiny_cb_path_of(tmp_path), TINY)  # a context is only ever added
+
+
+def tiny_cb_path_of(tmp_path: Path) -> Path:
+    path = tmp_path / "cb.safetensors"
+    Hyperprior(TINY_CB).export().save(path)
+    return path
+
+
+def test_checkerboard_second_half_reads_the_first(tiny_cb_path):
+    """The first half's tables come from h_s alone; the second's change with the first half's
+    latents (the context is live after training) and never read the second half's."""
+    model = zoo.load(tiny_cb_path, "hyperprior")
+    an = model.analyse(np.asarray(photo(64, 64, seed=6)))
+    sym, y_sym, _ = an.at(2.0)
+    z = model.z_values(sym.reshape(-1)[: model.n_z(sym.shape)].reshape(model.cfg.N, *sym.shape[1:]))
+
+    def second_rows(values):
+        t = model.tables(z)
+        first = t.open()
+        t.known(first, values.reshape(-1)[first], np.zeros(first.size, bool))
+        return t.rows(first), t.rows(t.open())
+
+    base_first, base = second_rows(y_sym)
+    other = y_sym.copy()
+    second = model.phases(*y_sym.shape[1:])[1]
+    other.reshape(-1)[second] += 5  # the second half: not read
+    assert np.array_equal(second_rows(other)[1], base)
+    other = y_sym.copy()
+    other.reshape(-1)[model.phases(*y_sym.shape[1:])[0]] += 3  # the first half: read
+    first2, moved = second_rows(other)
+    assert np.array_equal(first2, base_first) and not np.array_equal(moved, base)
+
+
+@pytest.mark.parametrize("ctx", ["none", "checkerboard"])
+def test_escaped_latents_round_trip_in_every_phase(tiny_path, tiny_cb_path, ctx):
+    """Latents beyond their tables are coded as the overflow symbol plus an escape (the context
+    reads them as 0 on both sides); the decoder restores what the encoder measured."""
+    model = zoo.load(tiny_path if ctx == "none" else tiny_cb_path, "hyperprior")
+    an = model.analyse(np.asarray(photo(70, 45, seed=7)))
+    an.y = an.y * 60  # far beyond the tables
+    sym, y_sym, means = an.at(2.0)
+    assert an.escapes.size > 0
+    assert np.array_equal(driver.tables_in_order(model, sym, "parallel"), driver.tables_in_order(model, sym, "session"))
+    stream, _ = driver.encode(model, sym)
+    assert np.array_equal(driver.decode(model, sym.shape, stream), sym)
+    assert np.array_equal(model.synthesise(sym, 2.0, 45, 70, an.escapes), an.pixels(y_sym, means, 2.0))
+    with pytest.raises(ValueError, match="overflow symbols"):
+        model.synthesise(sym, 2.0, 45, 70, an.escapes[:-1])

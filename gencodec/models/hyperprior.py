@@ -40,6 +40,9 @@ from ..exact.quant import QFormat, fake_quant, round_ste
 __all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table"]
 
 
+CONTEXTS = ("none", "checkerboard")
+
+
 @dataclass(frozen=True)
 class HyperpriorConfig:
     N: int = 96  # channels of the transforms and of the hyper-latent
@@ -58,11 +61,25 @@ class HyperpriorConfig:
     scale_max: float = 64.0
     table_bits: int = 16  # every table sums to 2**table_bits (compressai's entropy_coder_precision)
     version: int = 1
+    context: str = "none"  # "checkerboard": the latents in two halves, the second predicted from the first
+    ctx_ch: int = 0  # channels of the context's features (0: M)
+    ctx_max: int = 2**20  # |latent| the context reads, on the 2**-mean_frac_bits grid (4096)
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["lambdas"] = list(self.lambdas)
+        if self.context == "none":  # the fields came after the first models: their ids stay as they were
+            for k in ("context", "ctx_ch", "ctx_max"):
+                del d[k]
         return d
+
+    @property
+    def ctx_channels(self) -> int:
+        return self.ctx_ch or self.M
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HyperpriorConfig":
@@ -114,10 +131,51 @@ class HyperSynthesis(nn.Module):
         self.M = cfg.M
         self.mean_fmt = QFormat(cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
 
+    def features(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the last layer's accumulator: means and scales as real values (B, 2M, H, W), the
+        hidden activations before it (B, 3M/2, H, W), which a context model reads too)."""
+        mid = self.l2(self.l1(z_hat))
+        return self.l3(mid), mid
+
+    def split(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Accumulator (B, 2M, H, W) -> (means on their grid, scales)."""
+        return fake_quant(h[:, : self.M], self.mean_fmt), h[:, self.M :]
+
     def forward(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.l3(self.l2(self.l1(z_hat)))
-        means = fake_quant(h[:, : self.M], self.mean_fmt)
-        return means, h[:, self.M :]
+        return self.split(self.features(z_hat)[0])
+
+
+def anchors(height: int, width: int, device=None) -> torch.Tensor:
+    """The checkerboard's first half: (1, 1, H, W) float, 1 where row + column is even."""
+    i = torch.arange(height, device=device)[:, None]
+    j = torch.arange(width, device=device)[None, :]
+    return ((i + j) % 2 == 0).float()[None, None]
+
+
+class CheckerboardContext(nn.Module):
+    """The second half's entropy parameters (He et al. 2021): h_s's accumulator plus a correction
+    from the first half's latents (a 5x5 convolution over them, zero elsewhere, whose taps that can
+    only see the second half are zero) and from h_s's hidden features (two 1x1 layers). Fake-quantized
+    like h_s; the correction starts at zero, so a model fine-tuned from one without context starts
+    where that one was."""
+
+    def __init__(self, cfg: HyperpriorConfig):
+        super().__init__()
+        yf = QFormat(cfg.mean_frac_bits, -cfg.ctx_max, cfg.ctx_max)
+        af = QFormat(cfg.act_frac_bits, 0, cfg.act_max)
+        kw = dict(w_frac_bits=cfg.w_frac_bits, w_max=cfg.w_max)
+        C, mid = cfg.ctx_channels, cfg.M * 3 // 2
+        self.c = QuantConv2d(cfg.M, C, 5, yf, af, **kw)
+        self.e1 = QuantConv2d(mid + C, C, 1, af, af, **kw)
+        self.e2 = QuantConv2d(C, 2 * cfg.M, 1, af, None, **kw)
+        with torch.no_grad():
+            self.c.weight.mul_(1 - anchors(5, 5))  # taps at even offsets see only the second half (zeros)
+            self.e2.weight.zero_()
+
+    def forward(self, y_first: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
+        """y_first: the first half's rounded latents (sym + mean), zero elsewhere; mid: h_s's hidden
+        features -> the correction to h_s's accumulator (B, 2M, H, W), real values."""
+        return self.e2(self.e1(torch.cat([mid, self.c(y_first)], dim=1)))
 
 
 class Hyperprior(nn.Module):
@@ -135,6 +193,7 @@ class Hyperprior(nn.Module):
         self.h_a = nn.Sequential(_conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), _conv(N, N),
                                  nn.LeakyReLU(inplace=True), _conv(N, N))
         self.h_s = HyperSynthesis(cfg)
+        self.ctx = CheckerboardContext(cfg) if cfg.context == "checkerboard" else None
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian = GaussianConditional(None, scale_bound=cfg.scale_min)
         L = cfg.levels
@@ -167,7 +226,12 @@ class Hyperprior(nn.Module):
         y = self.g_a(x) * gain
         z = self.h_a(y)
         _, z_lik = self.entropy_bottleneck(z)
-        means, scales = self.h_s(self.z_hat(z))
+        h, mid = self.h_s.features(self.z_hat(z))
+        if self.ctx is not None:  # the first half under h_s alone, the second also under its context
+            first = anchors(y.shape[2], y.shape[3], y.device)
+            means, _ = self.h_s.split(h)
+            h = h + self.ctx((round_ste(y - means) + means) * first, mid) * (1 - first)
+        means, scales = self.h_s.split(h)
         _, y_lik = self.gaussian(y, scales, means)
         y_hat = round_ste(y - means) + means
         x_hat = self.g_s(y_hat * igain)
@@ -185,6 +249,7 @@ class Hyperprior(nn.Module):
 
 FLOAT_PARTS = ("g_a", "g_s", "h_a")  # stored as float16 parameters: they move pixels, never the bitstream
 EXACT_LAYERS = ("l1", "l2", "l3")
+CTX_LAYERS = ("c", "e1", "e2")
 
 
 def _id_view(t: torch.Tensor) -> torch.Tensor:
@@ -198,28 +263,73 @@ def _id_view(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _Tables:
+    """The latents' tables (means and scale indices, (M, H, W)), phase by phase, as both sides compute
+    them: the first (or only) phase from h_s, the checkerboard's second from the first's latents."""
+
+    def __init__(self, model: "ExactHyperprior", z_sym: np.ndarray):
+        self.model = model
+        self.means, self.idx, self._acc, self._mid = model.hyper_state(z_sym)
+        self.phases = model.phases(self.means.shape[1], self.means.shape[2])
+        self.perms: list[np.ndarray] = []
+        self.context = np.zeros(self.means.size, np.int64)  # the first phase's latents, as the context reads them
+
+    def open(self) -> np.ndarray:
+        """The next phase's coding order: its flat indices into (M, H, W), sorted (stably) by table."""
+        k = len(self.perms)
+        ph = self.phases[k]
+        if k:
+            means, idx = self.model.context_tables(self.context.reshape(self.means.shape), self.means, self._acc,
+                                                   self._mid)
+            self.means.reshape(-1)[ph] = means.reshape(-1)[ph]
+            self.idx.reshape(-1)[ph] = idx.reshape(-1)[ph]
+        perm = ph[np.argsort(self.idx.reshape(-1)[ph], kind="stable")]
+        self.perms.append(perm)
+        return perm
+
+    def rows(self, perm: np.ndarray) -> np.ndarray:
+        return self.model.cfg.N + self.idx.reshape(-1)[perm]
+
+    def halves(self, perm: np.ndarray) -> np.ndarray:
+        return self.model.halves[self.idx.reshape(-1)[perm]]
+
+    def known(self, perm: np.ndarray, values: np.ndarray, over: np.ndarray) -> None:
+        """A phase's latents (at ``perm``), overflow ones read as 0 by the context (their values are
+        not in the symbol stream)."""
+        self.context[perm] = np.where(over, 0, values)
+
+
 class _Session:
-    """Decoder: the hyper-latent groups, then (once all of them are known) the latents under h_s's tables."""
+    """Decoder: the hyper-latent groups, then each phase of the latents under its tables (known once
+    every symbol before the phase is)."""
 
     def __init__(self, model: "ExactHyperprior", shape):
         self.model, self.shape = model, tuple(shape)
         self.sched = model.schedule(self.shape)
         self.nz = model.n_z(self.shape)
-        self.z = np.zeros(self.nz, dtype=np.int64)
+        self.sym = np.zeros(int(np.prod(self.shape)), dtype=np.int64)
         self.rows = model.z_rows(self.shape)
+        self.starts = model.phase_starts(self.shape)
+        self.tables: _Tables | None = None
         self.group = 0
 
     def next(self) -> np.ndarray:
         g = self.sched.groups[self.group]
-        if g[0] == self.nz:  # the first latent group: every hyper-latent is known
-            z = self.z.reshape(self.model.cfg.N, self.shape[1], self.shape[2])
-            self.rows = np.concatenate([self.rows, self.model.y_rows_sorted(z)])
+        if g[0] in self.starts:  # a phase begins: every symbol before it is known
+            k = self.starts.index(int(g[0]))
+            if k == 0:
+                z = self.sym[: self.nz].reshape(self.model.cfg.N, self.shape[1], self.shape[2])
+                self.tables = _Tables(self.model, self.model.z_values(z))
+            else:
+                perm = self.tables.perms[k - 1]
+                cols = self.sym[self.starts[k - 1] : self.starts[k]]
+                h = self.tables.halves(perm)
+                self.tables.known(perm, cols - h, cols == 2 * h + 1)
+            self.rows = np.concatenate([self.rows, self.tables.rows(self.tables.open())])
         return self.rows[g]
 
     def push(self, symbols: np.ndarray) -> None:
-        g = self.sched.groups[self.group]
-        if g[0] < self.nz:
-            self.z[g] = symbols
+        self.sym[self.sched.groups[self.group]] = symbols
         self.group += 1
 
 
@@ -278,15 +388,19 @@ class ExactHyperprior:
         self.h_s = {}
         hs = net.h_s
         for name in EXACT_LAYERS:
-            q = getattr(hs, name)
-            w, b = t[f"h_s.{name}.weight"].double(), t[f"h_s.{name}.bias"].double()
-            if w.shape != q.weight.shape or b.shape != q.bias.shape:
-                raise ValueError(f"h_s.{name} has shape {tuple(w.shape)}, the config needs {tuple(q.weight.shape)}")
-            if w.numel() and w.abs().max() > cfg.w_max:
-                raise ValueError(f"h_s.{name} weights beyond w_max")
-            shift = None if q.out_fmt is None else q.acc_frac_bits - q.out_fmt.frac_bits
-            self.h_s[name] = ExactConv2d(w, b, shift, q.in_fmt, q.out_fmt, q.stride, q.transposed)
+            self.h_s[name] = self._exact_layer(t, f"h_s.{name}", getattr(hs, name))
         self.acc_frac_bits = hs.l3.acc_frac_bits
+        self.ctx = {}
+        if net.ctx is not None:
+            for name in CTX_LAYERS:
+                self.ctx[name] = self._exact_layer(t, f"ctx.{name}", getattr(net.ctx, name))
+            if net.ctx.e2.acc_frac_bits != self.acc_frac_bits:
+                raise ValueError("the context's accumulator is not on h_s's grid")
+            bound = self.h_s["l3"].max_abs_accumulator() + self.ctx["e2"].max_abs_accumulator()
+            if bound >= 2**53:
+                raise ValueError(f"h_s plus context accumulator bound {bound} is not below 2**53")
+        elif any(k.startswith("ctx.") for k in t):
+            raise ValueError("context tensors in a model without context")
         self.medians = t["medians"].float().numpy()
         widths = t["tables.widths"].numpy().astype(np.int64)
         flat = t["tables.flat"].numpy().astype(np.float64)
@@ -317,6 +431,15 @@ class ExactHyperprior:
         bank[~inside] = 1.0  # padding: the driver's totals count it
         self.bank, self.widths = bank, widths
 
+    def _exact_layer(self, t: dict[str, torch.Tensor], name: str, q: QuantConv2d) -> ExactConv2d:
+        w, b = t[f"{name}.weight"].double(), t[f"{name}.bias"].double()
+        if w.shape != q.weight.shape or b.shape != q.bias.shape:
+            raise ValueError(f"{name} has shape {tuple(w.shape)}, the config needs {tuple(q.weight.shape)}")
+        if w.numel() and w.abs().max() > self.cfg.w_max:
+            raise ValueError(f"{name} weights beyond w_max")
+        shift = None if q.out_fmt is None else q.acc_frac_bits - q.out_fmt.frac_bits
+        return ExactConv2d(w, b, shift, q.in_fmt, q.out_fmt, q.stride, q.transposed)
+
     @classmethod
     @torch.no_grad()
     def from_trained(cls, model: Hyperprior) -> "ExactHyperprior":
@@ -333,6 +456,10 @@ class ExactHyperprior:
             e = getattr(model.h_s, name).export()
             t[f"h_s.{name}.weight"] = e.weight.to(torch.int16)  # |w| <= w_max = 2**14
             t[f"h_s.{name}.bias"] = e.bias.to(torch.int64)
+        for name in CTX_LAYERS if model.ctx is not None else ():
+            e = getattr(model.ctx, name).export()
+            t[f"ctx.{name}.weight"] = e.weight.to(torch.int16)
+            t[f"ctx.{name}.bias"] = e.bias.to(torch.int64)
         # the integer tables: compressai's own update() (its quantized CDFs at 16-bit precision,
         # every symbol >= 1, the last one the overflow symbol, which gencodec never codes: the
         # encoder clamps to the table), computed once here and stored, never recomputed
@@ -394,14 +521,30 @@ class ExactHyperprior:
     def n_z(self, shape) -> int:
         return self.cfg.N * shape[1] * shape[2]
 
+    def phases(self, height: int, width: int) -> list[np.ndarray]:
+        """The latents' coding phases, flat indices into (M, H, W): one, or the checkerboard's two
+        (row + column even, then odd)."""
+        n = self.cfg.M * height * width
+        if self.cfg.context == "none":
+            return [np.arange(n, dtype=np.int64)]
+        first = np.broadcast_to(anchors(height, width)[0, 0].numpy() > 0, (self.cfg.M, height, width)).reshape(-1)
+        return [np.flatnonzero(first), np.flatnonzero(~first)]
+
+    def phase_starts(self, shape) -> list[int]:
+        """Where each phase's symbols begin (after the hyper-latents)."""
+        starts = [self.n_z(shape)]
+        for ph in self.phases(4 * shape[1], 4 * shape[2])[:-1]:
+            starts.append(starts[-1] + ph.size)
+        return starts
+
     def schedule(self, shape):
         from ..exact.contract import Schedule
         from ..exact.driver import CHUNK_ROWS
 
         assert self.CHUNK <= CHUNK_ROWS
         n = int(np.prod(shape))
-        nz = self.n_z(shape)
-        starts = list(range(0, nz, self.CHUNK)) + list(range(nz, n, self.CHUNK))
+        bounds = [0, *self.phase_starts(shape), n]  # no group crosses a phase: its tables need the one before
+        starts = [s for a, b in zip(bounds, bounds[1:]) for s in range(a, b, self.CHUNK)]
         ends = starts[1:] + [n]
         groups = tuple(np.arange(a, b, dtype=np.int64) for a, b in zip(starts, ends))
         return Schedule(groups, n, rounds=tuple(range(len(groups))))
@@ -410,25 +553,15 @@ class ExactHyperprior:
         """Table rows of the hyper-latent symbols, (N h w,): the channel."""
         return np.repeat(np.arange(self.cfg.N, dtype=np.int64), shape[1] * shape[2])
 
-    def order(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """From the hyper-latent symbols: (rows of the latents in (M, 4h, 4w) order flattened,
-        the coding order: a stable sort by row), plus what h_s gave, for callers that need it."""
-        means, idx = self.hyper(z_sym)
-        rows = self.cfg.N + idx.reshape(-1)
-        return rows, np.argsort(rows, kind="stable"), means, idx
-
-    def y_rows_sorted(self, z_cols: np.ndarray) -> np.ndarray:
-        rows, perm, _, _ = self.order(self.z_values(z_cols))
-        return rows[perm]
-
     # -- the exact part -------------------------------------------------------------------------
     def z_values(self, z_cols: np.ndarray) -> np.ndarray:
         """Hyper-latent columns (N, h, w) -> symbols round(z - median) (int64)."""
         return z_cols.astype(np.int64) - self.z_lo[:, None, None]
 
-    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def hyper_state(self, z_sym: np.ndarray):
         """Exact h_s: hyper-latent symbols (N, h, w) -> (means on the 2**-mean_frac_bits grid as
-        integers (M, 4h, 4w) int64, scale indices (M, 4h, 4w) int64)."""
+        integers (M, 4h, 4w) int64, scale indices (M, 4h, 4w) int64, the last layer's accumulator
+        and the hidden activations before it (float64 integers, for a context model))."""
         from ..exact.quant import requantize
 
         cfg = self.cfg
@@ -436,18 +569,55 @@ class ExactHyperprior:
         zf = np.clip(np.round(zf), -cfg.z_max, cfg.z_max)
         x = torch.from_numpy(zf.astype(np.float64))[None]
         with torch.no_grad():
-            acc = self.h_s["l3"](self.h_s["l2"](self.h_s["l1"](x)))[0]
-            means = requantize(acc[: cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
-        idx = np.searchsorted(self.thresholds, acc[cfg.M :].numpy().astype(np.int64), side="left")
-        return means.numpy().astype(np.int64), idx.astype(np.int64)
+            mid = self.h_s["l2"](self.h_s["l1"](x))
+            acc = self.h_s["l3"](mid)
+            means = requantize(acc[0, : cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
+        idx = np.searchsorted(self.thresholds, acc[0, cfg.M :].numpy().astype(np.int64), side="left")
+        return means.numpy().astype(np.int64), idx.astype(np.int64), acc, mid
+
+    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact h_s: (means, scale indices) of every latent, without context."""
+        return self.hyper_state(z_sym)[:2]
+
+    def context_tables(self, values: np.ndarray, means: np.ndarray, acc: torch.Tensor,
+                       mid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Exact checkerboard context: the first half's latent symbols (M, H, W) int64 (0 elsewhere)
+        and h_s's means, accumulator and hidden features -> (means, scale indices) where the
+        context applies (its values at first-half positions are not used)."""
+        from ..exact.quant import requantize
+
+        cfg = self.cfg
+        first = anchors(values.shape[1], values.shape[2])[0].numpy() > 0
+        y = np.where(first, values * 2**cfg.mean_frac_bits + means, 0)
+        y = torch.from_numpy(np.clip(y, -cfg.ctx_max, cfg.ctx_max).astype(np.float64))[None]
+        with torch.no_grad():
+            e = self.ctx["e1"](torch.cat([mid, self.ctx["c"](y)], dim=1))
+            tot = acc + self.ctx["e2"](e)
+            m = requantize(tot[0, : cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
+        idx = np.searchsorted(self.thresholds, tot[0, cfg.M :].numpy().astype(np.int64), side="left")
+        return m.numpy().astype(np.int64), idx.astype(np.int64)
+
+    def tables(self, z_sym: np.ndarray) -> _Tables:
+        return _Tables(self, z_sym)
+
+    def _latent_rows(self, symbols: np.ndarray) -> np.ndarray:
+        """The latents' table rows in coding order, from a whole symbol array."""
+        nz = self.n_z(symbols.shape)
+        flat = symbols.reshape(-1)
+        tables = self.tables(self.z_values(flat[:nz].reshape(self.cfg.N, symbols.shape[1], symbols.shape[2])))
+        out, at = [], nz
+        for _ in tables.phases:
+            perm = tables.open()
+            cols = flat[at : at + perm.size].astype(np.int64)
+            h = tables.halves(perm)
+            tables.known(perm, cols - h, cols == 2 * h + 1)
+            out.append(tables.rows(perm))
+            at += perm.size
+        return np.concatenate(out)
 
     # -- the contract -----------------------------------------------------------------------------
     def parallel(self, symbols: np.ndarray):
-        shape = symbols.shape
-        flat = symbols.reshape(-1)
-        nz = self.n_z(shape)
-        z = flat[:nz].reshape(self.cfg.N, shape[1], shape[2])
-        rows = np.concatenate([self.z_rows(shape), self.y_rows_sorted(z)])
+        rows = np.concatenate([self.z_rows(symbols.shape), self._latent_rows(symbols)])
         return lambda idx: rows[idx]
 
     def session(self, shape):
@@ -482,19 +652,28 @@ class ExactHyperprior:
         (the decoder). ValueError if the escapes do not match the overflow symbols."""
         cfg = self.cfg
         nz = self.n_z(symbols.shape)
-        z = symbols.reshape(-1)[:nz].reshape(cfg.N, symbols.shape[1], symbols.shape[2])
-        rows, perm, means, idx = self.order(self.z_values(z))
-        coded = symbols.reshape(-1)[nz:].astype(np.int64)
-        h_sorted = self.halves[idx].reshape(-1)[perm]
-        values = coded - h_sorted
-        over = coded == 2 * h_sorted + 1
+        flat = symbols.reshape(-1)
+        tables = self.tables(self.z_values(flat[:nz].reshape(cfg.N, symbols.shape[1], symbols.shape[2])))
         escapes = np.zeros(0, np.int64) if escapes is None else np.asarray(escapes, np.int64)
-        if int(over.sum()) != escapes.size or np.any(np.abs(escapes) <= h_sorted[over]):
-            raise ValueError(f"{int(over.sum())} overflow symbols, {escapes.size} escaped values that fit them")
-        values[over] = escapes
-        y = np.empty(rows.size, dtype=np.int64)
-        y[perm] = values
-        return self._pixels(y.reshape(idx.shape), means, quality, height, width)
+        y = np.empty(tables.means.size, dtype=np.int64)
+        at, n_over, fits = nz, 0, True
+        for _ in tables.phases:
+            perm = tables.open()
+            coded = flat[at : at + perm.size].astype(np.int64)
+            h = tables.halves(perm)
+            values = coded - h
+            over = coded == 2 * h + 1
+            tables.known(perm, values, over)
+            esc = escapes[n_over : n_over + int(over.sum())]
+            n_over += int(over.sum())
+            fits = fits and esc.size == int(over.sum()) and bool(np.all(np.abs(esc) > h[over]))
+            if fits:
+                values[over] = esc
+            y[perm] = values
+            at += perm.size
+        if not fits or n_over != escapes.size:
+            raise ValueError(f"{n_over} overflow symbols, {escapes.size} escaped values that fit them")
+        return self._pixels(y.reshape(tables.means.shape), tables.means, quality, height, width)
 
     def _pixels(self, y_sym, means, quality, height, width) -> np.ndarray:
         y_hat = torch.from_numpy((y_sym.astype(np.float32) + means.astype(np.float32) / 2**self.cfg.mean_frac_bits))
@@ -537,15 +716,23 @@ class Analysis:
         clipped = np.clip(z_sym, -m.z_lo[:, None, None], hi)
         self.clamped = int(np.count_nonzero(clipped != z_sym))
         z_sym = clipped
-        _, perm, means, idx = m.order(z_sym)
-        mu = means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits)
-        h = m.halves[idx]
-        y_sym = np.round(y[0].numpy() - mu).astype(np.int64)
-        over = np.abs(y_sym) > h
-        y_cols = np.where(over, 2 * h + 1, y_sym + h).reshape(-1)[perm]  # 2h + 1: the overflow symbol
-        self.escapes = y_sym.reshape(-1)[perm][over.reshape(-1)[perm]]
-        sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), y_cols]).reshape(m.symbol_shape_of(z_sym))
-        return sym, y_sym, means
+        tables = m.tables(z_sym)
+        y_flat = y[0].numpy().reshape(-1)
+        y_sym = np.empty(y_flat.size, np.int64)
+        cols, escapes = [], []
+        for _ in tables.phases:
+            perm = tables.open()
+            mu = tables.means.reshape(-1)[perm].astype(np.float32) / np.float32(2**cfg.mean_frac_bits)
+            h = tables.halves(perm)
+            v = np.round(y_flat[perm] - mu).astype(np.int64)
+            over = np.abs(v) > h
+            tables.known(perm, v, over)
+            y_sym[perm] = v
+            cols.append(np.where(over, 2 * h + 1, v + h))  # 2h + 1: the overflow symbol
+            escapes.append(v[over])
+        self.escapes = np.concatenate(escapes)
+        sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), *cols]).reshape(m.symbol_shape_of(z_sym))
+        return sym, y_sym.reshape(tables.means.shape), tables.means
 
     def pixels(self, y_sym: np.ndarray, means: np.ndarray, quality: float) -> np.ndarray:
         """What the decoder will restore from these latents, (H, W, 3) uint8."""

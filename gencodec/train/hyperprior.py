@@ -190,7 +190,9 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
 def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
     """A trainable model with the weights of a checkpoint (``best.pt`` / ``last.pt``, same config) or of
     an exported model file: its float16 transforms and gains, its integer hyper-synthesis (exactly
-    as trained), and a fresh entropy bottleneck (the file keeps only its tables; it relearns fast)."""
+    as trained), and a fresh entropy bottleneck (the file keeps only its tables; it relearns fast).
+    The ladder may be extended upwards, and a source without context may start a model with one
+    (the context starts at zero: the new model codes as the source did)."""
     from safetensors.torch import load_file
 
     model = Hyperprior(config)
@@ -200,15 +202,19 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
         if state["log_gain"].shape[0] < config.levels:  # the source's ladder, extended upwards
             state = dict(state, log_gain=extend_ladder(state["log_gain"], config.levels),
                          log_igain=extend_ladder(state["log_igain"], config.levels))
-        model.load_state_dict(state)
+        adds_context = model.ctx is not None and not any(k.startswith("ctx.") for k in state)
+        missing, unexpected = model.load_state_dict(state, strict=not adds_context)
+        if unexpected or any(not k.startswith("ctx.") for k in missing):
+            raise ValueError(f"{path}: its weights do not fit this run's config")
         return model
     from ..models import zoo
 
     exact = zoo.load(path, "hyperprior")
     lams = tuple(exact.cfg.lambdas)
-    if replace(exact.cfg, lambdas=config.lambdas) != config or tuple(config.lambdas[: len(lams)]) != lams:
+    ctx = dict(context=config.context, ctx_ch=config.ctx_ch, ctx_max=config.ctx_max) if exact.cfg.context == "none" else {}
+    if replace(exact.cfg, lambdas=config.lambdas, **ctx) != config or tuple(config.lambdas[: len(lams)]) != lams:
         raise ValueError(f"{path}: its config differs from this run's (pass the same --config; the ladder "
-                         "may only be extended upwards)")
+                         "may only be extended upwards, a context only added)")
     t = load_file(str(path))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -216,10 +222,12 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
                 p.copy_(t[name].float())
         model.log_gain.copy_(extend_ladder(t["gain.log"], config.levels))
         model.log_igain.copy_(extend_ladder(t["gain.ilog"], config.levels))
-        for layer in ("l1", "l2", "l3"):
-            q = getattr(model.h_s, layer)
-            q.weight.copy_(t[f"h_s.{layer}.weight"].double() / 2.0**q.w_fmt.frac_bits)
-            q.bias.copy_(t[f"h_s.{layer}.bias"].double() / 2.0**q.b_fmt.frac_bits)
+        layers = [(f"h_s.{n}", getattr(model.h_s, n)) for n in ("l1", "l2", "l3")]
+        if exact.cfg.context != "none":
+            layers += [(f"ctx.{n}", getattr(model.ctx, n)) for n in ("c", "e1", "e2")]
+        for name, q in layers:
+            q.weight.copy_(t[f"{name}.weight"].double() / 2.0**q.w_fmt.frac_bits)
+            q.bias.copy_(t[f"{name}.bias"].double() / 2.0**q.b_fmt.frac_bits)
     return model
 
 
