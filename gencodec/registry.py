@@ -57,7 +57,7 @@ register("webp", "lossy-image", ".codecs.classic_image:WebPCodec", "WebP lossy, 
 register("avif", "lossy-image", ".codecs.classic_image:AVIFCodec", "AVIF (libavif), quality 0-100")
 register("jpeg-xl", "lossy-image", ".codecs.classic_image:JPEGXLCodec", "JPEG XL lossy (libjxl), quality 0-100")
 register("hyperprior", "lossy-image", ".codecs.hyperprior:HyperpriorCodec",
-         "learned: mean-scale hyperprior autoencoder, exact entropy parameters, quality 1-6, --psnr/--bpp")
+         "learned: mean-scale hyperprior autoencoder, exact entropy parameters, a quality ladder, --psnr/--bpp")
 
 #: ``--lossy``: the learned lossy codec used when none is named
 DEFAULT_LEARNED_LOSSY = "hyperprior"
@@ -139,10 +139,10 @@ def list_codecs() -> list[dict[str, Any]]:
         except ImportError as exc:
             reason = f"cannot import: {exc}"
         try:
-            cls = type(get_codec(e.name))
+            codec = get_codec(e.name)  # its params may follow its shipped model (a quality ladder's length)
             params = [dict(name=p.name, kind=p.kind, default=p.default, lo=p.lo, hi=p.hi, help=p.help,
-                           text=p.describe()) for p in cls.params]
-            levels = {str(k): v for k, v in (cls.levels or {}).items()}
+                           text=p.describe()) for p in codec.params]
+            levels = {str(k): v for k, v in (codec.levels or {}).items()}
         except ImportError:
             params, levels = [], {}
         out.append(dict(name=e.name, kind=e.kind, description=e.description, available=reason is None, reason=reason,

@@ -322,6 +322,20 @@ def test_benchmarks_sweep_the_model_s_own_ladder(tiny_path):
     assert HyperpriorCodec(model=tiny_path).quality_range == (-1.0, 5.0)
 
 
+def test_declared_quality_range_follows_the_model_s_ladder(tiny_path):
+    """What `gencodec codecs` and the CLI's usage check show comes from the model file's header
+    (no weights loaded): the ladder 1..L and the extrapolated steps beyond it."""
+    from gencodec.codecs.hyperprior import HyperpriorCodec
+
+    codec = HyperpriorCodec(model=tiny_path)
+    quality = {p.name: p for p in codec.params}["quality"]
+    assert (quality.lo, quality.hi, quality.default) == (-1.0, 5.0, 3.0) and "ladder 1..3" in quality.help
+    assert codec._model is None  # declared without loading the model
+    shipped = HyperpriorCodec()
+    levels = shipped.model.cfg.levels
+    assert {p.name: p for p in HyperpriorCodec().params}["quality"].hi == levels + 2
+
+
 def test_a_ladder_extended_upwards_starts_from_the_extrapolated_gains(tiny_path, tmp_path):
     """A run with more (finer) ladder points starts from a model or checkpoint with the first ones: the
     old points keep their gains, a new one starts where the codec's extrapolation puts it; any

@@ -1,7 +1,7 @@
 """``hyperprior``: the learned lossy image codec (gencodec.models.hyperprior), with rate control.
 
 Parameters (one of them): ``quality`` -- a number in [1 - EXTRAPOLATE, L + EXTRAPOLATE] (L = the
-ladder's length, 6 for the shipped model: [-1, 8]; default 4, or L if smaller). Qualities 1..L are
+ladder's length, which the declared range follows; default 4, or L if smaller). Qualities 1..L are
 the trained ladder, fractions interpolate its gains geometrically, and beyond either end the gains
 are extrapolated from the end pair (coarser or finer steps than any trained point: a lower or higher
 rate than the ladder reaches, at a less efficient trade-off than a trained point would give; chosen
@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 
 from ..codec import Encoded, Param
-from ..errors import CorruptFileError, UnsupportedInputError
+from ..errors import CorruptFileError, GencodecError, UnsupportedInputError
+from ..models import zoo
 from .neural import NeuralCodec
 
 __all__ = ["HyperpriorCodec", "DEFAULT_QUALITY", "FRAME_ALLOWANCE"]
@@ -86,19 +87,31 @@ class HyperpriorCodec(NeuralCodec):
     name = "hyperprior"
     kind = "lossy-image"
     arch = "hyperprior"
-    description = "learned lossy: mean-scale hyperprior autoencoder, exact entropy parameters, quality 1-6"
+    description = "learned lossy: mean-scale hyperprior autoencoder, exact entropy parameters, a quality ladder"
     modes = frozenset({"L", "LA", "RGB", "RGBA"})
     rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
-    params = (Param("quality", "float", DEFAULT_QUALITY, -1, 8,
-                    "position on the shipped ladder 1..6 (fractions interpolate; beyond it, extrapolated gains)"),
-              Param("psnr", "float", None, 0, 100, "rate control: the smallest file with at least this PSNR"),
-              Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"))
     MAX_SIDE = 65535
     default_max_pixels = 1 << 26  # about a minute to decode on two cores
     max_pixels_reason = " that hyperprior decodes by default"
 
     @property
+    def params(self) -> tuple[Param, ...]:  # type: ignore[override]
+        """Declared from the model's own ladder (its file's header: no weights are loaded for it)."""
+        L = self.n_qualities
+        lo, hi = self.quality_range
+        return (Param("quality", "float", min(DEFAULT_QUALITY, float(L)), lo, hi,
+                      f"position on the model's ladder 1..{L} (fractions interpolate; beyond it, extrapolated gains)"),
+                Param("psnr", "float", None, 0, 100, "rate control: the smallest file with at least this PSNR"),
+                Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"))
+
+    @property
     def n_qualities(self) -> int:
+        """The ladder's length: the loaded model's, else its file's header's."""
+        if self._model is None and self.model_path is not None and self.model_path.is_file():
+            try:
+                return len(zoo.config_of(self.model_path)["lambdas"])
+            except (GencodecError, KeyError, TypeError):
+                pass  # loading the model says what is wrong with it
         return self.model.cfg.levels
 
     @property

@@ -53,13 +53,24 @@ def save(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> No
 
 def read(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
     """A model file -> (arch, config, tensors, metadata); GencodecError for anything else."""
+    return _read(path, tensors=True)
+
+
+def read_config(path: str | Path) -> tuple[str, dict[str, Any]]:
+    """A model file's (arch, config), from its header alone (no tensor is read)."""
+    arch, config, _, _ = _read(path, tensors=False)
+    return arch, config
+
+
+def _read(path: str | Path, tensors: bool) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:
     from safetensors import safe_open
 
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt") as f:  # one read: metadata and tensors
+        # one read: metadata and tensors (the header alone needs no torch: numpy's view of it)
+        with safe_open(str(path), framework="pt" if tensors else "numpy") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            found = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except FileNotFoundError:
         raise GencodecError(f"{path}: no such model file") from None
     except Exception as e:
@@ -72,4 +83,4 @@ def read(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any], dict[st
         config = json.loads(meta["config"])
     except ValueError:
         raise GencodecError(f"{path}: damaged model config") from None
-    return arch, config, tensors, meta
+    return arch, config, found, meta

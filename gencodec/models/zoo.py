@@ -98,6 +98,11 @@ def load(path: str | Path, arch: str | None = None) -> Any:
     return model
 
 
+def config_of(path: str | Path) -> dict[str, Any]:
+    """A model file's config, read from its header (cheap: for help texts and declared ranges)."""
+    return modelfile.read_config(path)[1]
+
+
 def default_model(arch: str) -> Any:
     """The shipped model of ``arch`` (loaded once)."""
     if arch not in _DEFAULTS:
