@@ -117,9 +117,13 @@ def test_parallel_and_session_tables_are_identical(any_tiny, w, h):
     rgb = np.asarray(photo(w, h))
     sym, _, _ = model.analyse(rgb).at(2.0)
     assert sym.shape == model.symbol_shape(h, w)
+    other, _, _ = model.analyse(rgb[::-1].copy()).at(2.0)
+    before = driver.tables_in_order(model, other, "parallel")
     a = driver.tables_in_order(model, sym, "parallel")
-    b = driver.tables_in_order(model, sym, "session")
+    b = driver.tables_in_order(model, sym, "session")  # the session's tables are kept for the synthesis...
     assert a.shape[0] == sym.size and np.array_equal(a, b)
+    if not np.array_equal(other, sym):  # ...and never serve other symbols
+        assert np.array_equal(driver.tables_in_order(model, other, "parallel"), before)
     stream, bits = driver.encode(model, sym)
     assert np.array_equal(driver.decode(model, sym.shape, stream), sym)
     assert 8 * len(stream) <= bits * 1.01 + 64  # the stream is within 1% of the model's ideal bits

@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -326,6 +327,8 @@ class _Session:
                 h = self.tables.halves(perm)
                 self.tables.known(perm, cols - h, cols == 2 * h + 1)
             self.rows = np.concatenate([self.rows, self.tables.rows(self.tables.open())])
+            if k == len(self.starts) - 1:  # every table is known: the decoder's synthesis reuses them
+                self.model.remember(self.shape, self.sym[: self.starts[-1]], self.tables)
         return self.rows[g]
 
     def push(self, symbols: np.ndarray) -> None:
@@ -356,6 +359,7 @@ class ExactHyperprior:
 
         self.cfg = cfg
         self._tensors = tensors
+        self._memo: tuple[bytes, _Tables] | None = None  # the tables a decoder's session last completed
         try:
             self._setup(tensors)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
@@ -600,20 +604,35 @@ class ExactHyperprior:
     def tables(self, z_sym: np.ndarray) -> _Tables:
         return _Tables(self, z_sym)
 
-    def _latent_rows(self, symbols: np.ndarray) -> np.ndarray:
-        """The latents' table rows in coding order, from a whole symbol array."""
-        nz = self.n_z(symbols.shape)
-        flat = symbols.reshape(-1)
+    @staticmethod
+    def _key(shape, known: np.ndarray) -> bytes:
+        return hashlib.blake2b(repr(tuple(shape)).encode() + np.ascontiguousarray(known, np.int64).tobytes(),
+                               digest_size=16).digest()
+
+    def remember(self, shape, known: np.ndarray, tables: _Tables) -> None:
+        """Keep the complete tables a decoder computed from these symbols (all before the last phase)."""
+        self._memo = (self._key(shape, known), tables)
+
+    def complete_tables(self, symbols: np.ndarray) -> _Tables:
+        """Every phase's tables for a whole symbol array (the decoder's own, when it just decoded them)."""
+        flat = symbols.reshape(-1).astype(np.int64, copy=False)
+        starts = self.phase_starts(symbols.shape)
+        memo = self._memo
+        if memo is not None and memo[0] == self._key(symbols.shape, flat[: starts[-1]]):
+            return memo[1]
+        nz = starts[0]
         tables = self.tables(self.z_values(flat[:nz].reshape(self.cfg.N, symbols.shape[1], symbols.shape[2])))
-        out, at = [], nz
-        for _ in tables.phases:
+        for at in starts:
             perm = tables.open()
-            cols = flat[at : at + perm.size].astype(np.int64)
+            cols = flat[at : at + perm.size]
             h = tables.halves(perm)
             tables.known(perm, cols - h, cols == 2 * h + 1)
-            out.append(tables.rows(perm))
-            at += perm.size
-        return np.concatenate(out)
+        return tables
+
+    def _latent_rows(self, symbols: np.ndarray) -> np.ndarray:
+        """The latents' table rows in coding order, from a whole symbol array."""
+        tables = self.complete_tables(symbols)
+        return np.concatenate([tables.rows(perm) for perm in tables.perms])
 
     # -- the contract -----------------------------------------------------------------------------
     def parallel(self, symbols: np.ndarray):
@@ -650,20 +669,17 @@ class ExactHyperprior:
                    escapes: np.ndarray | None = None) -> np.ndarray:
         """Symbols (N + 16 M, h, w) and the escaped latents (in coding order) -> (H, W, 3) uint8
         (the decoder). ValueError if the escapes do not match the overflow symbols."""
-        cfg = self.cfg
         nz = self.n_z(symbols.shape)
         flat = symbols.reshape(-1)
-        tables = self.tables(self.z_values(flat[:nz].reshape(cfg.N, symbols.shape[1], symbols.shape[2])))
+        tables = self.complete_tables(symbols)
         escapes = np.zeros(0, np.int64) if escapes is None else np.asarray(escapes, np.int64)
         y = np.empty(tables.means.size, dtype=np.int64)
         at, n_over, fits = nz, 0, True
-        for _ in tables.phases:
-            perm = tables.open()
+        for perm in tables.perms:
             coded = flat[at : at + perm.size].astype(np.int64)
             h = tables.halves(perm)
             values = coded - h
             over = coded == 2 * h + 1
-            tables.known(perm, values, over)
             esc = escapes[n_over : n_over + int(over.sum())]
             n_over += int(over.sum())
             fits = fits and esc.size == int(over.sum()) and bool(np.all(np.abs(esc) > h[over]))
