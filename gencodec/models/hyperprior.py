@@ -472,10 +472,15 @@ class ExactHyperprior:
         # every symbol >= 1, the last one the overflow symbol, which gencodec never codes: the
         # encoder clamps to the table), computed once here and stored, never recomputed
         eb = model.entropy_bottleneck
-        eb.update(force=True)
+        # the hyper-latent tables span the quantiles of the learned density itself (compressai's
+        # bisection), not the slowly learned quantile parameters: those lag behind the density
+        # (hyper-latents past a table's end are clamped, and then choose wrong tables)
+        learned = eb.quantiles.detach().clone()
+        eb.update(force=True, update_quantiles=True)
+        med = eb._get_medians().reshape(-1).float().clone()  # the density's median too
+        eb.quantiles.copy_(learned)  # the training model is left as it was
         gc = model.gaussian
         gc.update_scale_table(torch.tensor(scale_table(cfg), dtype=torch.float32), force=True)
-        med = eb._get_medians().reshape(-1).float()
         minima = (-eb._offset).long()
         widths = np.concatenate([(eb._cdf_length - 1).numpy(), (gc._cdf_length - 1).numpy()]).astype(np.int64)
         halves = (-gc._offset).numpy().astype(np.int64)
