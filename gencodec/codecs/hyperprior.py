@@ -116,7 +116,7 @@ class HyperpriorCodec(NeuralCodec):
 
     @property
     def bench_qualities(self) -> tuple[int, ...]:
-        """What a benchmark sweeps: the model's trained ladder, 1..L (the shipped model: 1..6)."""
+        """What a benchmark sweeps: the model's trained ladder, 1..L (the shipped model: 1..8)."""
         return tuple(range(1, self.n_qualities + 1))
 
     # -- parameters -----------------------------------------------------------------------------
