@@ -300,7 +300,8 @@ def test_train_command_exports_a_model_that_codes(photos, tmp_path):
     assert r.exit_code == 0, r.output
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["steps"] == 3 and card["model_id"] == zoo.load(out, "hyperprior").model_id.hex()
-    assert set(card["validation"]["exact"]) == {"bpp_q1", "psnr_q1", "bpp_q2", "psnr_q2"}
+    assert {"bpp_q1", "psnr_q1", "bpp_q2", "psnr_q2"} <= set(card["validation"]["exact"]) <= {
+        "bpp_q1", "psnr_q1", "bpp_q2", "psnr_q2", "bd_rate_vs_jpeg"}
     assert card["data"]["val"][0]["name"] == "val/v.png"
     img = photo(50, 40)
     assert gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=str(out), quality=1.5),
@@ -480,3 +481,22 @@ def test_export_spans_the_density_s_quantiles_and_leaves_the_model_alone():
     exact = model.export()
     assert torch.equal(eb.quantiles, before)
     assert np.all(exact.widths[: TINY.N] > 20)  # the lagging quantiles would give 3 symbols (plus overflow)
+
+
+def test_validation_bd_rate_against_jpeg_on_the_same_crops():
+    """The card's ``bd_rate_vs_jpeg``: JPEG's own points score 0 %, the same PSNRs at half the
+    bits -50 %."""
+    from gencodec.train.hyperprior import bd_rate_vs_jpeg, jpeg_curve
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:64, 0:128]
+    smooth = 128 + 60 * np.sin(x / 9.0 + y / 13.0)[..., None] * np.array([1.0, 0.8, 0.6]) + 30 * np.cos(y / 4.0)[..., None]
+    crops = [np.clip(smooth + rng.normal(0, 2, smooth.shape), 0, 255).astype(np.uint8).transpose(2, 0, 1)
+             for _ in range(2)]  # little noise: a JPEG curve that keeps rising
+    bpp, psnr = jpeg_curve(crops)
+    assert all(np.diff(bpp) > 0) and all(np.diff(psnr) > 0)
+    points = [(bpp[i], psnr[i]) for i in (1, 3, 5, 7)]
+    same = {k: v for i, (b, p) in enumerate(points) for k, v in ((f"bpp_q{i + 1}", b), (f"psnr_q{i + 1}", p))}
+    half = {k: v / 2 if k.startswith("bpp") else v for k, v in same.items()}
+    assert abs(bd_rate_vs_jpeg(same, 4, crops)) < 1.0
+    assert abs(bd_rate_vs_jpeg(half, 4, crops) + 50.0) < 1.0

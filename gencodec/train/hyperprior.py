@@ -141,9 +141,47 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
     return card
 
 
+#: JPEG qualities of the validation anchor curve (the bench's JPEG: 4:2:0, optimized Huffman)
+JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+
+def jpeg_curve(crops: list[np.ndarray]) -> tuple[list[float], list[float]]:
+    """JPEG on the validation crops at :data:`JPEG_QUALITIES`: (bits per pixel, PSNR), each pooled
+    over the crops as :func:`exact_results` pools them (payload bytes; neither side counts a frame)."""
+    import io
+
+    from PIL import Image
+
+    bpps, psnrs = [], []
+    for q in JPEG_QUALITIES:
+        bits = sq = pixels = 0.0
+        for c in crops:
+            rgb = np.ascontiguousarray(c.transpose(1, 2, 0))
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, format="JPEG", quality=q, subsampling="4:2:0", optimize=True)
+            px = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), np.float64)
+            bits += 8 * buf.tell()
+            sq += float(((px - rgb) ** 2).sum())
+            pixels += rgb.shape[0] * rgb.shape[1]
+        bpps.append(bits / pixels)
+        psnrs.append(10 * math.log10(255**2 / max(sq / (3 * pixels), 1e-12)))
+    return bpps, psnrs
+
+
+def bd_rate_vs_jpeg(res: dict[str, float], levels: int, crops: list[np.ndarray]) -> float | None:
+    """BD-rate (%) of the levels' (bpp, PSNR) against JPEG on the same crops: the measure the
+    benchmark's targets use, for rules that pick a model on validation data."""
+    from ..bench.metrics import bd_rate
+
+    jb, jp = jpeg_curve(crops)
+    return bd_rate(jb, jp, [res[f"bpp_q{k}"] for k in range(1, levels + 1)],
+                   [res[f"psnr_q{k}"] for k in range(1, levels + 1)])
+
+
 def exact_results(exact, crops: list[np.ndarray]) -> dict[str, float]:
     """The exported model on the validation crops, per ladder level: real coded bits per pixel
-    (the range coder's stream) and PSNR of what the decoder restores."""
+    (the range coder's stream) and PSNR of what the decoder restores; and the BD-rate of those
+    points against JPEG on the same crops (``bd_rate_vs_jpeg``, percent)."""
     from ..codecs.hyperprior import pack_escapes
     from ..exact import driver
 
@@ -161,6 +199,9 @@ def exact_results(exact, crops: list[np.ndarray]) -> dict[str, float]:
             pixels += rgb.shape[0] * rgb.shape[1]
         res[f"bpp_q{q}"] = bits / pixels
         res[f"psnr_q{q}"] = 10 * math.log10(255**2 / max(sq / (3 * pixels), 1e-12))
+    bd = bd_rate_vs_jpeg(res, exact.cfg.levels, crops)
+    if bd is not None:
+        res["bd_rate_vs_jpeg"] = bd
     return res
 
 
