@@ -204,8 +204,13 @@ class HyperpriorCodec(NeuralCodec):
             if not good(res_ok, ok):  # the ladder cannot: its extrapolated end, then bisect up to it
                 res_far = trial(far_ok)
                 if not good(res_far, far_ok):
-                    what = (f"PSNR {value} dB is beyond this model (quality {far_ok:g})" if want_low
-                            else f"{value} bits per pixel is below what quality {far_ok:g} needs")
+                    if want_low:
+                        best = _psnr(restored(res_far[1], res_far[2], far_ok), target)
+                        what = f"PSNR {value} dB is beyond this model (quality {far_ok:g} reaches {best:.2f} dB)"
+                    else:
+                        least = 8 * size(res_far, far_ok) / n_pixels
+                        what = (f"{value} bits per pixel is below what quality {far_ok:g} needs "
+                                f"({least:.4f} bits per pixel)")
                     raise UnsupportedInputError(f"codec {self.name!r}: {what}")
                 ok, res_ok, other = far_ok, res_far, end_ok
             else:
