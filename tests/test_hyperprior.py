@@ -361,25 +361,31 @@ def test_a_ladder_extended_upwards_starts_from_the_extrapolated_gains(tiny_path,
         start_from(tiny_path, replace(TINY, lambdas=(0.002, *TINY.lambdas)))
 
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "hyperprior" / "kodim23-96x64-q3.5.gcx"
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "hyperprior"
+GOLDEN = GOLDEN_DIR / "kodim23-96x64-q3.5.gcx"
+GOLDEN_CHECKERBOARD = GOLDEN_DIR / "kodim23-96x64-q7.5-checkerboard.gcx"
 
 
 @pytest.mark.skipif(not GOLDEN.exists() or zoo.default_weights("hyperprior") is None
                     or not zoo.default_weights("hyperprior").is_file(), reason="no shipped hyperprior model")
-def test_pinned_frame_of_the_shipped_model_decodes_here():
+@pytest.mark.parametrize("frame,context,floor", [(GOLDEN, "none", 20), (GOLDEN_CHECKERBOARD, "checkerboard", 28)],
+                         ids=["no-context", "checkerboard"])
+def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, floor):
     """Written under ATEN_CPU_CAPABILITY=default with one thread (tests/golden/hyperprior_pin.py):
-    decoding checks the latents' checksum, so every table here matched the writer's."""
-    sys.path.insert(0, str(GOLDEN.parent.parent))
+    decoding checks the latents' checksum, so every table here -- h_s's, and the checkerboard
+    context's for the second frame -- matched the writer's."""
+    sys.path.insert(0, str(GOLDEN_DIR.parent))
     import hyperprior_pin
 
-    blob = GOLDEN.read_bytes()
+    blob = frame.read_bytes()
     header = container.read_header(blob)
     codec = get_codec("hyperprior")
     # written by the shipped model of its day: today's, or one the package keeps in its archive
-    assert header.model_id == codec.model_id or zoo.archived("hyperprior", header.model_id) is not None
+    writer = codec.model if header.model_id == codec.model_id else zoo.load(zoo.archived("hyperprior", header.model_id))
+    assert writer.cfg.context == context
     out = gencodec.decompress(blob)
     assert out.size == (96, 64) and out.mode == "RGB"
-    assert psnr(out, hyperprior_pin.image()) > 20
+    assert psnr(out, hyperprior_pin.image()) > floor
 
 
 def test_escapes_round_trip_and_damage():
