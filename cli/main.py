@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import warnings
 
 import click
 
@@ -98,8 +99,15 @@ for _name in ("train", "bench"):
     add_optional(cli, _name)
 
 
+#: library deprecation notices a command's user can do nothing about (compressai's layers call
+#: ``torch.jit.script`` when imported); the library API leaves warnings to its caller
+QUIET_WARNINGS = (r"`torch\.jit\.script` is deprecated",)
+
+
 def main() -> None:
     """Entry point of the ``gencodec`` script and of ``python -m gencodec``."""
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     cli(prog_name="gencodec")
 
 

@@ -506,3 +506,14 @@ def test_validation_bd_rate_against_jpeg_on_the_same_crops():
     half = {k: v / 2 if k.startswith("bpp") else v for k, v in same.items()}
     assert abs(bd_rate_vs_jpeg(same, 4, crops)) < 1.0
     assert abs(bd_rate_vs_jpeg(half, 4, crops) + 50.0) < 1.0
+
+
+def test_the_command_prints_no_library_deprecation_notice(tiny_path, tmp_path):
+    """compressai's import makes torch warn (torch.jit.script); a command's user sees only gencodec's lines."""
+    src = tmp_path / "p.png"
+    photo(64, 48).save(src)
+    r = subprocess.run([sys.executable, "-m", "gencodec", "compress", "--codec", "hyperprior", "--model", str(tiny_path),
+                        "--quality", "2", str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "Warning" not in r.stderr and "warnings.warn" not in r.stderr
+    assert (tmp_path / "p.png.gcx").is_file()
