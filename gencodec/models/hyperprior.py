@@ -13,6 +13,10 @@ weights, float64 integer accumulators, power-of-two rescales; its means land on 
 scales pick a table by integer thresholds. The analysis and synthesis transforms stay float (their
 last-bit differences move pixels, never the bitstream); the frame stores a checksum of the latents.
 
+With ``context="checkerboard"`` (He et al. 2021) the latents are coded in two halves: the second
+half's means and scales add an exact correction computed from the first half's latents
+(:class:`CheckerboardContext`), so the decoder runs h_s once and the context once.
+
 Quality ``q`` is continuous in ``[1, len(lambdas)]``: the model is trained at each lambda of the
 ladder with its own gain vector; between two ladder points the gains are interpolated geometrically.
 
@@ -341,9 +345,10 @@ class ExactHyperprior:
     and the integer tables of both entropy models.
 
     Symbols (what the coding driver codes) have shape ``(N + 16 M, h, w)`` for an image padded to
-    ``64 h x 64 w``: the N hyper-latent channels (N, h, w), then the 16 M h w latents sorted by
-    their table (stable: within a table in (channel, row, column) order of the (M, 4h, 4w)
-    latents), each as a column of its table (value + offset). Tables: one bank, rows 0..N-1 for the
+    ``64 h x 64 w``: the N hyper-latent channels (N, h, w), then the 16 M h w latents, phase by
+    phase (one, or the checkerboard's two halves: :meth:`phases`), each phase sorted by table
+    (stable: within a table in (channel, row, column) order of the (M, 4h, 4w) latents), each as a
+    column of its table (value + offset). Tables: one bank, rows 0..N-1 for the
     hyper-latent channels, then one row per Gaussian scale. Sorting keeps each decoding group to one
     or two tables, so its rows are padded (with ones, counted in the totals) to a narrow width.
     Every group is its own round: the encoder codes it in one batch, as the decoder does, so the
