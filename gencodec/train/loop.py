@@ -5,7 +5,8 @@ The loop knows nothing about images: a recipe passes ``batch_fn(step) -> batch``
 of the step, so a resumed run sees the same data), ``loss_fn(model, batch, step) -> scalar`` and
 ``val_fn(model, step) -> dict`` (must contain ``"loss"``).
 
-Files in ``workdir``: ``last.pt`` (model, optimizer, step, log), ``best.pt`` (model state with the
+Files in ``workdir``: ``last.pt`` (model, optimizer, step, log, and torch's random state, so that a
+loss's own noise resumes where it was), ``best.pt`` (model state with the
 lowest validation loss), ``log.jsonl`` (one line per log or validation event).
 """
 
@@ -133,6 +134,10 @@ def train(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, best, seconds = ck["step"], ck["best_val"], ck.get("seconds", 0.0)
+        if "rng" in ck:  # the losses' own noise (e.g. compressai's uniform noise) continues where it was
+            torch.set_rng_state(ck["rng"])
+        if ck.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
     log_path = workdir / "log.jsonl"
 
     def log(event: dict[str, Any]) -> None:
@@ -140,8 +145,9 @@ def train(
             f.write(json.dumps(event) + "\n")
 
     def save_last() -> None:
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
         _save_atomic(dict(model=model.state_dict(), opt=opt.state_dict(), step=step, best_val=best,
-                          seconds=seconds), last)
+                          seconds=seconds, rng=torch.get_rng_state(), cuda_rng=cuda_rng), last)
 
     def validate() -> None:
         nonlocal best
