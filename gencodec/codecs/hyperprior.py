@@ -104,14 +104,21 @@ class HyperpriorCodec(NeuralCodec):
                 Param("psnr", "float", None, 0, 100, "rate control: the smallest file with at least this PSNR"),
                 Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"))
 
+    def __init__(self, model=None):
+        super().__init__(model)
+        self._header_levels: int | None = None  # the ladder's length as the model file's header gives it
+
     @property
     def n_qualities(self) -> int:
-        """The ladder's length: the loaded model's, else its file's header's."""
-        if self._model is None and self.model_path is not None and self.model_path.is_file():
+        """The ladder's length: the loaded model's, else its file's header's (read once)."""
+        if self._model is None and self._header_levels is None and self.model_path is not None \
+                and self.model_path.is_file():
             try:
-                return len(zoo.config_of(self.model_path)["lambdas"])
+                self._header_levels = len(zoo.config_of(self.model_path)["lambdas"])
             except (GencodecError, KeyError, TypeError):
                 pass  # loading the model says what is wrong with it
+        if self._model is None and self._header_levels is not None:
+            return self._header_levels
         return self.model.cfg.levels
 
     @property

@@ -298,6 +298,12 @@ class _Tables:
     def halves(self, perm: np.ndarray) -> np.ndarray:
         return self.model.halves[self.idx.reshape(-1)[perm]]
 
+    def columns(self, perm: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A phase's coded columns (at ``perm``) -> (latent values, which are the overflow symbol,
+        the tables' half widths)."""
+        h = self.halves(perm)
+        return cols - h, cols == 2 * h + 1, h
+
     def known(self, perm: np.ndarray, values: np.ndarray, over: np.ndarray) -> None:
         """A phase's latents (at ``perm``), overflow ones read as 0 by the context (their values are
         not in the symbol stream)."""
@@ -327,9 +333,8 @@ class _Session:
                 self.tables = _Tables(self.model, self.model.z_values(z))
             else:
                 perm = self.tables.perms[k - 1]
-                cols = self.sym[self.starts[k - 1] : self.starts[k]]
-                h = self.tables.halves(perm)
-                self.tables.known(perm, cols - h, cols == 2 * h + 1)
+                values, over, _ = self.tables.columns(perm, self.sym[self.starts[k - 1] : self.starts[k]])
+                self.tables.known(perm, values, over)
             self.rows = np.concatenate([self.rows, self.tables.rows(self.tables.open())])
             if k == len(self.starts) - 1:  # every table is known: the decoder's synthesis reuses them
                 self.model.remember(self.shape, self.sym[: self.starts[-1]], self.tables)
@@ -550,10 +555,10 @@ class ExactHyperprior:
 
     def phase_starts(self, shape) -> list[int]:
         """Where each phase's symbols begin (after the hyper-latents)."""
-        starts = [self.n_z(shape)]
-        for ph in self.phases(4 * shape[1], 4 * shape[2])[:-1]:
-            starts.append(starts[-1] + ph.size)
-        return starts
+        nz = self.n_z(shape)
+        if self.cfg.context == "none":
+            return [nz]
+        return [nz, nz + 8 * self.cfg.M * shape[1] * shape[2]]  # two halves of the (M, 4h, 4w) latents
 
     def schedule(self, shape):
         from ..exact.contract import Schedule
@@ -580,8 +585,6 @@ class ExactHyperprior:
         """Exact h_s: hyper-latent symbols (N, h, w) -> (means on the 2**-mean_frac_bits grid as
         integers (M, 4h, 4w) int64, scale indices (M, 4h, 4w) int64, the last layer's accumulator
         and the hidden activations before it (float64 integers, for a context model))."""
-        from ..exact.quant import requantize
-
         cfg = self.cfg
         zf = (z_sym.astype(np.float32) + self.medians[:, None, None]) * np.float32(2**cfg.z_frac_bits)
         zf = np.clip(np.round(zf), -cfg.z_max, cfg.z_max)
@@ -589,31 +592,29 @@ class ExactHyperprior:
         with torch.no_grad():
             mid = self.h_s["l2"](self.h_s["l1"](x))
             acc = self.h_s["l3"](mid)
-            means = requantize(acc[0, : cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
-        idx = np.searchsorted(self.thresholds, acc[0, cfg.M :].numpy().astype(np.int64), side="left")
-        return means.numpy().astype(np.int64), idx.astype(np.int64), acc, mid
+        return (*self._tables_of(acc), acc, mid)
 
-    def hyper(self, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact h_s: (means, scale indices) of every latent, without context."""
-        return self.hyper_state(z_sym)[:2]
+    def _tables_of(self, acc: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """An accumulator (1, 2M, H, W) -> (means on their grid as integers, scale indices), int64."""
+        from ..exact.quant import requantize
+
+        cfg = self.cfg
+        means = requantize(acc[0, : cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
+        idx = np.searchsorted(self.thresholds, acc[0, cfg.M :].numpy().astype(np.int64), side="left")
+        return means.numpy().astype(np.int64), idx.astype(np.int64)
 
     def context_tables(self, values: np.ndarray, means: np.ndarray, acc: torch.Tensor,
                        mid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Exact checkerboard context: the first half's latent symbols (M, H, W) int64 (0 elsewhere)
         and h_s's means, accumulator and hidden features -> (means, scale indices) where the
         context applies (its values at first-half positions are not used)."""
-        from ..exact.quant import requantize
-
         cfg = self.cfg
         first = anchors(values.shape[1], values.shape[2])[0].numpy() > 0
         y = np.where(first, values * 2**cfg.mean_frac_bits + means, 0)
         y = torch.from_numpy(np.clip(y, -cfg.ctx_max, cfg.ctx_max).astype(np.float64))[None]
         with torch.no_grad():
             e = self.ctx["e1"](torch.cat([mid, self.ctx["c"](y)], dim=1))
-            tot = acc + self.ctx["e2"](e)
-            m = requantize(tot[0, : cfg.M], self.acc_frac_bits - cfg.mean_frac_bits, -cfg.mean_max, cfg.mean_max)
-        idx = np.searchsorted(self.thresholds, tot[0, cfg.M :].numpy().astype(np.int64), side="left")
-        return m.numpy().astype(np.int64), idx.astype(np.int64)
+            return self._tables_of(acc + self.ctx["e2"](e))
 
     def tables(self, z_sym: np.ndarray) -> _Tables:
         return _Tables(self, z_sym)
@@ -638,9 +639,8 @@ class ExactHyperprior:
         tables = self.tables(self.z_values(flat[:nz].reshape(self.cfg.N, symbols.shape[1], symbols.shape[2])))
         for at in starts:
             perm = tables.open()
-            cols = flat[at : at + perm.size]
-            h = tables.halves(perm)
-            tables.known(perm, cols - h, cols == 2 * h + 1)
+            values, over, _ = tables.columns(perm, flat[at : at + perm.size])
+            tables.known(perm, values, over)
         return tables
 
     def _latent_rows(self, symbols: np.ndarray) -> np.ndarray:
@@ -690,10 +690,7 @@ class ExactHyperprior:
         y = np.empty(tables.means.size, dtype=np.int64)
         at, n_over, fits = nz, 0, True
         for perm in tables.perms:
-            coded = flat[at : at + perm.size].astype(np.int64)
-            h = tables.halves(perm)
-            values = coded - h
-            over = coded == 2 * h + 1
+            values, over, h = tables.columns(perm, flat[at : at + perm.size].astype(np.int64))
             esc = escapes[n_over : n_over + int(over.sum())]
             n_over += int(over.sum())
             fits = fits and esc.size == int(over.sum()) and bool(np.all(np.abs(esc) > h[over]))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.hyperprior import Hyperprior, HyperpriorConfig
+from ..models.hyperprior import CTX_LAYERS, EXACT_LAYERS, Hyperprior, HyperpriorConfig
 from .data import CropSampler, TorchCropSampler, load_folder, val_crops
 from .loop import LoopConfig, finished_run, machine, open_run, train, write_card
 
@@ -149,21 +149,24 @@ JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
 def jpeg_curve(crops: list[np.ndarray]) -> tuple[list[float], list[float]]:
-    """JPEG on the validation crops at :data:`JPEG_QUALITIES`: (bits per pixel, PSNR), each pooled
-    over the crops as :func:`exact_results` pools them (payload bytes; neither side counts a frame)."""
+    """The bench's JPEG codec on the validation crops at :data:`JPEG_QUALITIES`: (bits per pixel,
+    PSNR), each pooled over the crops as :func:`exact_results` pools them (payload bytes: neither
+    side counts a frame)."""
     import io
 
     from PIL import Image
 
+    from ..registry import get_codec
+
+    jpeg = get_codec("jpeg")
     bpps, psnrs = [], []
     for q in JPEG_QUALITIES:
         bits = sq = pixels = 0.0
         for c in crops:
             rgb = np.ascontiguousarray(c.transpose(1, 2, 0))
-            buf = io.BytesIO()
-            Image.fromarray(rgb).save(buf, format="JPEG", quality=q, subsampling="4:2:0", optimize=True)
-            px = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), np.float64)
-            bits += 8 * buf.tell()
+            payload = jpeg.encode(Image.fromarray(rgb), quality=q).payload
+            px = np.asarray(Image.open(io.BytesIO(payload)).convert("RGB"), np.float64)
+            bits += 8 * len(payload)
             sq += float(((px - rgb) ** 2).sum())
             pixels += rgb.shape[0] * rgb.shape[1]
         bpps.append(bits / pixels)
@@ -266,9 +269,9 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
                 p.copy_(t[name].float())
         model.log_gain.copy_(extend_ladder(t["gain.log"], config.levels))
         model.log_igain.copy_(extend_ladder(t["gain.ilog"], config.levels))
-        layers = [(f"h_s.{n}", getattr(model.h_s, n)) for n in ("l1", "l2", "l3")]
+        layers = [(f"h_s.{n}", getattr(model.h_s, n)) for n in EXACT_LAYERS]
         if exact.cfg.context != "none":
-            layers += [(f"ctx.{n}", getattr(model.ctx, n)) for n in ("c", "e1", "e2")]
+            layers += [(f"ctx.{n}", getattr(model.ctx, n)) for n in CTX_LAYERS]
         for name, q in layers:
             q.weight.copy_(t[f"{name}.weight"].double() / 2.0**q.w_fmt.frac_bits)
             q.bias.copy_(t[f"{name}.bias"].double() / 2.0**q.b_fmt.frac_bits)
