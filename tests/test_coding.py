@@ -55,6 +55,34 @@ def test_one_shot_equals_object_api():
     np.testing.assert_array_equal(decode(encode(s, f), f), s)
 
 
+def test_one_table_runs_equal_per_symbol_rows_and_mix_with_groups():
+    """encode_iid codes the same bits as the same table repeated per symbol, between other groups."""
+    rng = np.random.default_rng(5)
+    row = _random_tables(rng, 1, 300)[0]
+    s = _sample(rng, np.broadcast_to(row, (5000, 300)).copy())
+    other = _random_tables(rng, 40, 7)
+    o = _sample(rng, other)
+    a, b = RangeEncoder(), RangeEncoder()
+    a.encode(o, other)
+    a.encode_iid(s, row)
+    a.encode(o, other)
+    b.encode(o, other)
+    b.encode(s, np.broadcast_to(row, (s.size, 300)).copy())
+    b.encode(o, other)
+    assert a.ideal_bits == pytest.approx(b.ideal_bits, rel=1e-12)
+    payload = a.finish()
+    assert payload == b.finish()
+    dec = RangeDecoder(payload)
+    np.testing.assert_array_equal(dec.decode(other), o)
+    np.testing.assert_array_equal(dec.decode_iid(row, s.size), s)
+    np.testing.assert_array_equal(dec.decode(other), o)
+    assert dec.maybe_exhausted()
+    with pytest.raises(ValueError):
+        RangeEncoder().encode_iid(np.array([300]), row)  # beyond the table
+    with pytest.raises(ExactnessError):
+        RangeEncoder().encode_iid(np.array([0]), np.array([0, 5]))  # a zero-width bin
+
+
 def test_near_certain_symbol_both_outcomes():
     k, total = 256, 2**16
     f = np.ones((2000, k), dtype=np.int64)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -181,8 +182,9 @@ def test_rate_control_meets_psnr_and_bpp(any_tiny):
     blob2 = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget)
     assert 8 * len(blob2) / (img.width * img.height) <= budget
     assert container.read_header(blob2).params["quality"] >= q - 1e-9
-    with pytest.raises(UnsupportedInputError, match=r"beyond this model \(quality 5 reaches \d+\.\d\d dB\)"):
-        gencodec.compress(img, codec="hyperprior", model=path, psnr=99.0)
+    exact = gencodec.compress(img, codec="hyperprior", model=path, psnr=99.0)  # beyond the model: a residual layer
+    assert container.read_header(exact).params["step"] == 1
+    assert np.array_equal(np.asarray(gencodec.decompress(exact, model=path)), np.asarray(img))  # on this machine
     with pytest.raises(UnsupportedInputError, match=r"below what quality -1 needs \(0\.\d{4} bits per pixel\)"):
         gencodec.compress(img, codec="hyperprior", model=path, bpp=0.001)
 
@@ -209,7 +211,17 @@ def test_rate_control_goes_beyond_the_ladder(tiny_path):
     target = (psnr(top, img) + psnr(q_high, img)) / 2
     blob = gencodec.compress(img, codec="hyperprior", model=path, psnr=target)
     assert psnr(gencodec.decompress(blob, model=path), img) >= target
-    assert 3 < container.read_header(blob).params["quality"] <= 5
+    params = container.read_header(blob).params  # extrapolated gains, or a residual layer over the ladder
+    assert 3 < params["quality"] <= 5 if "step" not in params else 1 <= params["quality"] <= 3
+    # the residual layers competed: this file is no larger than the extrapolated quality that meets it
+    from gencodec.codecs.hyperprior import RATE_STEPS
+
+    lo_q, hi_q = 3.0, 5.0
+    for _ in range(RATE_STEPS):  # the codec's own bisection of the extrapolated qualities
+        mid = (lo_q + hi_q) / 2
+        out = gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=mid), model=path)
+        lo_q, hi_q = (lo_q, mid) if psnr(out, img) >= target else (mid, hi_q)
+    assert len(blob) <= len(gencodec.compress(img, codec="hyperprior", model=path, quality=hi_q))
 
 
 def _edit(blob: bytes, **changes) -> bytes:
@@ -534,3 +546,84 @@ def test_hyperprior_recipe_resumes_to_the_same_weights(photos, tmp_path):
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert set(a) == set(b) and any(k.startswith("ctx.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
+def test_a_residual_layer_refines_what_the_decoder_restores(tiny_cb_path, mode):
+    """quality + step: the latents plus the difference to their pixels in steps of ``step``: a higher
+    PSNR, errors within step / 2 of the image, what the encoder measured, in every mode."""
+    img, path = photo(70, 45, mode, seed=2), str(tiny_cb_path)
+    plain = gencodec.compress(img, codec="hyperprior", model=path, quality=2)
+    base = gencodec.decompress(plain, model=path)
+    colour = "L" if mode in ("L", "LA") else "RGB"
+    last = psnr(base.convert(colour), img.convert(colour))
+    for step in (31, 9, 3, 1):
+        report = gencodec.compress_report(img, codec="hyperprior", model=path, quality=2, step=step)
+        params = container.read_header(report.blob).params
+        assert params["quality"] == 2 and params["step"] == step  # "latents": the checksum covers the layer too
+        assert params["latents"] != container.read_header(plain).params["latents"]
+        out = gencodec.decompress(report.blob, model=path)
+        assert out.mode == mode and out.size == img.size
+        err = np.abs(np.asarray(out.convert(colour), np.int64) - np.asarray(img.convert(colour), np.int64))
+        assert err.max() <= step // 2
+        p = psnr(out.convert(colour), img.convert(colour))
+        assert p > last and report.stats["psnr"] == pytest.approx(min(p, 120), abs=1e-6) or step == 1
+        assert report.stats["residual_step"] == step
+        last = p
+        if "A" in mode:
+            assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
+    assert np.array_equal(np.asarray(out), np.asarray(img))  # step 1: the image itself, on this machine
+    with pytest.raises(UnsupportedInputError, match="step goes with quality"):
+        gencodec.compress(img, codec="hyperprior", model=path, psnr=30.0, step=3)
+    with pytest.raises(UnsupportedInputError, match="step must be an integer from 1 to 255"):
+        gencodec.compress(img, codec="hyperprior", model=path, quality=2, step=0)
+
+
+def test_rate_control_beyond_the_ladder_s_top_uses_residual_layers(tiny_path):
+    """A PSNR above what any quality reaches is met by a residual layer (the smallest such file);
+    a budget above what the top quality can spend buys a higher PSNR than it restores."""
+    img, path = photo(128, 96, seed=4), str(tiny_path)
+    n = img.width * img.height
+    top = gencodec.compress(img, codec="hyperprior", model=path, quality=5)  # the extrapolated end
+    p_top = psnr(gencodec.decompress(top, model=path), img)
+    sizes = []
+    for target in (p_top + 2, p_top + 6):
+        blob = gencodec.compress(img, codec="hyperprior", model=path, psnr=target)
+        params = container.read_header(blob).params
+        assert "step" in params and 1 <= params["quality"] <= 3  # a layer over a trained point
+        assert psnr(gencodec.decompress(blob, model=path), img) >= target
+        sizes.append(len(blob))
+    assert sizes[0] < sizes[1]
+    budget = 2 * 8 * len(top) / n
+    blob = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget)
+    assert 8 * len(blob) / n <= budget and "step" in container.read_header(blob).params
+    assert psnr(gencodec.decompress(blob, model=path), img) > p_top
+
+
+def test_damaged_residual_layers_give_one_error(tiny_path):
+    """The codec's own checks (the frame's checksums aside): a bad step, a frame without a layer
+    that claims one, truncated layers, damaged tables."""
+    import dataclasses
+
+    path = str(tiny_path)
+    codec = get_codec("hyperprior", model=path)
+    header, payload = container.unpack(gencodec.compress(photo(), codec="hyperprior", model=path, quality=2, step=5))
+    assert np.asarray(codec.decode(payload, header)).shape == (45, 70, 3)
+
+    def decode(payload=payload, **params):
+        return codec.decode(payload, dataclasses.replace(header, params={**header.params, **params}))
+
+    for step in (0, 256, 2.5, True, "5"):
+        with pytest.raises(CorruptFileError, match="bad residual step"):
+            decode(step=step)
+    plain_header, plain = container.unpack(gencodec.compress(photo(), codec="hyperprior", model=path, quality=2))
+    with pytest.raises(CorruptFileError):
+        codec.decode(plain, dataclasses.replace(plain_header, params={**plain_header.params, "step": 5}))
+    n_stream_at = 4 + 4 + struct.unpack_from("<I", payload, 4)[0]  # alpha (none), escapes, then the stream length
+    layer_at = n_stream_at + 4 + struct.unpack_from("<I", payload, n_stream_at)[0]
+    flipped = bytearray(payload)
+    flipped[-9] ^= 0x10  # in the layer's symbols: other residuals, caught by the checksum
+    for bad in (payload[:-1], payload[:-4], payload[: layer_at + 3], payload[:layer_at], bytes(flipped),
+                payload[: layer_at + 4] + bytes([payload[layer_at + 4] ^ 0xFF]) + payload[layer_at + 5 :]):
+        with pytest.raises(CorruptFileError):
+            decode(bad)

@@ -27,6 +27,7 @@ import io
 import math
 import struct
 import zlib
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,20 +36,26 @@ from PIL import Image
 from ..codec import Encoded, Param
 from ..errors import CorruptFileError, GencodecError, UnsupportedInputError
 from ..models import zoo
+from . import residual
 from .neural import NeuralCodec
 
 __all__ = ["HyperpriorCodec", "DEFAULT_QUALITY", "FRAME_ALLOWANCE"]
 
 DEFAULT_QUALITY = 4.0
 RATE_STEPS = 9  # bisection steps of rate control (the quality interval shrinks by 2**-9)
+LAYER_BASES = 4  # rate control tries residual layers over this many ladder points below its answer
 EXTRAPOLATE = 2.0  # qualities reach this many ladder steps beyond each end of the ladder (extrapolated gains)
 #: bytes of frame around the payload that ``bpp`` budgets for when the caller does not say (the
 #: API passes the exact frame size: ``frame_size(params, payload_length)``)
 FRAME_ALLOWANCE = 160
 
 
-def _crc(symbols: np.ndarray) -> str:
-    return f"{zlib.crc32(np.ascontiguousarray(symbols, dtype='<i4').tobytes()) & 0xFFFFFFFF:08x}"
+def _crc(symbols: np.ndarray, residual_symbols: np.ndarray | None = None) -> str:
+    """CRC-32 of the symbols, then of a residual layer's symbols (int32 little-endian)."""
+    crc = zlib.crc32(np.ascontiguousarray(symbols, dtype="<i4").tobytes())
+    if residual_symbols is not None:
+        crc = zlib.crc32(np.ascontiguousarray(residual_symbols, dtype="<i4").tobytes(), crc)
+    return f"{crc & 0xFFFFFFFF:08x}"
 
 
 def pack_escapes(values: np.ndarray) -> bytes:
@@ -83,6 +90,144 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
+RESIDUAL_CLASSES = 8  # activity classes of the residual layer's contexts
+RESIDUAL_CLASS_WIDTH = 6  # of the mean scale index over the latent channels (chosen on held-out training photos)
+
+
+def residual_classes(tables: Any, height: int, width: int) -> np.ndarray:
+    """The residual layer's class of each pixel (H, W): the mean scale index of the latents above it
+    (a latent covers 16 x 16 pixels) in classes of RESIDUAL_CLASS_WIDTH -- from the exact tables,
+    so both sides agree."""
+    idx = tables.idx  # (M, 4h, 4w) int64
+    cls = np.minimum(RESIDUAL_CLASSES - 1, idx.sum(0) // (RESIDUAL_CLASS_WIDTH * idx.shape[0]))
+    return np.repeat(np.repeat(cls, 16, 0), 16, 1)[:height, :width]
+
+
+@dataclass
+class _Trial:
+    """One candidate file: the latents at a quality, perhaps a residual layer over them."""
+
+    q: float
+    sym: np.ndarray
+    y_sym: np.ndarray
+    means: np.ndarray
+    tables: Any
+    escapes: bytes
+    stream: bytes
+    ideal: float  # the latents' code length (bits)
+    clamped: int
+    step: int | None = None
+    layer: residual.Layer | None = None
+    base: np.ndarray | None = None  # what the latents restore (the target's mode), once computed
+    psnr: float | None = None
+
+    def body(self) -> bytes:
+        """The payload after the alpha section."""
+        head = struct.pack("<I", len(self.escapes)) + self.escapes
+        if self.layer is None:
+            return head + self.stream
+        return head + struct.pack("<I", len(self.stream)) + self.stream + self.layer.data
+
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {"quality": self.q,
+                             "latents": _crc(self.sym, None if self.layer is None else self.layer.symbols)}
+        if self.step is not None:
+            p["step"] = self.step
+        return p
+
+    def ideal_bits(self, payload: int) -> float:
+        """The code length: the latents' and the residual symbols' ideal bits, every other byte of a
+        payload of this length at its size."""
+        coded = len(self.stream) + (0 if self.layer is None else len(self.layer.data))
+        extra = 0.0 if self.layer is None else self.layer.ideal_bits + 8 * (len(self.layer.data) - self.layer.stream_bytes)
+        return self.ideal + extra + 8 * (payload - coded)
+
+
+class _Coder:
+    """The encoder's trials for one image: the analysis once, then latents per quality, pixels and
+    PSNR on demand, residual layers over a trial."""
+
+    def __init__(self, model: Any, rgb: np.ndarray, target: np.ndarray, n_alpha: int, frame_size: Any):
+        self.model, self.target, self.n_alpha, self.frame_size = model, target, n_alpha, frame_size
+        self.analysis = model.analyse(rgb)
+        self.n_pixels = rgb.shape[0] * rgb.shape[1]
+
+    def trial(self, q: float) -> _Trial:
+        from ..exact import driver
+
+        a = self.analysis
+        sym, y_sym, means = a.at(q)
+        stream, ideal = driver.encode(self.model, sym)
+        return _Trial(q, sym, y_sym, means, a.tables, pack_escapes(a.escapes), stream, ideal, a.clamped)
+
+    def base(self, t: _Trial) -> np.ndarray:
+        if t.base is None:
+            px = self.analysis.pixels(t.y_sym, t.means, t.q)
+            t.base = np.asarray(Image.fromarray(px).convert("L")) if self.target.ndim == 2 else px
+        return t.base
+
+    def pixels(self, t: _Trial) -> np.ndarray:
+        """What decompress restores from this trial on this machine."""
+        return self.base(t) if t.layer is None else t.layer.reconstruction
+
+    def psnr(self, t: _Trial) -> float:
+        if t.psnr is None:
+            t.psnr = _psnr(self.pixels(t), self.target)
+        return t.psnr
+
+    def size(self, t: _Trial) -> int:
+        """The frame's bytes (exact when the API passed ``frame_size``)."""
+        n = 4 + self.n_alpha + len(t.body())
+        return n + FRAME_ALLOWANCE if self.frame_size is None else self.frame_size(t.params(), n)
+
+    def classes(self, t: _Trial) -> np.ndarray:
+        return residual_classes(t.tables, self.analysis.height, self.analysis.width)
+
+    def layered(self, t: _Trial, step: int) -> _Trial:
+        layer = residual.encode(self.target, self.base(t), step, self.classes(t))
+        return replace(t, step=step, layer=layer, psnr=None)
+
+    def step_for_psnr(self, t: _Trial, value: float) -> int:
+        """The largest step whose layer over ``t`` reaches ``value`` dB (step 1 restores the image)."""
+        base = self.base(t)
+
+        def reaches(step: int) -> bool:
+            return _psnr(residual.quantize(self.target, base, step)[1], self.target) >= value
+
+        if reaches(255):
+            return 255
+        a, b = 1, 255  # a reaches it, b does not
+        while b - a > 1:
+            mid = (a + b) // 2
+            a, b = (mid, b) if reaches(mid) else (a, mid)
+        return a
+
+    def step_for_bpp(self, t: _Trial, value: float) -> _Trial | None:
+        """``t`` with the layer of the smallest step that keeps the file within ``value`` bits per
+        pixel, or None if even step 255 does not fit."""
+        def fits(step: int) -> _Trial | None:
+            c = self.layered(t, step)
+            return c if 8 * self.size(c) / self.n_pixels <= value else None
+
+        if 8 * self.size(t) / self.n_pixels > value:
+            return None
+        best = fits(255)
+        if best is None:
+            return None
+        low = fits(1)
+        if low is not None:
+            return low
+        a, b = 1, 255  # a does not fit, b does
+        while b - a > 1:
+            mid = (a + b) // 2
+            c = fits(mid)
+            if c is None:
+                a = mid
+            else:
+                b, best = mid, c
+        return best
+
+
 class HyperpriorCodec(NeuralCodec):
     name = "hyperprior"
     kind = "lossy-image"
@@ -102,7 +247,9 @@ class HyperpriorCodec(NeuralCodec):
         return (Param("quality", "float", min(DEFAULT_QUALITY, float(L)), lo, hi,
                       f"position on the model's ladder 1..{L} (fractions interpolate; beyond it, extrapolated gains)"),
                 Param("psnr", "float", None, 0, 100, "rate control: the smallest file with at least this PSNR"),
-                Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"))
+                Param("bpp", "float", None, 0, 64, "rate control: the best PSNR within this many bits per pixel"),
+                Param("step", "int", None, 1, 255, "with quality: a residual layer, the difference to the decoded "
+                      "image in steps of this size (smaller: higher PSNR, more bits)"))
 
     def __init__(self, model=None):
         super().__init__(model)
@@ -153,96 +300,100 @@ class HyperpriorCodec(NeuralCodec):
 
     # -- encode ---------------------------------------------------------------------------------
     def encode(self, img: Image.Image, **params: Any) -> Encoded:
-        from ..exact import driver
-
         self.check_mode(img)
         params = dict(params)
         frame_size = params.pop("frame_size", None)
+        step = params.pop("step", None)
         kind = self._target(params)
         value = params.get(kind, min(DEFAULT_QUALITY, float(self.n_qualities)))
+        if step is not None:
+            if kind != "quality":
+                raise UnsupportedInputError(f"codec {self.name!r}: step goes with quality (rate control "
+                                            f"chooses its own residual layer)")
+            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step <= 255:
+                raise UnsupportedInputError(f"codec {self.name!r}: step must be an integer from 1 to 255, not {step!r}")
         if img.width < 1 or img.height < 1:
             raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")
         if max(img.size) > self.MAX_SIDE:
             raise UnsupportedInputError(f"codec {self.name!r} codes images up to {self.MAX_SIDE} pixels a side")
-        rgb = np.asarray(img.convert("RGB"))
         alpha = self._alpha(img)
-        model = self.model
-        analysis = model.analyse(rgb)
-        target = np.asarray(img.convert("L")) if img.mode in ("L", "LA") else rgb
-        n_pixels = img.width * img.height
-
-        def trial(q: float):
-            sym, y_sym, means = analysis.at(q)
-            stream, ideal = driver.encode(model, sym)
-            escapes = pack_escapes(analysis.escapes)
-            body = struct.pack("<I", len(escapes)) + escapes + stream  # escapes count at their size
-            return sym, y_sym, means, body, ideal + 8 * (len(body) - len(stream)), analysis.clamped
-
-        def restored(y_sym, means, q):
-            px = analysis.pixels(y_sym, means, q)
-            return np.asarray(Image.fromarray(px).convert("L")) if target.ndim == 2 else px
-
+        target = np.asarray(img.convert("L")) if img.mode in ("L", "LA") else np.asarray(img.convert("RGB"))
+        coder = _Coder(self.model, np.asarray(img.convert("RGB")), target, len(alpha), frame_size)
         if kind == "quality":
-            q = self._quality(value)
-            sym, y_sym, means, stream, ideal, clamped = trial(q)
+            best = coder.trial(self._quality(value))
+            if step is not None:
+                best = coder.layered(best, int(step))
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UnsupportedInputError(f"codec {self.name!r}: {kind} must be a positive number, not {value!r}")
-            def size(res, q) -> int:
-                n = len(res[3]) + len(alpha) + 4
-                if frame_size is None:
-                    return n + FRAME_ALLOWANCE
-                return frame_size({"quality": q, "latents": _crc(res[0])}, n)
+            best = self._rate_control(coder, kind, float(value))
+        payload = struct.pack("<I", len(alpha)) + alpha + best.body()
+        stats = {"ideal_bits": best.ideal_bits(len(payload)), "model_ideal_bits": best.ideal,
+                 "quality": best.q, "clamped_latents": best.clamped, "psnr": coder.psnr(best),
+                 "residual_step": best.step}
+        return Encoded(payload, best.params(), stats)
 
-            def good(res, q) -> bool:
-                if kind == "psnr":
-                    return _psnr(restored(res[1], res[2], q), target) >= value
-                return 8 * size(res, q) / n_pixels <= value
+    def _rate_control(self, coder: "_Coder", kind: str, value: float) -> "_Trial":
+        """psnr: the smallest file that reaches it; bpp: the best PSNR that fits. The ladder first,
+        bisecting the continuous quality; then residual layers over the LAYER_BASES trained points
+        below the answer (the ladder's top ones when the target lies beyond it: a PSNR no quality
+        reaches, or bits the top cannot use) compete with it."""
+        if kind == "psnr":
+            def good(t: _Trial) -> bool:
+                return coder.psnr(t) >= value
+        else:
+            def good(t: _Trial) -> bool:
+                return 8 * coder.size(t) / coder.n_pixels <= value
 
-            # psnr: the smallest quality that reaches it; bpp: the largest that fits. The points in
-            # order from the likeliest to succeed: the extrapolated end, the ladder's end, the ladder's
-            # other end, the extrapolated other end. The ladder's ends are tried first; ``ok`` ends as
-            # a point known to succeed and ``other`` as its neighbour that does not (then bisected).
-            want_low = kind == "psnr"
-            lo, hi = self.quality_range
-            l_top = float(self.n_qualities)
-            far_ok, end_ok, end_other, far_other = (hi, l_top, 1.0, lo) if want_low else (lo, 1.0, l_top, hi)
-            ok, res_ok = end_ok, trial(end_ok)
-            if not good(res_ok, ok):  # the ladder cannot: its extrapolated end, then bisect up to it
-                res_far = trial(far_ok)
-                if not good(res_far, far_ok):
-                    if want_low:
-                        best = _psnr(restored(res_far[1], res_far[2], far_ok), target)
-                        what = f"PSNR {value} dB is beyond this model (quality {far_ok:g} reaches {best:.2f} dB)"
-                    else:
-                        least = 8 * size(res_far, far_ok) / n_pixels
-                        what = (f"{value} bits per pixel is below what quality {far_ok:g} needs "
-                                f"({least:.4f} bits per pixel)")
-                    raise UnsupportedInputError(f"codec {self.name!r}: {what}")
-                ok, res_ok, other = far_ok, res_far, end_ok
+        # the points in order from the likeliest to succeed: the extrapolated end, the ladder's end,
+        # the ladder's other end, the extrapolated other end. ``ok`` ends as a point known to
+        # succeed and ``other`` as its neighbour that does not (then bisected).
+        want_low = kind == "psnr"
+        lo, hi = self.quality_range
+        l_top = float(self.n_qualities)
+        far_ok, end_ok, end_other, far_other = (hi, l_top, 1.0, lo) if want_low else (lo, 1.0, l_top, hi)
+        beyond_top = False  # the target lies beyond the ladder's top
+        ok: _Trial | None = coder.trial(end_ok)
+        other = None
+        if not good(ok):  # the ladder cannot: its extrapolated end, then bisect up to it
+            beyond_top = want_low
+            far = coder.trial(far_ok)
+            if good(far):
+                ok, other = far, end_ok
+            elif want_low:
+                ok = None  # only a residual layer reaches it
+            else:
+                least = 8 * coder.size(far) / coder.n_pixels
+                raise UnsupportedInputError(f"codec {self.name!r}: {value} bits per pixel is below what quality "
+                                            f"{far_ok:g} needs ({least:.4f} bits per pixel)")
+        else:
+            res = coder.trial(end_other)
+            if good(res):  # the whole ladder meets it: then perhaps beyond its other end too
+                beyond_top = not want_low
+                ok, other = res, far_other
+                res = coder.trial(other)
+                if good(res):
+                    ok, other = res, None
             else:
                 other = end_other
-                res = trial(other)
-                if good(res, other):  # the whole ladder meets it: then perhaps beyond its other end too
-                    ok, res_ok, other = other, res, far_other
-                    res = trial(other)
-                    if good(res, other):
-                        ok, res_ok = other, res
-            if other != ok:
-                for _ in range(RATE_STEPS):
-                    mid = (ok + other) / 2
-                    res = trial(mid)
-                    if good(res, mid):
-                        ok, res_ok = mid, res
-                    else:
-                        other = mid
-            q = ok
-            sym, y_sym, means, stream, ideal, clamped = res_ok
-        measured = _psnr(restored(y_sym, means, q), target)  # what decompress restores on this machine
-        payload = struct.pack("<I", len(alpha)) + alpha + stream
-        stats = {"ideal_bits": ideal + 8 * (len(alpha) + 4), "model_ideal_bits": ideal, "quality": q,
-                 "clamped_latents": clamped, "psnr": measured}
-        return Encoded(payload, {"quality": q, "latents": _crc(sym)}, stats)
+        if ok is not None and other is not None:
+            a, b = ok.q, other
+            for _ in range(RATE_STEPS):
+                mid = (a + b) / 2
+                res = coder.trial(mid)
+                if good(res):
+                    ok, a = res, mid
+                else:
+                    b = mid
+        # residual layers over the ladder points below the answer compete: above the middle of the
+        # shipped ladder, a layer over a lower point is often the smaller file (held-out photos)
+        top = self.n_qualities if ok is None or beyond_top else min(self.n_qualities, math.ceil(ok.q) - 1)
+        bases = [coder.trial(float(q)) for q in range(max(1, top - LAYER_BASES + 1), top + 1)]
+        if want_low:
+            layered = [coder.layered(t, coder.step_for_psnr(t, value)) for t in bases]
+            return min([t for t in (ok, *layered) if t is not None], key=coder.size)
+        layered = [t for t in (coder.step_for_bpp(b, value) for b in bases) if t is not None]
+        return max([ok, *layered], key=lambda t: (coder.psnr(t), -coder.size(t)))
 
     @staticmethod
     def _alpha(img: Image.Image) -> bytes:
@@ -260,8 +411,12 @@ class HyperpriorCodec(NeuralCodec):
         if header.mode not in self.modes:
             raise CorruptFileError(f"a {self.name} frame cannot hold image mode {header.mode!r}")
         params = dict(header.params or {})
-        if set(params) != {"quality", "latents"}:
-            raise CorruptFileError(f"{self.name} frame params must be quality and latents, not {sorted(params)}")
+        if set(params) not in ({"quality", "latents"}, {"quality", "latents", "step"}):
+            raise CorruptFileError(f"{self.name} frame params must be quality, latents and perhaps step, "
+                                   f"not {sorted(params)}")
+        step = params.get("step")
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= 255):
+            raise CorruptFileError(f"{self.name} frame: bad residual step {step!r}")
         try:
             q = self._quality(params["quality"])
         except UnsupportedInputError:
@@ -278,12 +433,23 @@ class HyperpriorCodec(NeuralCodec):
         if 4 + n_esc > len(rest):
             raise CorruptFileError(f"{self.name} payload: bad escapes section")
         escapes, stream = unpack_escapes(rest[4 : 4 + n_esc]), rest[4 + n_esc :]
+        layer = b""
+        if step is not None:  # u32 stream length | stream | residual layer
+            if len(stream) < 4 or 4 + struct.unpack_from("<I", stream)[0] > len(stream):
+                raise CorruptFileError(f"{self.name} payload: bad latent stream section")
+            n_stream = struct.unpack_from("<I", stream)[0]
+            stream, layer = stream[4 : 4 + n_stream], stream[4 + n_stream :]
         model = self.model
         shape = model.symbol_shape(header.height, header.width)
         sym = driver.decode(model, shape, stream)
-        if _crc(sym) != params["latents"]:
+        q_res, classes = None, None
+        if step is not None:  # the layer's symbols need only the exact tables
+            classes = residual_classes(model.complete_tables(sym), header.height, header.width)
+            channels = () if header.mode in ("L", "LA") else (3,)
+            q_res = residual.decode_symbols(layer, step, classes, (header.height, header.width, *channels))
+        if _crc(sym, q_res) != params["latents"]:
             raise CorruptFileError("latents differ from the encoder's (checksum): the file is damaged, or this "
-                                   "machine computed other tables (please report)")
+                                   "machine computed other tables (please report)")  # (a residual layer's too)
         try:
             px = model.synthesise(sym, q, header.height, header.width, escapes)
         except ValueError as e:
@@ -291,6 +457,8 @@ class HyperpriorCodec(NeuralCodec):
         img = Image.fromarray(px)
         if header.mode in ("L", "LA"):
             img = img.convert("L")
+        if q_res is not None:
+            img = Image.fromarray(residual.apply(np.asarray(img), q_res, step))
         if n_alpha:
             try:
                 a = Image.open(io.BytesIO(alpha_png))

@@ -6,7 +6,8 @@ works). The tables reach constriction as float64, which holds such integers exac
 ``Categorical(perfect=False)`` on both sides, so encoder and decoder quantize them identically.
 Symbols are coded in groups (one constriction call per group, never a Python call per symbol);
 the coder is a queue, so groups are decoded in the order they were encoded, and the decoder
-must present the very same table rows for each group.
+must present the very same table rows for each group. A long run of symbols under one table is
+one call too (``encode_iid`` / ``decode_iid``, without an (N, K) array).
 
 Example::
 
@@ -138,6 +139,21 @@ class RangeEncoder:
         self.ideal_bits += _ideal_bits(sym, table, None if validate else total)
         self._coder.encode(sym, _CATEGORICAL, table)
 
+    def encode_iid(self, symbols: np.ndarray, freq: np.ndarray) -> None:
+        """Encode ``symbols`` (N,) ints in [0, K), every one under the same table ``freq`` (K,)
+        (one constriction call, no (N, K) array: for long runs of symbols sharing a table)."""
+        if self._finished:
+            raise RuntimeError("encoder already finished")
+        row = check_freqs(np.asarray(freq)[None])[0]
+        sym = _check_symbols(symbols, np.size(symbols) if np.ndim(symbols) == 1 else -1, row.size)
+        if sym.size == 0:
+            return
+        self.n_symbols += int(sym.size)
+        if row.size == 1:
+            return
+        self.ideal_bits += float(sym.size * np.log2(row.sum()) - np.sum(np.log2(row[sym])))
+        self._coder.encode(sym, constriction.stream.model.Categorical(row, perfect=False))
+
     @property
     def n_bits(self) -> int:
         """Bits the stream would take if finished now (a multiple of 32)."""
@@ -170,6 +186,19 @@ class RangeDecoder:
         try:
             out = self._coder.decode(_CATEGORICAL, table)
         except Exception as exc:  # constriction reports damaged streams as generic errors
+            raise CorruptFileError(f"range decoder failed: {exc}") from exc
+        return np.asarray(out, dtype=np.int64)
+
+    def decode_iid(self, freq: np.ndarray, n: int) -> np.ndarray:
+        """Decode ``n`` symbols written by :meth:`RangeEncoder.encode_iid` under ``freq`` (K,) -> (n,) int64."""
+        row = check_freqs(np.asarray(freq)[None])[0]
+        if n < 0:
+            raise ValueError(f"cannot decode {n} symbols")
+        if n == 0 or row.size == 1:
+            return np.zeros(n, dtype=np.int64)
+        try:
+            out = self._coder.decode(constriction.stream.model.Categorical(row, perfect=False), int(n))
+        except Exception as exc:
             raise CorruptFileError(f"range decoder failed: {exc}") from exc
         return np.asarray(out, dtype=np.int64)
 

@@ -717,6 +717,7 @@ class Analysis:
         self.model = model
         self.clamped = 0  # hyper-latents of the last :meth:`at` beyond their tables (coded at the ends)
         self.escapes = np.zeros(0, np.int64)  # latents beyond their tables, in coding order (exact)
+        self.tables: _Tables | None = None  # the last :meth:`at`'s tables (every phase), as the decoder computes them
         self.height, self.width = rgb.shape[:2]
         ph, pw = -(-self.height // 64) * 64, -(-self.width // 64) * 64
         x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
@@ -758,6 +759,7 @@ class Analysis:
             cols.append(np.where(over, 2 * h + 1, v + h))  # 2h + 1: the overflow symbol
             escapes.append(v[over])
         self.escapes = np.concatenate(escapes)
+        self.tables = tables
         sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), *cols]).reshape(m.symbol_shape_of(z_sym))
         return sym, y_sym.reshape(tables.means.shape), tables.means
 
