@@ -1,26 +1,36 @@
 """``hyperprior``: the learned lossy image codec (gencodec.models.hyperprior), with rate control.
 
-Parameters (one of them): ``quality`` -- a number in [1 - EXTRAPOLATE, L + EXTRAPOLATE] (L = the
-ladder's length, which the declared range follows; default 4, or L if smaller). Qualities 1..L are
-the trained ladder, fractions interpolate its gains geometrically, and beyond either end the gains
-are extrapolated from the end pair (coarser or finer steps than any trained point: a lower or higher
-rate than the ladder reaches, at a less efficient trade-off than a trained point would give; chosen
-on held-out training photos, where rate and PSNR stay monotone over the whole range). ``psnr`` --
-the smallest file whose PSNR is at least this; ``bpp`` -- the best PSNR whose file (its frame
-included) has at most this many bits per pixel. Rate control tries the ladder's end first and goes
-beyond it only when the ladder cannot meet the target, then bisects the continuous quality
-(RATE_STEPS tries, each reusing the one analysis transform: only the hyper-transforms, the coder
-and -- for ``psnr`` -- the synthesis run again).
+Parameters (one of quality, psnr and bpp): ``quality`` -- a number in [1 - EXTRAPOLATE, L +
+EXTRAPOLATE] (L = the ladder's length, which the declared range follows; default 4, or L if
+smaller). Qualities 1..L are the trained ladder, fractions interpolate its gains geometrically, and
+beyond either end the gains are extrapolated from the end pair (coarser or finer steps than any
+trained point: a lower or higher rate than the ladder reaches, at a less efficient trade-off than a
+trained point would give; chosen on held-out training photos, where rate and PSNR stay monotone
+over the whole range). ``step`` (with quality) -- a residual layer (:mod:`.residual`): the
+difference between the image and what the latents restore, in steps of this size (1 to 255; step 1
+restores the encoder's pixels, but another machine's float synthesis may differ by a level in a
+few pixels, so it is not a lossless mode). ``psnr`` -- the smallest file whose PSNR is at least
+this; ``bpp`` -- the best PSNR whose file (its frame included) has at most this many bits per pixel.
+
+Rate control tries the ladder's end first and goes beyond it only when the ladder cannot meet the
+target, then bisects the continuous quality (RATE_STEPS tries, each reusing the one analysis
+transform: only the hyper-transforms, the coder and -- for ``psnr`` -- the synthesis run again).
+Then residual layers over the LAYER_BASES trained points below the answer compete (the ladder's
+top ones when no quality meets the target): for each, the largest step that reaches the PSNR, or
+the smallest that fits the budget (bisected; a layer costs no network pass). The transforms cap
+the PSNR a quality reaches; a layer has none, so every PSNR target is met.
 
 Modes: RGB; L through replication (restored as L); RGBA and LA with the alpha plane coded
-losslessly beside the colour (PNG). The frame stores the quality and a checksum of the latents
-(CRC-32 of the symbols), which decoding verifies before any pixel is made.
+losslessly beside the colour (PNG). The frame stores the quality, the step when there is a layer,
+and a checksum (CRC-32) of the latent symbols and then the layer's, which decoding verifies before
+any pixel is made.
 
 Payload: ``u32 alpha length | alpha PNG | u32 escapes length | escapes | range-coded symbols``
-(no alpha: length 0). Escapes: the latents beyond their tables (coded as the overflow symbol), in
-coding order, zigzag LEB128 varints.
+(no alpha: length 0); with a layer, ``... | escapes | u32 symbols length | range-coded symbols |
+layer``. Escapes: the latents beyond their tables (coded as the overflow symbol), in coding order,
+zigzag LEB128 varints. The layer's contexts: each pixel's class from the mean scale index of the
+latents above it (:func:`residual_classes`).
 """
-
 from __future__ import annotations
 
 import io
