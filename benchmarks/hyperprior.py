@@ -8,7 +8,8 @@ For each image: one encode and one decode at ``--quality`` (timed after a warm-u
 loaded once and its load time reported apart), JPEG XL lossy (quality 90, effort 7) timed the same
 way as the reference, then every ``--psnr`` and ``--bpp`` target through the public API, the
 restored file measured (PSNR of what ``decompress`` returns; bpp of the whole frame). A target
-is met when PSNR >= target, resp. bpp <= target.
+is met when PSNR >= target, resp. bpp <= target; each records the quality and, when rate control
+chose one, the residual layer's step.
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ def main() -> None:
                 o = gencodec.decompress(b, **kw)
                 got = dict(psnr=psnr(o, img), bpp=8 * len(b) / n)
                 met = got["psnr"] >= v if kind == "psnr" else got["bpp"] <= v
-                row["targets"].append(dict(kind=kind, target=v, met=met, seconds=s,
-                                           quality=gencodec.info(b)["params"]["quality"], **got))
+                params = gencodec.info(b)["params"]
+                row["targets"].append(dict(kind=kind, target=v, met=met, seconds=s, quality=params["quality"],
+                                           residual_step=params.get("step"), **got))
         rows.append(row)
         print(f"{path.name}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB, decode {dec_s:.2f} s "
               f"(JPEG XL {ref_dec_s:.3f} s); targets met {sum(t['met'] for t in row['targets'])}/{len(row['targets'])}")
@@ -100,6 +102,8 @@ def main() -> None:
         decode_x_jpegxl=float(np.sum(dec) / np.sum(ref)),
         targets_met=sum(t["met"] for r in rows for t in r["targets"]),
         targets=sum(len(r["targets"]) for r in rows),
+        targets_with_residual_layer=sum(t.get("residual_step") is not None for r in rows for t in r["targets"]),
+        mean_rate_control_s=float(np.mean([t["seconds"] for r in rows for t in r["targets"] if "seconds" in t] or [0])),
         model_id=codec.model_id.hex(),
         machine=_cpu(), cores=os.cpu_count(), torch_threads=__import__("torch").get_num_threads(),
         date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -268,12 +268,14 @@ def test_cli_round_trip_psnr_and_lossy_flag(tiny_path, tmp_path):
 
 def test_exact_across_processes_instruction_sets_and_threads(any_tiny, tmp_path):
     """Encode and decode in children under other ATEN_CPU_CAPABILITY and thread counts: the same
-    frame bytes, decoded symbols and tables as here."""
+    frame bytes, decoded symbols and tables as here (and, with the context model, a residual layer's
+    symbols)."""
     img = photo(100, 70, seed=9)
     src = tmp_path / "x.png"
     img.save(src)
     frame = tmp_path / "x.gcx"
-    frame.write_bytes(gencodec.compress(img, codec="hyperprior", model=str(any_tiny), quality=2.25))
+    step = {} if "cb" not in any_tiny.name else {"step": 7}
+    frame.write_bytes(gencodec.compress(img, codec="hyperprior", model=str(any_tiny), quality=2.25, **step))
     script = Path(__file__).resolve().parent / "_hyperprior_child.py"
     settings = [dict(ATEN_CPU_CAPABILITY="default", OMP_NUM_THREADS="1"),
                 dict(ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="2"),
@@ -282,13 +284,15 @@ def test_exact_across_processes_instruction_sets_and_threads(any_tiny, tmp_path)
     for s in settings:
         env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}
         env.update(s)
-        r = subprocess.run([sys.executable, str(script), str(any_tiny), str(src), str(frame), "2.25"], env=env,
+        r = subprocess.run([sys.executable, str(script), str(any_tiny), str(src), str(frame), "2.25",
+                            *[str(v) for v in step.values()]], env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
         outs.append(json.loads(r.stdout.strip().splitlines()[-1]))
     here = hashlib.sha256(frame.read_bytes()).hexdigest()
     assert all(o == outs[0] for o in outs)
     assert outs[0]["frame"] == here
+    assert ("residual" in outs[0]) == bool(step)
 
 
 @pytest.fixture
@@ -376,6 +380,7 @@ def test_a_ladder_extended_upwards_starts_from_the_extrapolated_gains(tiny_path,
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "hyperprior"
 GOLDEN = GOLDEN_DIR / "kodim23-96x64-q3.5.gcx"
 GOLDEN_CHECKERBOARD = GOLDEN_DIR / "kodim23-96x64-q7.5-checkerboard.gcx"
+GOLDEN_RESIDUAL = GOLDEN_DIR / "kodim23-96x64-q5-step9.gcx"
 
 
 @pytest.mark.skipif(not GOLDEN.exists() or zoo.default_weights("hyperprior") is None
@@ -398,6 +403,23 @@ def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, floor):
     out = gencodec.decompress(blob)
     assert out.size == (96, 64) and out.mode == "RGB"
     assert psnr(out, hyperprior_pin.image()) > floor
+
+
+@pytest.mark.skipif(not GOLDEN_RESIDUAL.exists() or zoo.default_weights("hyperprior") is None
+                    or not zoo.default_weights("hyperprior").is_file(), reason="no shipped hyperprior model")
+def test_pinned_frame_with_a_residual_layer_decodes_here():
+    """A frame with a residual layer (quality 5, step 9), written like the others: its checksum covers
+    the layer's symbols, and the pixels lie within half a step of the image (plus the level the
+    float synthesis may move on another machine)."""
+    sys.path.insert(0, str(GOLDEN_DIR.parent))
+    import hyperprior_pin
+
+    blob = GOLDEN_RESIDUAL.read_bytes()
+    params = container.read_header(blob).params
+    assert params["step"] == hyperprior_pin.STEP and params["quality"] == 5
+    out = gencodec.decompress(blob)
+    err = np.abs(np.asarray(out, np.int64) - np.asarray(hyperprior_pin.image(), np.int64))
+    assert out.size == (96, 64) and err.max() <= hyperprior_pin.STEP // 2 + 1
 
 
 def test_escapes_round_trip_and_damage():

@@ -104,12 +104,17 @@ RESIDUAL_CLASSES = 8  # activity classes of the residual layer's contexts
 RESIDUAL_CLASS_WIDTH = 6  # of the mean scale index over the latent channels (chosen on held-out training photos)
 
 
-def residual_classes(tables: Any, height: int, width: int) -> np.ndarray:
+def activity(tables: Any) -> tuple[np.ndarray, int]:
+    """The latents' scale indices summed over their channels, (4h, 4w) int64 (exact tables: both
+    sides agree), and the channel count: what :func:`residual_classes` reads."""
+    return tables.idx.sum(0), tables.idx.shape[0]
+
+
+def residual_classes(act: tuple[np.ndarray, int], height: int, width: int) -> np.ndarray:
     """The residual layer's class of each pixel (H, W): the mean scale index of the latents above it
-    (a latent covers 16 x 16 pixels) in classes of RESIDUAL_CLASS_WIDTH -- from the exact tables,
-    so both sides agree."""
-    idx = tables.idx  # (M, 4h, 4w) int64
-    cls = np.minimum(RESIDUAL_CLASSES - 1, idx.sum(0) // (RESIDUAL_CLASS_WIDTH * idx.shape[0]))
+    (a latent covers 16 x 16 pixels) in classes of RESIDUAL_CLASS_WIDTH."""
+    total, channels = act
+    cls = np.minimum(RESIDUAL_CLASSES - 1, total // (RESIDUAL_CLASS_WIDTH * channels))
     return np.repeat(np.repeat(cls, 16, 0), 16, 1)[:height, :width]
 
 
@@ -121,7 +126,7 @@ class _Trial:
     sym: np.ndarray
     y_sym: np.ndarray
     means: np.ndarray
-    tables: Any
+    activity: tuple[np.ndarray, int]  # the residual layer's context source (:func:`activity`)
     escapes: bytes
     stream: bytes
     ideal: float  # the latents' code length (bits)
@@ -168,7 +173,7 @@ class _Coder:
         a = self.analysis
         sym, y_sym, means = a.at(q)
         stream, ideal = driver.encode(self.model, sym)
-        return _Trial(q, sym, y_sym, means, a.tables, pack_escapes(a.escapes), stream, ideal, a.clamped)
+        return _Trial(q, sym, y_sym, means, activity(a.tables), pack_escapes(a.escapes), stream, ideal, a.clamped)
 
     def base(self, t: _Trial) -> np.ndarray:
         if t.base is None:
@@ -191,7 +196,7 @@ class _Coder:
         return n + FRAME_ALLOWANCE if self.frame_size is None else self.frame_size(t.params(), n)
 
     def classes(self, t: _Trial) -> np.ndarray:
-        return residual_classes(t.tables, self.analysis.height, self.analysis.width)
+        return residual_classes(t.activity, self.analysis.height, self.analysis.width)
 
     def layered(self, t: _Trial, step: int) -> _Trial:
         layer = residual.encode(self.target, self.base(t), step, self.classes(t))
@@ -454,7 +459,7 @@ class HyperpriorCodec(NeuralCodec):
         sym = driver.decode(model, shape, stream)
         q_res, classes = None, None
         if step is not None:  # the layer's symbols need only the exact tables
-            classes = residual_classes(model.complete_tables(sym), header.height, header.width)
+            classes = residual_classes(activity(model.complete_tables(sym)), header.height, header.width)
             channels = () if header.mode in ("L", "LA") else (3,)
             q_res = residual.decode_symbols(layer, step, classes, (header.height, header.width, *channels))
         if _crc(sym, q_res) != params["latents"]:
