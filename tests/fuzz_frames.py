@@ -64,10 +64,15 @@ def jpeg_file() -> bytes:
 TEXT = (b"The quick brown fox jumps over the lazy dog; " * 40) + bytes(range(256))
 
 
+#: samples that are another codec's frames with parameters: name -> (codec, its encode parameters)
+VARIANTS = {"hyperprior-residual": ("hyperprior", dict(quality=2, step=5))}
+
+
 def make_samples(codecs: list[str], hyperprior_model: str | None = None) -> list[Sample]:
-    """One genuine frame per codec (small inputs: a fuzz case decodes in milliseconds)."""
+    """One genuine frame per codec or variant (small inputs: a fuzz case decodes in milliseconds)."""
     out = []
-    for name in codecs:
+    for label in codecs:
+        name, extra = VARIANTS.get(label, (label, {}))
         kind = gencodec.get_codec(name).kind
         kw: dict[str, Any] = {}
         if name == "hyperprior":
@@ -79,10 +84,10 @@ def make_samples(codecs: list[str], hyperprior_model: str | None = None) -> list
             continue
         mode = "RGBA" if name in ("png", "pixelcnn", "sparse-transformer", "hyperprior") else "RGB"
         img = photo(24, 17, mode)
-        params = dict(quality=60) if kind == "lossy-image" and name != "hyperprior" else {}
+        params = dict(quality=60) if kind == "lossy-image" and name != "hyperprior" else dict(extra)
         blob = gencodec.compress(img, codec=name, **params, **kw)
         restored = gencodec.decompress(blob, **kw)
-        out.append(Sample(name, blob, restored if kind == "lossy-image" else img, kw))
+        out.append(Sample(label, blob, restored if kind == "lossy-image" else img, kw))
     return out
 
 

@@ -33,7 +33,7 @@ class Hang(Exception):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=400, help="semantic edits and as many damages, per codec")
-    ap.add_argument("--codecs", default=",".join(ff.NAMES[:-1]))
+    ap.add_argument("--codecs", default=",".join(ff.NAMES[:-1] + list(ff.VARIANTS)))
     ap.add_argument("--memory-gib", type=float, default=8.0)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -47,7 +47,8 @@ def main() -> int:
 
     limit = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    codecs = [c for c in args.codecs.split(",") if gencodec.get_codec(c).available or c == "hyperprior"]
+    codecs = [c for c in args.codecs.split(",")
+              if c in ff.VARIANTS or c == "hyperprior" or gencodec.get_codec(c).available]
     torch.manual_seed(0)
     hp = "/tmp/gencodec-fuzz-hp.safetensors"
     Hyperprior(HyperpriorConfig(N=8, M=8, lambdas=(0.01, 0.04))).export().save(hp)

@@ -34,13 +34,13 @@ import fuzz_frames as ff  # noqa: E402
 
 CLASSICAL = ["stored", "gzip", "bz2", "xz", "zstd", "brotli", "png", "webp-lossless", "jpeg-xl-lossless",
              "jpeg2000-lossless", "jpeg", "webp", "avif", "jpeg-xl", "jpeg-recompress"]
-NEURAL = ["bytemodel", "pixelcnn", "sparse-transformer", "hyperprior"]
+NEURAL = ["bytemodel", "pixelcnn", "sparse-transformer", "hyperprior", "hyperprior-residual"]
 EXAMPLES = int(os.environ.get("GENCODEC_FUZZ_EXAMPLES", "25"))  # per codec and test, in CI
 
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
-    available = [c for c in CLASSICAL + NEURAL if gencodec.get_codec(c).available or c == "hyperprior"]
+    available = [c for c in CLASSICAL + NEURAL if c.startswith("hyperprior") or gencodec.get_codec(c).available]
     hp = None
     if "hyperprior" in available:
         try:
@@ -52,7 +52,7 @@ def samples(tmp_path_factory):
             hp = str(tmp_path_factory.mktemp("fuzz") / "hp.safetensors")
             Hyperprior(HyperpriorConfig(N=8, M=8, lambdas=(0.01, 0.04))).export().save(hp)
         except ImportError:
-            available.remove("hyperprior")
+            available = [c for c in available if not c.startswith("hyperprior")]
     return {s.codec: s for s in ff.make_samples(available, hp)}
 
 
