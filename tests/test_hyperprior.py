@@ -649,3 +649,52 @@ def test_damaged_residual_layers_give_one_error(tiny_path):
                 payload[: layer_at + 4] + bytes([payload[layer_at + 4] ^ 0xFF]) + payload[layer_at + 5 :]):
         with pytest.raises(CorruptFileError):
             decode(bad)
+
+
+def test_a_decode_only_model_decodes_under_the_whole_model_s_id(tiny_cb_path, tmp_path, monkeypatch):
+    """decoder(): the model without g_a and h_a, saved with the whole model's id and its own hash
+    (checked on load); it decodes what the whole model wrote, found through the archive by id,
+    and refuses to encode."""
+    from safetensors.torch import save_file
+
+    from gencodec.models import modelfile
+
+    full = zoo.load(tiny_cb_path)
+    dec = full.decoder()
+    assert dec.decode_only and not full.decode_only
+    assert dec.model_id == full.model_id and dec.decoder_id not in (None, full.model_id)
+    monkeypatch.setattr(zoo, "ARCHIVE", tmp_path)
+    path = tmp_path / f"hyperprior-{full.model_id.hex()}.safetensors"
+    dec.save(path)
+    _, _, tensors, meta = modelfile.read(path)
+    assert not any(k.startswith(("g_a.", "h_a.")) for k in tensors) and meta["model_id"] == full.model_id.hex()
+    loaded = zoo.load(path, "hyperprior")
+    assert loaded.decode_only and loaded.model_id == full.model_id and loaded.decoder_id == dec.decoder_id
+    img = photo(70, 45, "RGBA", seed=5)
+    for kw in ({}, {"step": 5}):
+        blob = gencodec.compress(img, codec="hyperprior", model=str(tiny_cb_path), quality=2, **kw)
+        whole = gencodec.decompress(blob, model=str(tiny_cb_path))
+        assert np.array_equal(np.asarray(gencodec.decompress(blob, model=str(path))), np.asarray(whole))
+        if zoo.default_weights("hyperprior") is not None and zoo.default_weights("hyperprior").is_file():
+            assert np.array_equal(np.asarray(gencodec.decompress(blob)), np.asarray(whole))  # by id, from the archive
+    with pytest.raises(GencodecError, match="decode-only"):
+        gencodec.compress(img, codec="hyperprior", model=str(path), quality=2)
+    bad = dict(tensors)
+    bad["g_s.0.bias"] = bad["g_s.0.bias"].clone()
+    bad["g_s.0.bias"][0] += 1
+    save_file(bad, str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(GencodecError, match="does not match its tensors"):
+        zoo.load(tmp_path / "bad.safetensors")
+    save_file(dict(tensors), str(tmp_path / "no-decoder-id.safetensors"),
+              metadata={k: v for k, v in meta.items() if k != "decoder_id"})
+    with pytest.raises(GencodecError, match="decode-only model needs"):
+        zoo.load(tmp_path / "no-decoder-id.safetensors")
+
+
+def test_archived_hyperprior_models_are_decode_only_under_their_ids():
+    """The package's archive keeps earlier hyperprior models in their decode-only form (about 60 %
+    of the size), each under the id its file name gives."""
+    archived = sorted(zoo.ARCHIVE.glob("hyperprior-*.safetensors"))
+    for path in archived:
+        model = zoo.load(path, "hyperprior")
+        assert model.decode_only and path.stem == f"hyperprior-{model.model_id.hex()}"

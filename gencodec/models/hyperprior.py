@@ -253,6 +253,7 @@ class Hyperprior(nn.Module):
 
 
 FLOAT_PARTS = ("g_a", "g_s", "h_a")  # stored as float16 parameters: they move pixels, never the bitstream
+ENCODER_PARTS = ("g_a", "h_a")  # what only the encoder runs (a decode-only model leaves them out)
 EXACT_LAYERS = ("l1", "l2", "l3")
 CTX_LAYERS = ("c", "e1", "e2")
 
@@ -364,19 +365,39 @@ class ExactHyperprior:
     trusted_tables = True  # the bank is checked when the model is loaded
     CHUNK = 8192  # symbols per decoding group (at most the driver's batch: a group is never split)
 
-    def __init__(self, cfg: HyperpriorConfig, tensors: dict[str, torch.Tensor]):
+    def __init__(self, cfg: HyperpriorConfig, tensors: dict[str, torch.Tensor], model_id: bytes | None = None):
+        """``model_id``: only for a decode-only model (tensors without the encoder's ENCODER_PARTS):
+        the id of the whole model it was cut from, which its tensors cannot reproduce."""
         from ..errors import GencodecError
 
         self.cfg = cfg
         self._tensors = tensors
         self._memo: tuple[bytes, _Tables] | None = None  # the tables a decoder's session last completed
+        self.decode_only = not any(k.split(".")[0] in ENCODER_PARTS for k in tensors)
         try:
             self._setup(tensors)
         except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as e:
             raise GencodecError(f"hyperprior model: inconsistent tensors ({type(e).__name__}: {e})") from None
         from . import modelfile
 
-        self.model_id = modelfile.model_id(self.id_config(), {k: _id_view(v) for k, v in tensors.items()})
+        own = modelfile.model_id(self.id_config(), {k: _id_view(v) for k, v in tensors.items()})
+        #: a decode-only model's own hash (its file records it beside the whole model's id); None otherwise
+        self.decoder_id: bytes | None = None
+        if self.decode_only:
+            if model_id is None or len(model_id) != 16:
+                raise GencodecError("hyperprior model: a decode-only model needs the 16-byte id of the model it "
+                                    "was cut from")
+            self.model_id, self.decoder_id = bytes(model_id), own
+        else:
+            if model_id is not None and model_id != own:
+                raise GencodecError("hyperprior model: the id given does not match the tensors")
+            self.model_id = own
+
+    def decoder(self) -> "ExactHyperprior":
+        """The same model without its encoder (g_a, h_a): it decodes every file this one writes,
+        under this one's id, at about 60 % of the size -- the form the archive keeps."""
+        kept = {k: v for k, v in self._tensors.items() if k.split(".")[0] not in ENCODER_PARTS}
+        return ExactHyperprior(self.cfg, kept, model_id=self.model_id)
 
     # -- construction -----------------------------------------------------------------------------
     def _setup(self, t: dict[str, torch.Tensor]) -> None:
@@ -385,6 +406,8 @@ class ExactHyperprior:
         cfg = self.cfg
         net = Hyperprior(cfg)
         for part in FLOAT_PARTS:
+            if self.decode_only and part in ENCODER_PARTS:
+                continue
             module = getattr(net, part)
             params = dict(module.named_parameters())
             if {f"{part}.{k}" for k in params} != {k for k in t if k.startswith(part + ".")}:
@@ -395,9 +418,9 @@ class ExactHyperprior:
             module.eval()
         # the image transforms in channels-last layout: about 30 % faster on CPUs (oneDNN); float
         # parts, so their layout moves no bit of the stream
-        self.g_a = net.g_a.to(memory_format=torch.channels_last)
+        self.g_a = None if self.decode_only else net.g_a.to(memory_format=torch.channels_last)
         self.g_s = net.g_s.to(memory_format=torch.channels_last)
-        self.h_a = net.h_a
+        self.h_a = None if self.decode_only else net.h_a
         with torch.no_grad():
             net.log_gain.copy_(t["gain.log"])
             net.log_igain.copy_(t["gain.ilog"])
@@ -519,14 +542,15 @@ class ExactHyperprior:
         return dict(self._tensors)
 
     @classmethod
-    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> "ExactHyperprior":
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor],
+                   model_id: bytes | None = None) -> "ExactHyperprior":
         from ..errors import GencodecError
 
         try:
             cfg = HyperpriorConfig.from_dict(config)
         except (ValueError, TypeError) as e:
             raise GencodecError(f"hyperprior model: bad config ({e})") from None
-        return cls(cfg, tensors)
+        return cls(cfg, tensors, model_id=model_id)
 
     def save(self, path, card: dict[str, Any] | None = None) -> None:
         from . import modelfile
@@ -676,6 +700,11 @@ class ExactHyperprior:
     @torch.no_grad()
     def analyse(self, rgb: np.ndarray) -> "Analysis":
         """(H, W, 3) uint8 -> the encoder's analysis, reusable across qualities (:meth:`Analysis.at`)."""
+        if self.decode_only:
+            from ..errors import GencodecError
+
+            raise GencodecError(f"hyperprior model {self.model_id.hex()} is decode-only (an archived model): it "
+                                "decodes the files it wrote but cannot encode")
         return Analysis(self, rgb)
 
     @torch.no_grad()

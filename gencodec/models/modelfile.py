@@ -6,6 +6,11 @@ The model id is 16 bytes of sha256 over the config's JSON (sorted keys) and then
 by sorted name, as little-endian int32: a hash of the exported integers and the config, so two
 files code alike exactly when their ids agree. Files written before this format
 (``gencodec-pixelcnn-1``) are read as arch ``pixelcnn``; their ids are computed the same way.
+
+A *decode-only* file (the archive's form of a model whose encoder the decoder never runs, e.g. a
+hyperprior without its analysis transforms) keeps the whole model's ``model_id`` -- which its
+tensors cannot reproduce -- and ``decoder_id``, the same hash over the tensors it holds, which the
+loader checks.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ def save(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> No
 
     meta = {"format": FORMAT, "arch": model.arch, "config": json.dumps(model.config_dict(), sort_keys=True),
             "model_id": model.model_id.hex()}
+    if getattr(model, "decoder_id", None) is not None:  # a decode-only model: its own hash beside the whole one's id
+        meta["decoder_id"] = model.decoder_id.hex()
     if card:
         meta["card"] = json.dumps(card, sort_keys=True)
     path = Path(path)

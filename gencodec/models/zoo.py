@@ -87,13 +87,16 @@ def load(path: str | Path, arch: str | None = None) -> Any:
     found, config, tensors, meta = modelfile.read(path)
     if arch is not None and found != arch:
         raise GencodecError(f"{path}: a {found} model file, not {arch}")
+    decode_only = "decoder_id" in meta  # its tensors hash to decoder_id; model_id is the whole model's
     try:
-        model = model_class(found).from_state(config, tensors)
+        kw = {"model_id": bytes.fromhex(meta.get("model_id", ""))} if decode_only else {}
+        model = model_class(found).from_state(config, tensors, **kw)
     except GencodecError:
         raise
     except Exception as e:  # a damaged config or tensor set: one line, never a traceback
         raise GencodecError(f"{path}: damaged {found} model file ({type(e).__name__}: {e})") from None
-    if meta.get("model_id") != model.model_id.hex():  # a file without its id is refused too
+    own = getattr(model, "decoder_id", None) if decode_only else model.model_id
+    if own is None or meta.get("decoder_id" if decode_only else "model_id") != own.hex():  # no id: refused too
         raise GencodecError(f"{path}: model id in the file does not match its tensors (damaged?)")
     return model
 

@@ -1,0 +1,51 @@
+"""Keep a shipped model in the package's archive, so the files it wrote keep decoding.
+
+    python scripts/archive_model.py gencodec/weights/hyperprior.safetensors   # before shipping another
+    python scripts/archive_model.py --in-place gencodec/weights/archive/hyperprior-*.safetensors
+
+Writes ``gencodec/weights/archive/<arch>-<model id>.safetensors`` (and copies the card JSON beside the
+model, when there is one). A model that can be cut to a decoder (``decoder()``: a hyperprior without
+its analysis transforms) is archived in that decode-only form, under the whole model's id: the
+archive only ever decodes. ``--in-place`` rewrites archive files into that form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from gencodec.models import modelfile, zoo
+
+
+def archive(path: Path, in_place: bool = False) -> Path:
+    model = zoo.load(path)
+    _, _, _, meta = modelfile.read(path)
+    card = json.loads(meta["card"]) if "card" in meta else None
+    out = path if in_place else zoo.ARCHIVE / f"{model.arch}-{model.model_id.hex()}.safetensors"
+    if not in_place and out.exists():
+        raise SystemExit(f"{out} exists already")
+    kept = model.decoder() if hasattr(model, "decoder") and not getattr(model, "decode_only", False) else model
+    kept.save(out, card=card)
+    again = zoo.load(out)
+    assert again.model_id == model.model_id, "the archived file must keep the model's id"
+    side = path.with_suffix(".json")
+    if not in_place and side.is_file():
+        shutil.copy(side, out.with_suffix(".json"))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--in-place", action="store_true", help="rewrite archive files into their decode-only form")
+    args = ap.parse_args()
+    for path in args.models:
+        before = path.stat().st_size
+        out = archive(path, args.in_place)
+        print(f"{path} ({before:,} bytes) -> {out} ({out.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()
