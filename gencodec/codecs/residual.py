@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..coding import RangeDecoder, RangeEncoder
 from ..errors import CorruptFileError
 
 __all__ = ["Layer", "encode", "decode", "decode_symbols", "apply", "quantize", "max_level", "TABLE_BITS"]
@@ -104,6 +103,8 @@ def encode(image: np.ndarray, restored: np.ndarray, step: int, classes: np.ndarr
     """image, restored: (H, W) or (H, W, C) uint8; classes: (H, W) ints >= 0 (shared with the decoder)."""
     if image.shape != restored.shape:
         raise ValueError(f"image {image.shape} and restored {restored.shape} differ in shape")
+    from ..coding import RangeEncoder  # here: constriction loads with the first layer, not with the codec list
+
     q, rec = quantize(image, restored, step)
     ctx = _contexts(classes, image.shape)
     perm, present, counts = _order(ctx)
@@ -145,6 +146,8 @@ def decode_symbols(data: bytes, step: int, classes: np.ndarray, shape: tuple[int
     """The layer's bytes -> its symbols q (``shape``: the image's, (H, W) or (H, W, C)), int64.
     Needs only ``classes``, not the base decoder's pixels. CorruptFileError for damaged or
     inconsistent bytes."""
+    from ..coding import RangeDecoder
+
     step = _check_step(step)
     ctx = _contexts(classes, shape)
     perm, present, counts = _order(ctx)
