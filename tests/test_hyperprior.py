@@ -679,6 +679,10 @@ def test_a_decode_only_model_decodes_under_the_whole_model_s_id(tiny_cb_path, tm
             assert np.array_equal(np.asarray(gencodec.decompress(blob)), np.asarray(whole))  # by id, from the archive
     with pytest.raises(GencodecError, match="decode-only"):
         gencodec.compress(img, codec="hyperprior", model=str(path), quality=2)
+    from gencodec.train.hyperprior import start_from
+
+    with pytest.raises(ValueError, match="decode-only"):  # nor can a training start from it
+        start_from(path, TINY_CB)
     bad = dict(tensors)
     bad["g_s.0.bias"] = bad["g_s.0.bias"].clone()
     bad["g_s.0.bias"][0] += 1

@@ -131,10 +131,13 @@ class _Trial:
     stream: bytes
     ideal: float  # the latents' code length (bits)
     clamped: int
-    step: int | None = None
     layer: residual.Layer | None = None
     base: np.ndarray | None = None  # what the latents restore (the target's mode), once computed
     psnr: float | None = None
+
+    @property
+    def step(self) -> int | None:
+        return None if self.layer is None else self.layer.step
 
     def body(self) -> bytes:
         """The payload after the alpha section."""
@@ -166,14 +169,20 @@ class _Coder:
         self.model, self.target, self.n_alpha, self.frame_size = model, target, n_alpha, frame_size
         self.analysis = model.analyse(rgb)
         self.n_pixels = rgb.shape[0] * rgb.shape[1]
+        self._points: dict[float, _Trial] = {}  # trials at whole qualities: the search's ends, the layers' bases
 
     def trial(self, q: float) -> _Trial:
         from ..exact import driver
 
+        if q in self._points:
+            return self._points[q]
         a = self.analysis
         sym, y_sym, means = a.at(q)
         stream, ideal = driver.encode(self.model, sym)
-        return _Trial(q, sym, y_sym, means, activity(a.tables), pack_escapes(a.escapes), stream, ideal, a.clamped)
+        t = _Trial(q, sym, y_sym, means, activity(a.tables), pack_escapes(a.escapes), stream, ideal, a.clamped)
+        if float(q).is_integer():
+            self._points[q] = t
+        return t
 
     def base(self, t: _Trial) -> np.ndarray:
         if t.base is None:
@@ -200,7 +209,7 @@ class _Coder:
 
     def layered(self, t: _Trial, step: int) -> _Trial:
         layer = residual.encode(self.target, self.base(t), step, self.classes(t))
-        return replace(t, step=step, layer=layer, psnr=None)
+        return replace(t, layer=layer, psnr=None)
 
     def step_for_psnr(self, t: _Trial, value: float) -> int:
         """The largest step whose layer over ``t`` reaches ``value`` dB (step 1 restores the image)."""
@@ -325,8 +334,7 @@ class HyperpriorCodec(NeuralCodec):
             if kind != "quality":
                 raise UnsupportedInputError(f"codec {self.name!r}: step goes with quality (rate control "
                                             f"chooses its own residual layer)")
-            if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or not 1 <= step <= 255:
-                raise UnsupportedInputError(f"codec {self.name!r}: step must be an integer from 1 to 255, not {step!r}")
+            step = next(p for p in self.params if p.name == "step").check(self.name, step)
         if img.width < 1 or img.height < 1:
             raise UnsupportedInputError(f"cannot code an empty image ({img.width}x{img.height} pixels)")
         if max(img.size) > self.MAX_SIDE:
@@ -337,7 +345,7 @@ class HyperpriorCodec(NeuralCodec):
         if kind == "quality":
             best = coder.trial(self._quality(value))
             if step is not None:
-                best = coder.layered(best, int(step))
+                best = coder.layered(best, step)
         else:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UnsupportedInputError(f"codec {self.name!r}: {kind} must be a positive number, not {value!r}")

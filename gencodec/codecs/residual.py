@@ -92,6 +92,7 @@ def _table(q: np.ndarray) -> tuple[int, np.ndarray]:
 
 @dataclass(frozen=True)
 class Layer:
+    step: int
     data: bytes  # the layer's bytes
     ideal_bits: float  # the symbols' code length under the tables (the tables' bytes not included)
     stream_bytes: int  # of which the range-coded symbols
@@ -105,6 +106,7 @@ def encode(image: np.ndarray, restored: np.ndarray, step: int, classes: np.ndarr
         raise ValueError(f"image {image.shape} and restored {restored.shape} differ in shape")
     from ..coding import RangeEncoder  # here: constriction loads with the first layer, not with the codec list
 
+    step = _check_step(step)
     q, rec = quantize(image, restored, step)
     ctx = _contexts(classes, image.shape)
     perm, present, counts = _order(ctx)
@@ -120,7 +122,7 @@ def encode(image: np.ndarray, restored: np.ndarray, step: int, classes: np.ndarr
     packed = zlib.compress(bytes(tables), 9)
     stream = enc.finish()
     data = len(packed).to_bytes(4, "little") + packed + stream
-    return Layer(data, enc.ideal_bits, len(stream), q, rec)
+    return Layer(step, data, enc.ideal_bits, len(stream), q, rec)
 
 
 class _Reader:

@@ -257,6 +257,9 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
     from ..models import zoo
 
     exact = zoo.load(path, "hyperprior")
+    if exact.decode_only:
+        raise ValueError(f"{path}: a decode-only model (an archive's form, without g_a and h_a): train from "
+                         "the whole model")
     lams = tuple(exact.cfg.lambdas)
     ctx = dict(context=config.context, ctx_ch=config.ctx_ch, ctx_max=config.ctx_max) if exact.cfg.context == "none" else {}
     if replace(exact.cfg, lambdas=config.lambdas, **ctx) != config or tuple(config.lambdas[: len(lams)]) != lams:
