@@ -356,6 +356,11 @@ class HyperpriorCodec(NeuralCodec):
                  "residual_step": best.step}
         return Encoded(payload, best.params(), stats)
 
+    def trials(self, rgb: np.ndarray) -> "_Coder":
+        """The encoder's trials for an RGB image ((H, W, 3) uint8): what rate control searches --
+        ``trial(q)``, ``layered(t, step)``, ``step_for_psnr``, ``size``, ``psnr`` (for benchmarks)."""
+        return _Coder(self.model, rgb, rgb, 0, None)
+
     def _rate_control(self, coder: "_Coder", kind: str, value: float) -> "_Trial":
         """psnr: the smallest file that reaches it; bpp: the best PSNR that fits. The ladder first,
         bisecting the continuous quality; then residual layers over the LAYER_BASES trained points
