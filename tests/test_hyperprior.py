@@ -702,3 +702,107 @@ def test_archived_hyperprior_models_are_decode_only_under_their_ids():
     for path in archived:
         model = zoo.load(path, "hyperprior")
         assert model.decode_only and path.stem == f"hyperprior-{model.model_id.hex()}"
+
+
+def test_hs_ch_leaves_old_ids_and_sizes_h_s():
+    """The field is left out of a config without it (old models keep their ids); set, it sizes
+    h_s's hidden layers and the context's input, not the latent."""
+    assert "hs_ch" not in TINY.to_dict()
+    from dataclasses import replace
+
+    wide = replace(TINY_CB, M=12, hs_ch=8, ctx_ch=8)
+    assert wide.to_dict()["hs_ch"] == 8
+    m = Hyperprior(wide)
+    assert m.h_s.l1.weight.shape[:2] == (8, 8) and m.h_s.l3.weight.shape[:2] == (24, 12)
+    assert m.ctx.e1.weight.shape[1] == 12 + 8 and m.ctx.c.weight.shape[1] == 12
+    assert Hyperprior(replace(TINY, hs_ch=8)).export().model_id != Hyperprior(TINY).export().model_id
+
+
+def test_a_widened_latent_starts_with_the_model_s_pixels(tiny_cb_path, tmp_path):
+    """More latent channels from an exported model: the old ones keep their symbols and h_s's tables,
+    the new ones are coded (fresh analysis filters) but unused by the synthesis, so the widened model
+    restores exactly what the model did; the frame it writes decodes."""
+    from dataclasses import replace
+
+    from gencodec.train.hyperprior import start_from
+
+    cfg = replace(TINY_CB, M=12, hs_ch=8, ctx_ch=8)
+    torch.manual_seed(0)  # the fresh entropy bottleneck's init is random: the same for both
+    narrow = start_from(tiny_cb_path, TINY_CB)
+    torch.manual_seed(0)
+    wide = start_from(tiny_cb_path, cfg)
+    assert wide.g_a[6].weight[8:].abs().sum() > 0 and not wide.g_s[0].weight[8:].any()
+    x = torch.from_numpy(np.array(photo(64, 64, seed=5))).permute(2, 0, 1).float()[None] / 255
+    narrow.eval(), wide.eval()
+    with torch.no_grad():
+        for lv in (0.0, 2.0):
+            a, b = narrow(x, torch.tensor([lv])), wide(x, torch.tensor([lv]))
+            assert torch.equal(a["x_hat"], b["x_hat"])
+            assert b["bits"] > a["bits"]  # the new channels cost bits until training uses them
+    a, b = narrow.export(), wide.export()
+    rgb = np.asarray(photo(70, 45))
+    sa, ya, ma = a.analyse(rgb).at(2.0)
+    sb, yb, mb = b.analyse(rgb).at(2.0)
+    assert np.array_equal(ya[:8], yb[:8]) and np.array_equal(ma[:8], mb[:8]) and not mb[8:].any()
+    img = photo(70, 45)
+    restored = []
+    for model, name in ((a, "narrow"), (b, "wide")):
+        path = tmp_path / f"{name}.safetensors"
+        model.save(path)
+        restored.append(gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=str(path), quality=2),
+                                            model=str(path)))
+    assert restored[1].size == img.size and np.array_equal(np.asarray(restored[0]), np.asarray(restored[1]))
+    with pytest.raises(ValueError, match="hs_ch"):
+        start_from(tiny_cb_path, replace(TINY_CB, M=12))  # h_s would grow with the latent
+    with pytest.raises(ValueError, match="widened"):
+        start_from(path, TINY_CB)  # never narrowed
+
+
+def test_a_fresh_bottleneck_is_fitted_to_the_hyper_latents(tiny_path):
+    """A model started from an exported file gets its entropy bottleneck refitted before training:
+    the hyper-latents' rate falls well below a fresh bottleneck's, and the medians follow."""
+    from gencodec.train.hyperprior import fit_bottleneck, start_from
+
+    class Sampler:
+        def batch(self, step, n):
+            return np.stack([np.asarray(photo(64, 64, seed=step * 7 + i)).transpose(2, 0, 1) for i in range(n)])
+
+    model = start_from(tiny_path, TINY)
+    x = torch.from_numpy(Sampler().batch(10**6, 4)).float() / 255
+
+    def rate():
+        model.eval()
+        with torch.no_grad():
+            z = model.h_a(model.g_a(x) * model.gains(torch.ones(4))[0])
+            return float(-torch.log2(model.entropy_bottleneck(z)[1]).sum() / z.numel())
+
+    before = rate()
+    fit_bottleneck(model, Sampler(), batch=4, seed=0, iters=60, lr=3e-2)
+    assert rate() < 0.8 * before
+    assert model.entropy_bottleneck._offset.numel() == 0  # tables not built: checkpoints keep their shapes
+
+
+def test_bf16_precision_trains_and_exports_in_float32(photos, tmp_path):
+    """--precision bf16 runs the float transforms under autocast in training only: validation and the
+    exported model are float32 (an eval-mode forward ignores it), and a bad name is refused."""
+    from gencodec.train.hyperprior import HyperpriorRecipe, train_hyperprior
+
+    recipe = HyperpriorRecipe(crop=64, batch=2, downscale=1, val_glob="val/*", threads=1, val_every=2,
+                              precision="bf16")
+    card = train_hyperprior(photos, tmp_path / "a.safetensors", workdir=tmp_path / "a", steps=2, config=TINY,
+                            recipe=recipe, progress=False)
+    assert card["recipe"]["precision"] == "bf16"
+    assert zoo.load(tmp_path / "a.safetensors", "hyperprior").g_s[0].weight.dtype == torch.float32
+    m = Hyperprior(TINY)
+    m.autocast = torch.bfloat16
+    x = torch.rand(1, 3, 64, 64)
+    m.train()
+    assert m.g_s(m.g_a(x)).dtype == torch.float32 and m(x, torch.zeros(1))["x_hat"].dtype == torch.float32
+    m.eval()
+    with torch.no_grad():
+        a = m(x, torch.zeros(1))["x_hat"]
+        m.autocast = None
+        assert torch.equal(a, m(x, torch.zeros(1))["x_hat"])
+    with pytest.raises(ValueError, match="precision"):
+        train_hyperprior(photos, tmp_path / "b.safetensors", workdir=tmp_path / "b", steps=1, config=TINY,
+                         recipe=HyperpriorRecipe(precision="fp8"), progress=False)

@@ -40,6 +40,11 @@ class HyperpriorRecipe:
     val_size: int = 256
     threads: int = 2
     val_every: int = 1000
+    precision: str = "fp32"  # "bf16": the float transforms under bfloat16 autocast while training (see Hyperprior.autocast)
+
+
+#: training precisions of the float transforms (``HyperpriorRecipe.precision``)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def _crops64(crops: list[np.ndarray]) -> list[np.ndarray]:
@@ -89,9 +94,12 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
     or from an exported model file (:func:`start_from`) instead of a fresh init."""
     if recipe.crop % 64:
         raise ValueError(f"crop {recipe.crop} is not a multiple of 64")
+    if recipe.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {recipe.precision!r}")
     setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data),
                  init_from=str(init_from) if init_from else None)
-    out, workdir = open_run(out, workdir, setup, resume, recipe.threads)
+    out, workdir = open_run(out, workdir, setup, resume, recipe.threads,
+                            defaults=dict(recipe=dict(precision="fp32")))  # runs from before the field
 
     t_start = time.time()
     images = load_folder(data, downscale=recipe.downscale, val_glob=recipe.val_glob)
@@ -106,9 +114,12 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
     model = Hyperprior(config)
     if init_from is not None and not (resume and (workdir / "last.pt").exists()):
         model = start_from(init_from, config)
+        if Path(init_from).suffix != ".pt":  # an exported file keeps only the bottleneck's tables
+            fit_bottleneck(model, sampler, recipe.batch, recipe.seed)
     # on CPUs the channels-last layout makes a training step about 12 % faster (oneDNN convolutions)
     layout = torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
     model = model.to(device, memory_format=layout)
+    model.autocast = PRECISIONS[recipe.precision]
     lambdas = torch.tensor(config.lambdas, device=device)
     L = config.levels
 
@@ -240,11 +251,9 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
     as trained), and a fresh entropy bottleneck (the file keeps only its tables; it relearns fast).
     The ladder may be extended upwards, and a source without context may start a model with one
     (the context starts at zero: the new model codes as the source did)."""
-    from safetensors.torch import load_file
-
-    model = Hyperprior(config)
     path = Path(path)
     if path.suffix == ".pt":
+        model = Hyperprior(config)
         state = torch.load(path, map_location="cpu", weights_only=True)["model"]
         if state["log_gain"].shape[0] < config.levels:  # the source's ladder, extended upwards
             state = dict(state, log_gain=extend_ladder(state["log_gain"], config.levels),
@@ -260,11 +269,29 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
     if exact.decode_only:
         raise ValueError(f"{path}: a decode-only model (an archive's form, without g_a and h_a): train from "
                          "the whole model")
-    lams = tuple(exact.cfg.lambdas)
-    ctx = dict(context=config.context, ctx_ch=config.ctx_ch, ctx_max=config.ctx_max) if exact.cfg.context == "none" else {}
-    if replace(exact.cfg, lambdas=config.lambdas, **ctx) != config or tuple(config.lambdas[: len(lams)]) != lams:
+    src = exact.cfg
+    lams = tuple(src.lambdas)
+    ctx = dict(context=config.context, ctx_ch=config.ctx_ch, ctx_max=config.ctx_max) if src.context == "none" else {}
+    wider = dict(M=config.M, hs_ch=config.hs_ch, ctx_ch=config.ctx_ch) if config.M > src.M else {}
+    if (replace(src, lambdas=config.lambdas, **{**ctx, **wider}) != config or tuple(config.lambdas[: len(lams)]) != lams
+            or config.M < src.M):
         raise ValueError(f"{path}: its config differs from this run's (pass the same --config; the ladder "
-                         "may only be extended upwards, a context only added)")
+                         "may only be extended upwards, a context only added, the latent only widened)")
+    if wider:
+        if config.hs_channels != src.hs_channels or (src.context != "none" and config.ctx_channels != src.ctx_channels):
+            raise ValueError(f"{path}: widening the latent keeps h_s's and the context's hidden widths: pass "
+                             f'"hs_ch": {src.hs_channels}' + (f', "ctx_ch": {src.ctx_channels}' if src.context != "none" else ""))
+        narrow = replace(config, M=src.M, hs_ch=src.hs_ch, ctx_ch=src.ctx_ch if src.context != "none" else config.ctx_ch)
+        if config.context != "none" and src.context == "none":
+            narrow = replace(narrow, ctx_ch=config.ctx_channels)
+        return widen(_from_exported(exact, path, narrow), config)
+    return _from_exported(exact, path, config)
+
+
+def _from_exported(exact, path: Path, config: HyperpriorConfig) -> Hyperprior:
+    from safetensors.torch import load_file
+
+    model = Hyperprior(config)
     t = load_file(str(path))
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -279,6 +306,88 @@ def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
             q.weight.copy_(t[f"{name}.weight"].double() / 2.0**q.w_fmt.frac_bits)
             q.bias.copy_(t[f"{name}.bias"].double() / 2.0**q.b_fmt.frac_bits)
     return model
+
+
+@torch.no_grad()
+def widen(src: Hyperprior, config: HyperpriorConfig, seed: int = 0) -> Hyperprior:
+    """``src`` with more latent channels (``config.M`` > ``src.cfg.M``; everything else as in ``src``):
+    the old channels keep their weights; each new one gets a fresh analysis filter (scaled to the old
+    filters' mean norm), a synthesis input that starts at zero (so the new model restores what the old
+    one did), zero weights into h_a and the context, a mean predicted as zero and a scale from the
+    average of h_s's old scale rows, and the old channels' mean gains. So training can start to use
+    the extra dimensions (the latent's width caps the transforms' fidelity at high rates)."""
+    m0, M = src.cfg.M, config.M
+    torch.manual_seed(seed)
+    model = Hyperprior(config)
+    old, new = src.state_dict(), model.state_dict()
+
+    def rows2(o: torch.Tensor, n: torch.Tensor) -> None:  # (2*m0, ...) -> (2*M, ...): means, then scales
+        n.zero_()
+        n[:m0], n[M : M + m0] = o[:m0], o[m0:]
+
+    for k, o in old.items():
+        n = new[k]
+        if o.shape == n.shape:
+            n.copy_(o)
+        elif k == "g_a.6.weight":
+            norm = o.flatten(1).norm(dim=1).mean()
+            n[:m0] = o
+            n[m0:] *= norm / n[m0:].flatten(1).norm(dim=1).mean()
+        elif k == "g_a.6.bias":
+            n[:m0] = o
+            n[m0:] = 0
+        elif k in ("g_s.0.weight", "h_a.0.weight", "ctx.c.weight"):  # the latent as input: new ones unused
+            n.zero_()
+            if k == "g_s.0.weight":
+                n[:m0] = o
+            else:
+                n[:, :m0] = o
+        elif k in ("h_s.l3.weight", "h_s.l3.bias"):
+            rows2(o, n)
+            n[M + m0 :] = o[m0:].mean(0)  # new scales: the old scale rows' average
+        elif k in ("ctx.e2.weight", "ctx.e2.bias"):
+            rows2(o, n)  # no correction for the new channels yet
+        elif k in ("log_gain", "log_igain"):
+            n[:, :m0] = o
+            n[:, m0:] = o.mean(1, keepdim=True)
+        else:
+            raise ValueError(f"cannot widen {k}: {tuple(o.shape)} -> {tuple(n.shape)}")
+    model.load_state_dict(new)
+    return model
+
+
+def fit_bottleneck(model: Hyperprior, sampler, batch: int, seed: int, iters: int = 400, lr: float = 1e-2) -> float:
+    """Fit the entropy bottleneck alone (and its quantiles) to the hyper-latents of training crops,
+    the rest of the model frozen: a model started from an exported file has a fresh one (the file
+    keeps only its tables). Crops come from step numbers the run never draws. -> its last rate, bits
+    per hyper-latent."""
+    eb = model.entropy_bottleneck
+    device = next(model.parameters()).device
+    opt = torch.optim.Adam(eb.parameters(), lr=lr)
+    was = model.training
+    model.train()
+    L = model.cfg.levels
+    bits = float("nan")
+    for i in range(iters):
+        b = sampler.batch(2**40 + i, batch)
+        x = (torch.from_numpy(b) if isinstance(b, np.ndarray) else b).float().div(255).to(device)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + 2**40 + i)
+        level = torch.randint(0, L, (batch,), generator=g).float().to(device)
+        with torch.no_grad():
+            gain, _ = model.gains(level)
+            z = model.h_a(model.g_a(x) * gain)
+        _, lik = eb(z)
+        rate = -torch.log2(lik).sum() / z.numel()
+        loss = rate + eb.loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bits = float(rate.detach())
+    # the quantiles (and so the medians) of the fitted density, by compressai's bisection (the export's
+    # update(update_quantiles=True) without building tables: a checkpoint's buffers keep their shapes)
+    eb._update_quantiles()
+    model.train(was)
+    return bits
 
 
 def extend_ladder(log_gains: torch.Tensor, levels: int) -> torch.Tensor:
@@ -318,6 +427,9 @@ def check_options(config: dict[str, Any] | None = None, init_from: str | Path | 
             raise ValueError("lambdas must name at least one quality")
     except (ValueError, TypeError) as e:
         raise OptionError("config", str(e)) from None
+    precision = options.get("precision")
+    if precision is not None and precision not in PRECISIONS:
+        raise OptionError("precision", f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     crop = options.get("crop")
     if crop is not None and crop % 64:
         raise OptionError("crop", f"--crop {crop} is not a multiple of 64")
