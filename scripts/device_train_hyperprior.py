@@ -1,7 +1,8 @@
 """Train the hyperprior ladder on a GPU machine within a time budget, then export it.
 
     python scripts/device_train_hyperprior.py --data PIXELS --out OUT/hyperprior.safetensors --budget 480 \\
-        [--init-from gencodec/weights/hyperprior.safetensors] [--batch 16] [--crop 256] [--lr 2e-4] [--device cuda]
+        [--init-from gencodec/weights/hyperprior.safetensors] [--batch 16] [--crop 256] [--lr 2e-4] [--device cuda] \\
+        [--precision bf16]
 
 Times a few training steps of the model the run will train, takes as many steps as fit the
 budget (counted from this script's start, with a safety factor, leaving time for validation and
@@ -34,6 +35,7 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=1_000_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precision", default="fp32", help="fp32 or bf16 (the float transforms under autocast)")
     ap.add_argument("--safety", type=float, default=1.25)
     ap.add_argument("--export-s", type=float, default=60.0, help="seconds kept for validation and export")
     args = ap.parse_args()
@@ -42,13 +44,15 @@ def main() -> None:
 
     from gencodec.models.hyperprior import Hyperprior, HyperpriorConfig
     from gencodec.train.data import TorchCropSampler, load_folder
-    from gencodec.train.hyperprior import recipe_from_options, start_from, train_hyperprior
+    from gencodec.train.hyperprior import PRECISIONS, recipe_from_options, start_from, train_hyperprior
 
     cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **json.loads(args.config)})
-    recipe = recipe_from_options(batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed, val_every=2000)
+    recipe = recipe_from_options(batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed, val_every=2000,
+                                 precision=args.precision)
     images = load_folder(args.data, downscale=recipe.downscale, val_glob=recipe.val_glob)
     sampler = TorchCropSampler(images.train, recipe.crop, recipe.seed, device=args.device)
     model = (start_from(args.init_from, cfg) if args.init_from else Hyperprior(cfg)).to(args.device)
+    model.autocast = PRECISIONS[args.precision]  # timed as it will train
     opt = torch.optim.Adam(model.parameters(), lr=1e-6)  # a throwaway copy: only timed
     lam = torch.tensor(cfg.lambdas, device=args.device)
 
@@ -73,7 +77,8 @@ def main() -> None:
     print(f"s/step {per:.4f}: {n} steps", flush=True)
     workdir = args.out.with_suffix(".run")
     print(f"gencodec train hyperprior --data {args.data} --out {args.out} --workdir {workdir} --steps {n} "
-          f"--batch {args.batch} --crop {args.crop} --lr {args.lr} --seed {args.seed} --device {args.device}"
+          f"--batch {args.batch} --crop {args.crop} --lr {args.lr} --seed {args.seed} --device {args.device} "
+          f"--precision {args.precision}"
           + (f" --init-from {args.init_from}" if args.init_from else "") + f" --config '{args.config}'", flush=True)
     del model, opt
     card = train_hyperprior(args.data, args.out, steps=n, workdir=workdir, config=cfg, recipe=recipe,
