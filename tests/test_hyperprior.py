@@ -381,13 +381,15 @@ GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "hyperprior"
 GOLDEN = GOLDEN_DIR / "kodim23-96x64-q3.5.gcx"
 GOLDEN_CHECKERBOARD = GOLDEN_DIR / "kodim23-96x64-q7.5-checkerboard.gcx"
 GOLDEN_RESIDUAL = GOLDEN_DIR / "kodim23-96x64-q5-step9.gcx"
+GOLDEN_WIDE = GOLDEN_DIR / "kodim23-96x64-q6-m192.gcx"
 
 
 @pytest.mark.skipif(not GOLDEN.exists() or zoo.default_weights("hyperprior") is None
                     or not zoo.default_weights("hyperprior").is_file(), reason="no shipped hyperprior model")
-@pytest.mark.parametrize("frame,context,floor", [(GOLDEN, "none", 20), (GOLDEN_CHECKERBOARD, "checkerboard", 28)],
-                         ids=["no-context", "checkerboard"])
-def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, floor):
+@pytest.mark.parametrize("frame,context,M,floor", [(GOLDEN, "none", 128, 20), (GOLDEN_CHECKERBOARD, "checkerboard", 128, 28),
+                                                   (GOLDEN_WIDE, "checkerboard", 192, 29)],
+                         ids=["no-context", "checkerboard", "wide"])
+def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, M, floor):
     """Written under ATEN_CPU_CAPABILITY=default with one thread (tests/golden/hyperprior_pin.py):
     decoding checks the latents' checksum, so every table here -- h_s's, and the checkerboard
     context's for the second frame -- matched the writer's."""
@@ -399,7 +401,7 @@ def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, floor):
     codec = get_codec("hyperprior")
     # written by the shipped model of its day: today's, or one the package keeps in its archive
     writer = codec.model if header.model_id == codec.model_id else zoo.load(zoo.archived("hyperprior", header.model_id))
-    assert writer.cfg.context == context
+    assert writer.cfg.context == context and writer.cfg.M == M
     out = gencodec.decompress(blob)
     assert out.size == (96, 64) and out.mode == "RGB"
     assert psnr(out, hyperprior_pin.image()) > floor
