@@ -718,6 +718,8 @@ def test_hs_ch_leaves_old_ids_and_sizes_h_s():
     assert m.h_s.l1.weight.shape[:2] == (8, 8) and m.h_s.l3.weight.shape[:2] == (24, 12)
     assert m.ctx.e1.weight.shape[1] == 12 + 8 and m.ctx.c.weight.shape[1] == 12
     assert Hyperprior(replace(TINY, hs_ch=8)).export().model_id != Hyperprior(TINY).export().model_id
+    with pytest.raises(ValueError, match="hs_ch"):
+        replace(TINY, hs_ch=-1)
 
 
 def test_a_widened_latent_starts_with_the_model_s_pixels(tiny_cb_path, tmp_path):

@@ -74,6 +74,8 @@ class HyperpriorConfig:
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
+        if self.hs_ch < 0 or self.ctx_ch < 0:
+            raise ValueError("hs_ch and ctx_ch must be 0 (their default widths) or positive")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

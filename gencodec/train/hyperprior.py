@@ -248,9 +248,11 @@ def export_run(workdir: str | Path, out: str | Path, card: dict[str, Any] | None
 def start_from(path: str | Path, config: HyperpriorConfig) -> Hyperprior:
     """A trainable model with the weights of a checkpoint (``best.pt`` / ``last.pt``, same config) or of
     an exported model file: its float16 transforms and gains, its integer hyper-synthesis (exactly
-    as trained), and a fresh entropy bottleneck (the file keeps only its tables; it relearns fast).
-    The ladder may be extended upwards, and a source without context may start a model with one
-    (the context starts at zero: the new model codes as the source did)."""
+    as trained), and a fresh entropy bottleneck (the file keeps only its tables; :func:`train_hyperprior`
+    fits it with :func:`fit_bottleneck` before the first step). The ladder may be extended upwards, a
+    source without context may start a model with one (the context starts at zero: the new model
+    codes as the source did), and the latent may be widened (:func:`widen`: the new model restores
+    the source's pixels)."""
     path = Path(path)
     if path.suffix == ".pt":
         model = Hyperprior(config)
