@@ -217,7 +217,7 @@ class Hyperprior(nn.Module):
         self.log_gain = nn.Parameter(ramp.clone())
         self.log_igain = nn.Parameter(-ramp.clone())
         #: training only: the float transforms (g_a, h_a, g_s) under torch.autocast in this dtype (e.g.
-        #: torch.bfloat16: about half the step time on CPUs with AMX or AVX-512 BF16); h_s, the context and the entropy
+        #: torch.bfloat16: a step about 1.5x faster on an AVX-512 BF16 CPU, more with AMX); h_s, the context and the entropy
         #: models stay float32, and eval mode (validation, export) runs everything in float32
         self.autocast: torch.dtype | None = None
 

@@ -190,7 +190,7 @@ register(Recipe(
         Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
         Option("threads", "int", "torch CPU threads (default 2).", lo=1),
         Option("precision", "str", "fp32 (default) or bf16: the transforms under bfloat16 autocast while training "
-               "(about half the step time on CPUs with AMX or AVX-512 BF16; validation and export stay float32)."),
+               "(a step about 1.5x faster on an AVX-512 BF16 CPU, more with AMX; validation and export stay float32)."),
         Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
                "exported model (.safetensors, e.g. the shipped gencodec/weights/hyperprior.safetensors)."),
         Option("config", "json", "Model config fields to change, as a JSON object, e.g. '{\"N\": 128, \"M\": 192, "
