@@ -65,8 +65,8 @@ def _refuse_overwriting_inputs(outputs: list[str | None], inputs: list[Path]) ->
 @click.option("--quality", "qualities", multiple=True, metavar="[CODEC=]Q,Q,...",
               help="Quality levels to sweep (all lossy codecs, or one with CODEC=); default: each codec's own sweep.")
 @click.option("--param", "params", multiple=True, metavar="CODEC:KEY=VALUE",
-              help="Also run a lossless CODEC with this parameter (repeatable: one more job each), e.g. "
-                   "jpeg-xl-lossless:effort=9.")
+              help="Also run CODEC with this parameter (repeatable: one more job each; a lossy codec: one more "
+                   "sweep of its qualities, its own curve), e.g. jpeg-xl-lossless:effort=9, hyperprior:effort=1.")
 @click.option("--json", "json_path", metavar="FILE", help="Write the full result document as JSON ('-' for stdout).")
 @click.option("--csv", "csv_path", metavar="FILE", help="Write one CSV line per file x codec x quality, then the totals.")
 @click.option("--markdown", "md_path", metavar="FILE", help="Write the tables as Markdown.")

@@ -216,12 +216,13 @@ def totals(rows: Sequence[dict[str, Any]], jobs: Sequence[tuple[str, dict[str, A
 
 
 def rd_curves(tots: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """codec -> [{quality, bpp, psnr, ms_ssim}] sorted by bpp (mean over files)."""
+    """curve name (the codec, with any parameters besides quality: :func:`job_label`) ->
+    [{quality, bpp, psnr, ms_ssim}] sorted by bpp (mean over files)."""
     curves: dict[str, list[dict[str, Any]]] = {}
     for t in tots:
         if "mean_psnr" not in t or t.get("n_files", 0) == 0:
             continue
-        curves.setdefault(t["codec"], []).append(
+        curves.setdefault(job_label(t), []).append(
             dict(quality=t.get("quality"), bpp=t["mean_bits_per_pixel"], psnr=t["mean_psnr"], ms_ssim=t.get("mean_ms_ssim"))
         )
     for pts in curves.values():
@@ -404,7 +405,7 @@ def markdown_lossy(doc: dict[str, Any]) -> str:
     for t in doc["totals"]:
         if not t.get("n_files"):
             continue
-        body.append([f"`{t['codec']}`", str(t.get("quality")), fmt_number(t["mean_bits_per_pixel"], 4), fmt_number(t["mean_psnr"], 2),
+        body.append([f"`{job_label(t)}`", str(t.get("quality")), fmt_number(t["mean_bits_per_pixel"], 4), fmt_number(t["mean_psnr"], 2),
                      fmt_number(t.get("mean_ms_ssim"), 5), fmt_number(metrics.ms_ssim_db(t.get("mean_ms_ssim")), 2),
                      fmt_number(t["cost"]["encode_wall_s"] / t["n_files"], 3), fmt_number(t["cost"]["decode_wall_s"] / t["n_files"], 3),
                      fmt_number(t["cost"]["max_rss_growth_mib"], 1)])

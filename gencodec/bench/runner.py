@@ -131,8 +131,10 @@ def quality_levels(codec: str, qualities: dict[str, Sequence[Any]] | None) -> li
 
 def plan_jobs(codecs: Sequence[str], lossy: bool, qualities: dict[str, Sequence[Any]] | None,
               params: dict[str, Sequence[dict[str, Any]]] | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(codec, params) pairs in report order. ``params``: extra parameter sets of lossless codecs,
-    each one more job beside the codec's defaults (e.g. ``{"jpeg-xl-lossless": [{"effort": 9}]}``)."""
+    """(codec, params) pairs in report order. ``params``: extra parameter sets, each one more job
+    beside the codec's defaults (e.g. ``{"jpeg-xl-lossless": [{"effort": 9}]}``); for a lossy codec,
+    one more sweep of its qualities with those parameters (e.g. ``{"hyperprior": [{"effort": 1}]}``:
+    its own RD curve, named ``hyperprior (effort=1)``)."""
     params = params or {}
     unused = set(params) - set(codecs)
     if unused:
@@ -141,9 +143,13 @@ def plan_jobs(codecs: Sequence[str], lossy: bool, qualities: dict[str, Sequence[
     for c in codecs:
         kind = get_entry(c).kind
         if lossy and kind == "lossy-image":
-            if c in params:
-                raise UnsupportedInputError(f"codec {c!r}: lossy codecs sweep --quality; other parameters are not benchmarked")
-            jobs.extend((c, {"quality": q}) for q in quality_levels(c, qualities))
+            levels = quality_levels(c, qualities)
+            jobs.extend((c, {"quality": q}) for q in levels)
+            for p in params.get(c, ()):
+                if "quality" in p:
+                    raise UnsupportedInputError(f"codec {c!r}: its qualities come from --quality, not --param")
+                if p:
+                    jobs.extend((c, {"quality": q, **p}) for q in levels)
         elif kind == "lossy-image":
             raise UnsupportedInputError(f"codec {c!r} is lossy: add --lossy")
         else:

@@ -771,19 +771,24 @@ class Analysis:
         self.height, self.width = rgb.shape[:2]
         ph, pw = -(-self.height // 64) * 64, -(-self.width // 64) * 64
         x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1).float().div(255)[None]
+        self.x = x  # the image (1, 3, H, W) in [0, 1]: what refinement measures its distortion against
         if (ph, pw) != (self.height, self.width):  # pad by edge replication; the decoder crops
             x = torch.nn.functional.pad(x, (0, pw - self.width, 0, ph - self.height), mode="replicate")
         with torch.no_grad():
             self.y = model.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     @torch.no_grad()
-    def at(self, quality: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, quality: float, refine: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> (symbols (N + 16 M, h, w) int64, latent symbols (M, 4h, 4w), means (M, 4h, 4w) ints).
 
         A latent beyond its table is coded as the table's overflow symbol and its value kept in
         :attr:`escapes` (in coding order), which the payload carries: latents are never clamped
         (they feed no table). Hyper-latents beyond their tables are clamped to them (they choose
-        the tables; both sides use the clamped values): :attr:`clamped` counts them."""
+        the tables; both sides use the clamped values): :attr:`clamped` counts them.
+
+        refine: move the latents toward a lower rate-distortion cost for this image first
+        (:mod:`.hyperprior_refine`; the hyper-latents stay the analysis's): about 40 passes of the
+        synthesis and its gradient instead of none."""
         m, cfg = self.model, self.model.cfg
         gain, _ = m.gains(quality)
         y = self.y * gain
@@ -794,8 +799,22 @@ class Analysis:
         clipped = np.clip(z_sym, -m.z_lo[:, None, None], hi)
         self.clamped = int(np.count_nonzero(clipped != z_sym))
         z_sym = clipped
+        y = y[0].numpy()
+        sym, y_sym, tables, escapes = self._quantize(y, z_sym)
+        if refine:
+            from .hyperprior_refine import refine_latents
+
+            y = refine_latents(m, self.x, y, tables, quality, lambda yr: self._quantize(yr, z_sym)[2])
+            sym, y_sym, tables, escapes = self._quantize(y, z_sym)
+        self.escapes, self.tables = escapes, tables
+        return sym, y_sym, tables.means
+
+    def _quantize(self, y: np.ndarray, z_sym: np.ndarray) -> tuple[np.ndarray, np.ndarray, _Tables, np.ndarray]:
+        """Gained latents (M, 4h, 4w) and hyper-latent symbols -> (symbols, latent symbols, the
+        tables of every phase, escaped latents in coding order)."""
+        m, cfg = self.model, self.model.cfg
         tables = m.tables(z_sym)
-        y_flat = y[0].numpy().reshape(-1)
+        y_flat = y.reshape(-1)
         y_sym = np.empty(y_flat.size, np.int64)
         cols, escapes = [], []
         for _ in tables.phases:
@@ -808,10 +827,8 @@ class Analysis:
             y_sym[perm] = v
             cols.append(np.where(over, 2 * h + 1, v + h))  # 2h + 1: the overflow symbol
             escapes.append(v[over])
-        self.escapes = np.concatenate(escapes)
-        self.tables = tables
         sym = np.concatenate([(z_sym + m.z_lo[:, None, None]).reshape(-1), *cols]).reshape(m.symbol_shape_of(z_sym))
-        return sym, y_sym.reshape(tables.means.shape), tables.means
+        return sym, y_sym.reshape(tables.means.shape), tables, np.concatenate(escapes)
 
     def pixels(self, y_sym: np.ndarray, means: np.ndarray, quality: float) -> np.ndarray:
         """What the decoder will restore from these latents, (H, W, 3) uint8."""

@@ -1,0 +1,90 @@
+"""``effort=1``: the encoder refines one image's latents toward a lower rate-distortion cost; the
+decoder and the frame are unchanged, rate control keeps its targets, benchmarks sweep it as a curve."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("compressai")
+
+import gencodec  # noqa: E402
+from gencodec import api, container  # noqa: E402
+from gencodec.bench.runner import plan_jobs  # noqa: E402
+from gencodec.errors import UnsupportedInputError  # noqa: E402
+from gencodec.models import zoo  # noqa: E402
+from gencodec.models.hyperprior_refine import ladder_lambda  # noqa: E402
+
+from test_hyperprior import TINY_CB, _tiny, photo, psnr  # noqa: E402
+
+KODIM23 = Path(__file__).resolve().parent.parent / "corpora" / "kodak" / "kodim23.png"
+SHIPPED = zoo.default_weights("hyperprior")
+
+
+def test_ladder_lambda_interpolates_like_the_gains():
+    lams = (0.001, 0.004, 0.016)
+    assert [ladder_lambda(lams, q) for q in (1, 2, 3)] == pytest.approx(list(lams))
+    assert ladder_lambda(lams, 1.5) == pytest.approx(0.002)  # geometric
+    assert ladder_lambda(lams, 4.0) == pytest.approx(0.064)  # extrapolated from the end pair
+    assert ladder_lambda(lams, 0.0) == pytest.approx(0.00025)
+
+
+def _cost(blob: bytes, img: Image.Image, quality: float) -> float:
+    """The cost the model trades: lambda * MSE (0..255) + bits per pixel, of the real file."""
+    out = np.asarray(gencodec.decompress(blob), dtype=np.float64)
+    mse = np.mean((out - np.asarray(img, dtype=np.float64)) ** 2)
+    lam = ladder_lambda(tuple(zoo.config_of(SHIPPED)["lambdas"]), quality)
+    return lam * mse + 8 * len(blob) / (img.width * img.height)
+
+
+@pytest.mark.skipif(SHIPPED is None or not SHIPPED.is_file() or not KODIM23.is_file(), reason="no shipped model")
+def test_effort_1_lowers_the_real_cost_and_decodes_with_the_plain_decoder():
+    with Image.open(KODIM23) as im:
+        img = im.convert("RGB").crop((256, 128, 448, 256))  # 192x128
+    plain = api.compress_report(img, "hyperprior", quality=2)
+    refined = api.compress_report(img, "hyperprior", quality=2, effort=1)
+    assert refined.stats["refined"] is True and plain.stats["refined"] is False
+    assert refined.blob != plain.blob
+    head = container.read_header(refined.blob)
+    assert set(head.params) == {"quality", "latents"}  # an ordinary frame: nothing says how it was made
+    assert _cost(refined.blob, img, 2) < _cost(plain.blob, img, 2)
+    out = gencodec.decompress(refined.blob)
+    assert psnr(out, img) == pytest.approx(refined.stats["psnr"], abs=0.05)  # what the encoder measured
+
+
+def test_effort_keeps_rate_control_targets(tmp_path):
+    path = str(_tiny(TINY_CB, tmp_path / "tiny-cb.safetensors"))
+    img = photo(128, 96, seed=4)
+    n = img.width * img.height
+    lo, hi = (psnr(gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=q), model=path),
+                   img) for q in (1, 3))
+    target = (lo + hi) / 2
+    plain = gencodec.compress(img, codec="hyperprior", model=path, psnr=target)
+    fine = gencodec.compress(img, codec="hyperprior", model=path, psnr=target, effort=1)
+    assert psnr(gencodec.decompress(fine, model=path), img) >= target and len(fine) <= len(plain)
+    budget = 8 * len(plain) / n
+    plain_b = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget)
+    fine_b = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget, effort=1)
+    assert 8 * len(fine_b) / n <= budget
+    assert psnr(gencodec.decompress(fine_b, model=path), img) >= psnr(gencodec.decompress(plain_b, model=path), img)
+
+
+def test_bench_sweeps_a_lossy_codec_s_parameters_as_their_own_curve():
+    jobs = plan_jobs(["hyperprior"], True, {"hyperprior": [1, 2]}, {"hyperprior": [{"effort": 1}]})
+    assert jobs == [("hyperprior", {"quality": 1}), ("hyperprior", {"quality": 2}),
+                    ("hyperprior", {"quality": 1, "effort": 1}), ("hyperprior", {"quality": 2, "effort": 1})]
+    from gencodec.bench.report import job_label, rd_curves
+
+    tots = [dict(codec=c, params=p, quality=p["quality"], n_files=1, mean_bits_per_pixel=0.1 * p["quality"],
+                 mean_psnr=30.0 + p["quality"] + p.get("effort", 0)) for c, p in jobs]
+    curves = rd_curves(tots)
+    assert set(curves) == {"hyperprior", "hyperprior (effort=1)"}
+    assert [pt["psnr"] for pt in curves["hyperprior (effort=1)"]] == [32.0, 33.0]
+    assert job_label(tots[2]) == "hyperprior (effort=1)"
+    with pytest.raises(UnsupportedInputError, match="qualities come from --quality"):
+        plan_jobs(["hyperprior"], True, None, {"hyperprior": [{"quality": 3}]})
