@@ -22,8 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCES = sorted((ROOT / "benchmarks" / "references").glob("*.json"))
 
-# extra lossless jobs per section: JPEG XL at its slowest effort too (the default, 7, is the one `auto` uses)
-EXTRA_PARAMS = {"kodak-lossless": {"jpeg-xl-lossless": [{"effort": 9}]}}
+# extra jobs per section: JPEG XL lossless at its slowest effort too (the default, 7, is the one `auto`
+# uses); hyperprior's whole ladder again with its latents refined at encode (effort 1: its own curve)
+EXTRA_PARAMS = {"kodak-lossless": {"jpeg-xl-lossless": [{"effort": 9}]},
+                "kodak-lossy": {"hyperprior": [{"effort": 1}]}}
 
 SECTIONS = {
     # name: (title, corpus, lossy, plot file name)

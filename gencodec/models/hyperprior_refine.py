@@ -10,16 +10,17 @@ chose, so a refined file is an ordinary file (same format, same exact tables, sa
 The objective, with the hyper-latents (so ``h_s``'s means and scales) fixed at the analysis's:
 distortion through rounding (straight-through: the synthesis sees the rounded latents it will
 decode), rate at the continuous value under each latent's Gaussian (the training's proxy, which
-keeps a gradient where rounding has none). Adam, ``STEPS`` steps at ``LR``; with a checkerboard
+keeps a gradient where rounding has none), the synthesis in bfloat16 where the CPU has it
+(:func:`fast_dtype`). Adam, ``STEPS`` steps at ``LR``; with a checkerboard
 context, the second half's tables are then recomputed exactly from the refined first half and the
 second half gets ``STEPS_SECOND`` more steps under them (the first half held). These constants
-were chosen on the six photos ``corpora/train`` holds out (never Kodak): more steps or a larger rate
+were chosen on the six photos ``corpora/train`` holds out (never Kodak): more steps or a larger step size
 lowered the real cost less or raised it (the proxy drifts from the rounded truth), and a fully
 straight-through rate gained less.
 
 Example::
 
-    y = refine_latents(model, x, y0, tables, quality, height, width)   # then re-quantize y
+    y = refine_latents(model, x, y0, tables, quality, second_tables)   # then quantize y again
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["refine_latents", "ladder_lambda", "STEPS", "STEPS_SECOND", "LR"]
+__all__ = ["refine_latents", "ladder_lambda", "fast_dtype", "STEPS", "STEPS_SECOND", "LR"]
 
 STEPS = 30  # Adam steps on every latent
 STEPS_SECOND = 10  # then on the checkerboard's second half, under its recomputed tables
@@ -47,6 +48,20 @@ def ladder_lambda(lambdas: tuple[float, ...], quality: float) -> float:
     lo = int(min(max(math.floor(t), 0), logs.size - 2))
     f = t - lo
     return float(math.exp((1 - f) * logs[lo] + f * logs[lo + 1]))
+
+
+def fast_dtype() -> torch.dtype | None:
+    """bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX, and torch's kernels for
+    AVX-512 in use): the refinement's synthesis passes then run about 2.5x faster (a 1 MP photo on
+    one thread of an AMD EPYC: 10 s against 27 s) for the same result within noise. Elsewhere None
+    (float32): emulated bfloat16 would be slower."""
+    try:
+        cap = torch.backends.cpu.get_cpu_capability()
+        native = any(getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported",
+                                                                       "_is_amx_tile_supported"))
+    except Exception:  # an older or newer torch without these probes: float32
+        return None
+    return torch.bfloat16 if native and cap.startswith("AVX512") else None
 
 
 def _bits(r: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -95,9 +110,12 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
     height, width = x.shape[-2:]
     st = torch.tensor(scale_table(cfg), dtype=torch.float32)
 
+    dtype = fast_dtype()
+
     def synth(y_hat: torch.Tensor) -> torch.Tensor:
-        out = model.g_s((y_hat[None] * igain).contiguous(memory_format=torch.channels_last))
-        return out[..., :height, :width]
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = model.g_s((y_hat[None] * igain).contiguous(memory_format=torch.channels_last))
+        return out[..., :height, :width].float()
 
     def params(t) -> tuple[torch.Tensor, torch.Tensor]:
         mu = torch.from_numpy(t.means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits))
