@@ -46,7 +46,6 @@ from PIL import Image
 from ..codec import Encoded, Param
 from ..errors import CorruptFileError, GencodecError, UnsupportedInputError
 from ..models import zoo
-from ..models.hyperprior_refine import ladder_lambda
 from . import residual
 from .neural import NeuralCodec
 
@@ -190,6 +189,8 @@ class _Coder:
     def cost(self, t: _Trial) -> float:
         """The rate-distortion cost the model was trained for, on the real file and pixels:
         lambda(q) * MSE + bits per pixel (MSE on the 0..255 scale)."""
+        from ..models.hyperprior_refine import ladder_lambda  # torch: not for `gencodec codecs`
+
         mse = 255.0**2 * 10 ** (-self.psnr(t) / 10) if math.isfinite(self.psnr(t)) else 0.0
         return ladder_lambda(self.model.cfg.lambdas, t.q) * mse + 8 * self.size(t) / self.n_pixels
 

@@ -579,6 +579,10 @@ class ExactHyperprior:
         modelfile.save(self, path, card=card)
 
     # -- shapes and schedule ----------------------------------------------------------------------
+    def scales(self) -> np.ndarray:
+        """The Gaussian tables' scales (n_scales,) float64: what a scale index stands for."""
+        return scale_table(self.cfg)
+
     def symbol_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """Symbols of an image of this size (padded to multiples of 64)."""
         return (self.cfg.N + 16 * self.cfg.M, -(-height // 64), -(-width // 64))

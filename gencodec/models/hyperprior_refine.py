@@ -102,13 +102,11 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
     (M, h, w); tables: their means and scale indices as the encoder computed them (every phase);
     second_tables: for a checkerboard model, a function of refined latents -> their exact tables
     (the second half's recomputed from the first half's symbols)."""
-    from .hyperprior import scale_table
-
     cfg = model.cfg
     _, igain = model.gains(quality)
     lam = ladder_lambda(cfg.lambdas, quality)
     height, width = x.shape[-2:]
-    st = torch.tensor(scale_table(cfg), dtype=torch.float32)
+    st = torch.tensor(model.scales(), dtype=torch.float32)
 
     dtype = fast_dtype()
 
@@ -124,10 +122,11 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
     with torch.enable_grad():
         mu, scales = params(tables)
         out = _optimize(torch.from_numpy(np.ascontiguousarray(y, np.float32)), mu, scales, None, synth, x, lam, STEPS)
-        if second_tables is not None and cfg.context == "checkerboard":
-            from .hyperprior import anchors
-
+        phases = model.phases(out.shape[1], out.shape[2])
+        if second_tables is not None and len(phases) > 1:
             mu, scales = params(second_tables(out.numpy()))
-            second = 1.0 - anchors(mu.shape[1], mu.shape[2])[0]
+            second = torch.zeros(out.numel())
+            second[torch.from_numpy(phases[-1])] = 1.0
+            second = second.reshape(out.shape)
             out = _optimize(out, mu, scales, second, synth, x, lam, STEPS_SECOND)
     return out.numpy()
