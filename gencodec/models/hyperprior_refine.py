@@ -81,13 +81,10 @@ def _optimize(y: torch.Tensor, mu: torch.Tensor, scales: torch.Tensor, mask: tor
     for _ in range(steps):
         r = y - mu
         v = r + (torch.round(r) - r).detach()  # the rounded residual, straight-through
-        bits = _bits(r, scales)
-        if mask is not None:
-            bits = bits * mask
-        loss = lam * 255**2 * ((synth(v + mu) - x) ** 2).mean() + bits.sum() / n
+        loss = lam * 255**2 * ((synth(v + mu) - x) ** 2).mean() + _bits(r, scales).sum() / n
         opt.zero_grad()
         loss.backward()
-        if mask is not None:
+        if mask is not None:  # only the masked latents move (the rate is elementwise: no other term needs it)
             y.grad.mul_(mask)
         opt.step()
     return y.detach()
