@@ -53,7 +53,7 @@ def ladder_lambda(lambdas: tuple[float, ...], quality: float) -> float:
 def fast_dtype() -> torch.dtype | None:
     """bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX, and torch's kernels for
     AVX-512 in use): the refinement's synthesis passes then run about 2.5x faster (a 1 MP photo on
-    one thread of an AMD EPYC: 10 s against 27 s) for the same result within noise. Elsewhere None
+    one thread of an AMD EPYC, a one-off probe: 10 s against 27 s) for the same result within noise. Elsewhere None
     (float32): emulated bfloat16 would be slower."""
     try:
         cap = torch.backends.cpu.get_cpu_capability()
