@@ -163,7 +163,7 @@ def test_quality_out_of_range_is_refused(tiny_path):
         gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), quality=2, bpp=1.0)
     with pytest.raises(UnsupportedInputError, match="no parameters|takes no"):
         gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), speed=3)
-    with pytest.raises(UnsupportedInputError, match="effort must be an integer from 0 to 1, not 3"):
+    with pytest.raises(UnsupportedInputError, match="effort must be an integer from 0 to 2, not 3"):
         gencodec.compress(photo(), codec="hyperprior", model=str(tiny_path), effort=3)
 
 

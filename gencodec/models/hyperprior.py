@@ -782,7 +782,7 @@ class Analysis:
             self.y = model.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
     @torch.no_grad()
-    def at(self, quality: float, refine: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, quality: float, refine: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """-> (symbols (N + 16 M, h, w) int64, latent symbols (M, 4h, 4w), means (M, 4h, 4w) ints).
 
         A latent beyond its table is coded as the table's overflow symbol and its value kept in
@@ -790,9 +790,9 @@ class Analysis:
         (they feed no table). Hyper-latents beyond their tables are clamped to them (they choose
         the tables; both sides use the clamped values): :attr:`clamped` counts them.
 
-        refine: move the latents toward a lower rate-distortion cost for this image first
-        (:mod:`.hyperprior_refine`; the hyper-latents stay the analysis's): about 40 passes of the
-        synthesis and its gradient instead of none."""
+        refine: an effort level (0: none) -- move the latents toward a lower rate-distortion cost
+        for this image first (:mod:`.hyperprior_refine`; the hyper-latents stay the analysis's):
+        120 (effort 1) or 450 (effort 2) passes of the synthesis and its gradient instead of none."""
         m, cfg = self.model, self.model.cfg
         gain, _ = m.gains(quality)
         y = self.y * gain
@@ -808,7 +808,7 @@ class Analysis:
         if refine:
             from .hyperprior_refine import refine_latents
 
-            y = refine_latents(m, self.x, y, tables, quality, lambda yr: self._quantize(yr, z_sym)[2])
+            y = refine_latents(m, self.x, y, tables, quality, lambda yr: self._quantize(yr, z_sym)[2], effort=refine)
             sym, y_sym, tables, escapes = self._quantize(y, z_sym)
         self.escapes, self.tables = escapes, tables
         return sym, y_sym, tables.means

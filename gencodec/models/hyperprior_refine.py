@@ -1,41 +1,49 @@
-"""Encoder-side latent refinement for ``hyperprior``: a few gradient steps on one image's latents
-toward a lower rate-distortion cost, the hyper-latents held fixed (Campos et al. 2019; Yang et al.
-2020 call the gap it closes the amortization gap).
+"""Encoder-side latent refinement for ``hyperprior``: gradient steps on one image's latents toward a
+lower rate-distortion cost, the hyper-latents held fixed (Campos et al. 2019; Yang et al. 2020 call
+the gap it closes the amortization gap).
 
 The analysis transform is trained to give good latents on average; for one image, the latents
 that minimise ``lambda * 255**2 * MSE + bits / pixels`` under this model's own entropy tables and
 synthesis lie a little elsewhere. The decoder is untouched: it decodes whatever symbols the encoder
 chose, so a refined file is an ordinary file (same format, same exact tables, same checksum).
 
-The objective, with the hyper-latents (so ``h_s``'s means and scales) fixed at the analysis's:
-distortion through rounding (straight-through: the synthesis sees the rounded latents it will
-decode), rate at the continuous value under each latent's Gaussian (the training's proxy, which
-keeps a gradient where rounding has none), the synthesis in bfloat16 where the CPU has it
-(:func:`fast_dtype`). Adam, ``STEPS`` steps at ``LR``; with a checkerboard
-context, the second half's tables are then recomputed exactly from the refined first half and the
-second half gets ``STEPS_SECOND`` more steps under them (the first half held). These constants
-were chosen on the six photos ``corpora/train`` holds out (never Kodak): more steps or a larger step size
-lowered the real cost less or raised it (the proxy drifts from the rounded truth), and a fully
-straight-through rate gained less.
+The objective, with the hyper-latents (so ``h_s``'s means and scales) fixed at the analysis's, is
+taken at a stochastic soft rounding of the latents, annealed toward hard rounding (Yang et al.
+2020's stochastic Gumbel annealing): each latent's residual from its mean is a random mix of its
+floor and its ceiling, the nearer one likelier, with a temperature that falls from 0.5 to 0.05 over
+the run; distortion (the synthesis in bfloat16 where the CPU has it, :func:`fast_dtype`) and rate
+(the discretized Gaussian's mass) are both measured there, so the optimisation ends where the
+rounded file is. Adam on every latent; with a checkerboard context, the second half's tables are
+then recomputed exactly from the refined first half (rounded, now fixed) and the second half gets
+more steps under them. The noise comes from a seeded generator: the same image and settings give
+the same file. Steps and step sizes per effort (:data:`SCHEDULES`) were chosen on the six photos
+``corpora/train`` holds out (never Kodak).
 
 Example::
 
-    y = refine_latents(model, x, y0, tables, quality, second_tables)   # then quantize y again
+    y = refine_latents(model, x, y0, tables, quality, second_tables, effort=1)  # then quantize y again
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
 
-__all__ = ["refine_latents", "ladder_lambda", "fast_dtype", "STEPS", "STEPS_SECOND", "LR"]
+__all__ = ["refine_latents", "soft_round", "ladder_lambda", "fast_dtype", "SCHEDULES", "Schedule"]
 
-STEPS = 30  # Adam steps on every latent
-STEPS_SECOND = 10  # then on the checkerboard's second half, under its recomputed tables
-LR = 0.002  # in latent units (a quantization step is 1)
+
+class Schedule(NamedTuple):
+    steps: int  # Adam steps on every latent
+    steps_second: int  # then on the checkerboard's second half, under its recomputed tables
+    lr: float  # Adam's step size, in latent units (a quantization step is 1)
+
+
+SCHEDULES = {1: Schedule(100, 20, 0.01), 2: Schedule(400, 50, 0.005)}  # per effort level
+TAU_START, TAU_END = 0.5, 0.05  # the soft rounding's temperature, annealed geometrically
+SEED = 0  # the soft rounding's noise
 
 
 def ladder_lambda(lambdas: tuple[float, ...], quality: float) -> float:
@@ -73,32 +81,51 @@ def _bits(r: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return -torch.log2(p.clamp_min(1e-9))
 
 
+def soft_round(r: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
+    """A random point between floor(r) and floor(r) + 1: a Gumbel-softmax sample over the two, whose
+    logits grow as r nears each (-atanh of the distance, over tau); as tau falls it becomes hard
+    rounding. Differentiable in r."""
+    fl = torch.floor(r).detach()
+    d = (r - fl).clamp(1e-5, 1 - 1e-5)
+    logits = torch.stack([-torch.atanh(d), -torch.atanh(1 - d)]) / tau
+    u = torch.rand(logits.shape, generator=gen).clamp(1e-10, 1 - 1e-7)
+    w = torch.softmax((logits - torch.log(-torch.log(u))) / tau, dim=0)
+    return fl + w[1]
+
+
 def _optimize(y: torch.Tensor, mu: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor | None,
-              synth: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, lam: float, steps: int) -> torch.Tensor:
+              synth: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, lam: float, steps: int,
+              lr: float, gen: torch.Generator) -> torch.Tensor:
+    """Adam on y under the soft-rounded cost; with a mask, only the masked latents move and the
+    others stay at their rounded values."""
     y = y.clone().requires_grad_(True)
-    opt = torch.optim.Adam([y], lr=LR)
+    opt = torch.optim.Adam([y], lr=lr)
     n = x.shape[-1] * x.shape[-2]
-    for _ in range(steps):
-        r = y - mu
-        v = r + (torch.round(r) - r).detach()  # the rounded residual, straight-through
-        loss = lam * 255**2 * ((synth(v + mu) - x) ** 2).mean() + _bits(r, scales).sum() / n
+    fixed = None if mask is None else torch.round(y - mu).detach()
+    for t in range(steps):
+        tau = TAU_START * (TAU_END / TAU_START) ** (t / max(steps - 1, 1))
+        v = soft_round(y - mu, tau, gen)
+        if mask is not None:
+            v = torch.where(mask, v, fixed)
+        loss = lam * 255**2 * ((synth(v + mu) - x) ** 2).mean() + _bits(v, scales).sum() / n
         opt.zero_grad()
         loss.backward()
-        if mask is not None:  # only the masked latents move (the rate is elementwise: no other term needs it)
-            y.grad.mul_(mask)
         opt.step()
     return y.detach()
 
 
 def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, quality: float,
-                   second_tables: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
+                   second_tables: Callable[[np.ndarray], Any] | None = None, effort: int = 1) -> np.ndarray:
     """Refined gained latents (M, h, w) float32 for one image.
 
     model: an :class:`~gencodec.models.hyperprior.ExactHyperprior`; x: the image (1, 3, H, W) in
     [0, 1], uncropped (the distortion counts only these pixels); y: the analysis's gained latents
     (M, h, w); tables: their means and scale indices as the encoder computed them (every phase);
     second_tables: for a checkerboard model, a function of refined latents -> their exact tables
-    (the second half's recomputed from the first half's symbols)."""
+    (the second half's recomputed from the first half's symbols); effort: a key of
+    :data:`SCHEDULES`."""
+    sched = SCHEDULES[effort]
+    gen = torch.Generator().manual_seed(SEED)
     cfg = model.cfg
     _, igain = model.gains(quality)
     lam = ladder_lambda(cfg.lambdas, quality)
@@ -118,12 +145,13 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
 
     with torch.enable_grad():
         mu, scales = params(tables)
-        out = _optimize(torch.from_numpy(np.ascontiguousarray(y, np.float32)), mu, scales, None, synth, x, lam, STEPS)
+        out = _optimize(torch.from_numpy(np.ascontiguousarray(y, np.float32)), mu, scales, None, synth, x, lam,
+                        sched.steps, sched.lr, gen)
         phases = model.phases(out.shape[1], out.shape[2])
         if second_tables is not None and len(phases) > 1:
             mu, scales = params(second_tables(out.numpy()))
-            second = torch.zeros(out.numel())
-            second[torch.from_numpy(phases[-1])] = 1.0
+            second = torch.zeros(out.numel(), dtype=torch.bool)
+            second[torch.from_numpy(phases[-1])] = True
             second = second.reshape(out.shape)
-            out = _optimize(out, mu, scales, second, synth, x, lam, STEPS_SECOND)
+            out = _optimize(out, mu, scales, second, synth, x, lam, sched.steps_second, sched.lr, gen)
     return out.numpy()
