@@ -55,6 +55,8 @@ DEFAULT_QUALITY = 4.0
 RATE_STEPS = 9  # bisection steps of rate control (the quality interval shrinks by 2**-9)
 LAYER_BASES = 4  # rate control tries residual layers over this many ladder points below its answer
 EXTRAPOLATE = 2.0  # qualities reach this many ladder steps beyond each end of the ladder (extrapolated gains)
+REFINE_TRIES = 3  # rate control with effort: refined trials aimed at the target
+MIN_STEP = 0.05  # ... the least quality step after a refined trial that missed it
 #: bytes of frame around the payload that ``bpp`` budgets for when the caller does not say (the
 #: API passes the exact frame size: ``frame_size(params, payload_length)``)
 FRAME_ALLOWANCE = 160
@@ -194,16 +196,12 @@ class _Coder:
         mse = 255.0**2 * 10 ** (-self.psnr(t) / 10) if math.isfinite(self.psnr(t)) else 0.0
         return ladder_lambda(self.model.cfg.lambdas, t.q) * mse + 8 * self.size(t) / self.n_pixels
 
-    def refined(self, t: _Trial, effort: int, good=None) -> _Trial:
+    def refined(self, t: _Trial, effort: int) -> _Trial:
         """``t``, or the same quality with latents refined at ``effort`` if that file is better: a lower
-        rate-distortion cost, and for rate control (``good`` given: the target's test, and then its
-        own order -- see :meth:`HyperpriorCodec.encode`) the target still met. A trial with a
-        residual layer is kept as it is."""
+        rate-distortion cost. A trial with a residual layer is kept as it is."""
         if t.layer is not None:
             return t
         r = self.trial(t.q, refine=effort)
-        if good is not None:
-            return r if good(r) else t
         return r if self.cost(r) < self.cost(t) else t
 
     def base(self, t: _Trial) -> np.ndarray:
@@ -377,14 +375,8 @@ class HyperpriorCodec(NeuralCodec):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise UnsupportedInputError(f"codec {self.name!r}: {kind} must be a positive number, not {value!r}")
             best = self._rate_control(coder, kind, float(value))
-            if effort:  # refine the answer; kept only if it still meets the target and is the better file
-                if kind == "psnr":
-                    def better(t: _Trial) -> bool:
-                        return coder.psnr(t) >= value and coder.size(t) < coder.size(best)
-                else:
-                    def better(t: _Trial) -> bool:
-                        return 8 * coder.size(t) / coder.n_pixels <= value and coder.psnr(t) > coder.psnr(best)
-                best = coder.refined(best, effort, better)
+            if effort and best.layer is None:
+                best = self._refined_search(coder, kind, float(value), best, effort)
         payload = struct.pack("<I", len(alpha)) + alpha + best.body()
         stats = {"ideal_bits": best.ideal_bits(len(payload)), "model_ideal_bits": best.ideal,
                  "quality": best.q, "clamped_latents": best.clamped, "psnr": coder.psnr(best),
@@ -457,6 +449,47 @@ class HyperpriorCodec(NeuralCodec):
             return min([t for t in (ok, *layered) if t is not None], key=coder.size)
         layered = [t for t in (coder.step_for_bpp(b, value) for b in bases) if t is not None]
         return max([ok, *layered], key=lambda t: (coder.psnr(t), -coder.size(t)))
+
+    def _refined_search(self, coder: "_Coder", kind: str, value: float, best: "_Trial", effort: int) -> "_Trial":
+        """Rate control's answer refined: refinement moves a quality's PSNR and size (at low
+        qualities it trades a little PSNR for many bits), so the refined file that meets the target
+        best lies at another quality. Up to REFINE_TRIES refined trials, from the answer's quality,
+        each next one aimed just inside the target by the plain curve's slope there (the refined
+        curve is too noisy for secants: its PSNR is not monotone in the quality at this scale),
+        at least MIN_STEP further when a trial missed; the best that meets the target wins (psnr:
+        the smallest, bpp: the sharpest) if it beats the plain answer."""
+        lo, hi = self.quality_range
+        up = 1.0 if kind == "psnr" else -1.0  # the direction that helps a trial which missed
+
+        def f(t: _Trial) -> float:  # what the target constrains
+            return coder.psnr(t) if kind == "psnr" else 8 * coder.size(t) / coder.n_pixels
+
+        def good(t: _Trial) -> bool:
+            return math.isfinite(f(t)) and (f(t) >= value if kind == "psnr" else f(t) <= value)
+
+        def rank(t: _Trial) -> tuple[float, float]:  # lower is better
+            return (coder.size(t), -coder.psnr(t)) if kind == "psnr" else (-coder.psnr(t), coder.size(t))
+
+        aim = value + 0.03 if kind == "psnr" else value * 0.995
+        q = best.q
+        dq = 0.25 if q + 0.25 <= hi else -0.25
+        slope = (f(coder.trial(q + dq)) - f(best)) / dq  # plain: PSNR or bpp per quality step
+        if not (math.isfinite(slope) and slope > 0):
+            return best
+        winner = best
+        for _ in range(REFINE_TRIES):
+            r = coder.trial(q, refine=effort)
+            ok = good(r)
+            if ok and rank(r) < rank(winner):
+                winner = r
+            step = (aim - f(r)) / slope
+            if not ok and up * step < MIN_STEP:
+                step = up * MIN_STEP
+            nxt = min(max(q + step, lo), hi)
+            if abs(nxt - q) < 1e-3:
+                break
+            q = nxt
+        return winner
 
     @staticmethod
     def _alpha(img: Image.Image) -> bytes:
