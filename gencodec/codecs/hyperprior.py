@@ -295,7 +295,7 @@ class HyperpriorCodec(NeuralCodec):
                 Param("step", "int", None, 1, 255, "with quality: a residual layer, the difference to the decoded "
                       "image in steps of this size (smaller: higher PSNR, more bits)"),
                 Param("effort", "int", 0, 0, 2, "1, 2: refine the latents for this image (about 120 or 450 synthesis passes "
-                      "with gradients: a slower encode, a few % fewer bits for the PSNR; decoding unchanged)"))
+                      "with gradients: a slower encode, about 5 % fewer bits for the PSNR; decoding unchanged)"))
 
     def __init__(self, model=None):
         super().__init__(model)
