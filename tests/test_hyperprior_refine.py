@@ -89,17 +89,17 @@ def test_effort_1_lowers_the_real_cost_and_decodes_with_the_plain_decoder():
 def test_effort_under_rate_control_finds_a_smaller_file_or_a_sharper_one():
     """Refinement moves a quality's PSNR too, so rate control searches refined qualities for the target."""
     with Image.open(KODIM23) as im:
-        img = im.convert("RGB").crop((256, 128, 448, 256))  # 192x128
+        img = im.convert("RGB").crop((256, 128, 640, 384))  # 384x256: a few kB, so 1 % is many bytes
     n = img.width * img.height
-    plain = api.compress_report(img, "hyperprior", psnr=33.0)
-    fine = api.compress_report(img, "hyperprior", psnr=33.0, effort=1)
-    assert fine.stats["refined"] == 1 and fine.stats["psnr"] >= 33.0
-    assert psnr(gencodec.decompress(fine.blob), img) >= 33.0
-    assert len(fine.blob) < 0.99 * len(plain.blob)  # about 5 % smaller (30f917a4)
+    plain = api.compress_report(img, "hyperprior", psnr=34.0)
+    fine = api.compress_report(img, "hyperprior", psnr=34.0, effort=1)
+    assert fine.stats["refined"] == 1 and fine.stats["psnr"] >= 34.0
+    assert psnr(gencodec.decompress(fine.blob), img) >= 34.0
+    assert len(fine.blob) < 0.98 * len(plain.blob)  # about 8 % smaller (8d1f2c44)
     plain = api.compress_report(img, "hyperprior", bpp=0.5)
     fine = api.compress_report(img, "hyperprior", bpp=0.5, effort=1)
     assert fine.stats["refined"] == 1 and 8 * len(fine.blob) / n <= 0.5
-    assert fine.stats["psnr"] > plain.stats["psnr"] + 0.1  # about 0.4 dB (30f917a4)
+    assert fine.stats["psnr"] > plain.stats["psnr"] + 0.15  # about 0.5 dB (8d1f2c44)
 
 
 def test_effort_keeps_rate_control_targets(tmp_path):
