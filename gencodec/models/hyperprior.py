@@ -123,6 +123,33 @@ def _gdn(ch: int, inverse: bool = False) -> nn.Module:
     return GDN(ch, inverse=inverse)
 
 
+def _image_transforms(cfg: HyperpriorConfig, gdn=_gdn) -> tuple[nn.Sequential, nn.Sequential, nn.Sequential]:
+    """(g_a, g_s, h_a) with ``gdn(channels, inverse)`` for their GDN layers: compressai's for training
+    and export, :class:`~gencodec.models.gdn.InferenceGDN` (the same forward, bit for bit) for coding."""
+    N, M = cfg.N, cfg.M
+    g_a = nn.Sequential(_conv(3, N), gdn(N), _conv(N, N), gdn(N), _conv(N, N), gdn(N), _conv(N, M))
+    g_s = nn.Sequential(_deconv(M, N), gdn(N, True), _deconv(N, N), gdn(N, True), _deconv(N, N),
+                        gdn(N, True), _deconv(N, 3))
+    h_a = nn.Sequential(_conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), _conv(N, N),
+                        nn.LeakyReLU(inplace=True), _conv(N, N))
+    return g_a, g_s, h_a
+
+
+def interpolated_gains(log_gain: torch.Tensor, log_igain: torch.Tensor,
+                       level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """level: (B,) float, [0, L-1] the ladder (beyond: extrapolated from the end pair); log_gain,
+    log_igain (L, M) -> gain, inverse gain (B, M, 1, 1), geometric interpolation."""
+    L = log_gain.shape[0]
+    lo = torch.clamp(level.floor().long(), 0, max(L - 2, 0))
+    t = (level - lo.to(level.dtype))[:, None]  # beyond [0, L-1]: extrapolated from the end pair
+    hi = torch.clamp(lo + 1, max=L - 1)
+
+    def mix(p):
+        return ((1 - t) * p[lo] + t * p[hi]).exp()[:, :, None, None]
+
+    return mix(log_gain), mix(log_igain)
+
+
 def _conv(i: int, o: int, k: int = 5, s: int = 2) -> nn.Conv2d:
     return nn.Conv2d(i, o, k, stride=s, padding=k // 2)
 
@@ -203,11 +230,7 @@ class Hyperprior(nn.Module):
 
         self.cfg = cfg
         N, M = cfg.N, cfg.M
-        self.g_a = nn.Sequential(_conv(3, N), _gdn(N), _conv(N, N), _gdn(N), _conv(N, N), _gdn(N), _conv(N, M))
-        self.g_s = nn.Sequential(_deconv(M, N), _gdn(N, True), _deconv(N, N), _gdn(N, True), _deconv(N, N),
-                                 _gdn(N, True), _deconv(N, 3))
-        self.h_a = nn.Sequential(_conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), _conv(N, N),
-                                 nn.LeakyReLU(inplace=True), _conv(N, N))
+        self.g_a, self.g_s, self.h_a = _image_transforms(cfg)
         self.h_s = HyperSynthesis(cfg)
         self.ctx = CheckerboardContext(cfg) if cfg.context == "checkerboard" else None
         self.entropy_bottleneck = EntropyBottleneck(N)
@@ -224,15 +247,7 @@ class Hyperprior(nn.Module):
     def gains(self, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """level: (B,) float, [0, L-1] the ladder (beyond: extrapolated from the end pair) -> gain, inverse gain
         (B, M, 1, 1), geometric interpolation."""
-        L = self.cfg.levels
-        lo = torch.clamp(level.floor().long(), 0, max(L - 2, 0))
-        t = (level - lo.to(level.dtype))[:, None]  # beyond [0, L-1]: extrapolated from the end pair
-        hi = torch.clamp(lo + 1, max=L - 1)
-
-        def mix(p):
-            return ((1 - t) * p[lo] + t * p[hi]).exp()[:, :, None, None]
-
-        return mix(self.log_gain), mix(self.log_igain)
+        return interpolated_gains(self.log_gain, self.log_igain, level)
 
     def z_hat(self, z: torch.Tensor) -> torch.Tensor:
         """The hyper-latent as h_s sees it: round(z - median) + median (straight-through)."""
@@ -424,12 +439,15 @@ class ExactHyperprior:
     def _setup(self, t: dict[str, torch.Tensor]) -> None:
         from ..errors import GencodecError
 
+        from .gdn import InferenceGDN
+
         cfg = self.cfg
-        net = Hyperprior(cfg)
+        # the float parts with compressai's GDN forward but not compressai (whose import costs seconds)
+        float_parts = dict(zip(FLOAT_PARTS, _image_transforms(cfg, InferenceGDN)))
         for part in FLOAT_PARTS:
             if self.decode_only and part in ENCODER_PARTS:
                 continue
-            module = getattr(net, part)
+            module = float_parts[part]
             params = dict(module.named_parameters())
             if {f"{part}.{k}" for k in params} != {k for k in t if k.startswith(part + ".")}:
                 raise ValueError(f"{part} parameters do not match the config")
@@ -439,24 +457,25 @@ class ExactHyperprior:
             module.eval()
         # the image transforms in channels-last layout: about 30 % faster on CPUs (oneDNN); float
         # parts, so their layout moves no bit of the stream
-        self.g_a = None if self.decode_only else net.g_a.to(memory_format=torch.channels_last)
-        self.g_s = net.g_s.to(memory_format=torch.channels_last)
-        self.h_a = None if self.decode_only else net.h_a
-        with torch.no_grad():
-            net.log_gain.copy_(t["gain.log"])
-            net.log_igain.copy_(t["gain.ilog"])
-        self._gains = net.gains
-        self._net = net
+        self.g_a = None if self.decode_only else float_parts["g_a"].to(memory_format=torch.channels_last)
+        self.g_s = float_parts["g_s"].to(memory_format=torch.channels_last)
+        self.h_a = None if self.decode_only else float_parts["h_a"]
+        L = cfg.levels
+        log_gain, log_igain = t["gain.log"].float(), t["gain.ilog"].float()
+        if log_gain.shape != (L, cfg.M) or log_igain.shape != (L, cfg.M):
+            raise ValueError(f"gains of shape {tuple(log_gain.shape)}, the config needs {(L, cfg.M)}")
+        self._log_gains = (log_gain, log_igain)
         self.h_s = {}
-        hs = net.h_s
+        hs = HyperSynthesis(cfg)  # the layers' shapes and formats
         for name in EXACT_LAYERS:
             self.h_s[name] = self._exact_layer(t, f"h_s.{name}", getattr(hs, name))
         self.acc_frac_bits = hs.l3.acc_frac_bits
         self.ctx = {}
-        if net.ctx is not None:
+        if cfg.context == "checkerboard":
+            ctx = CheckerboardContext(cfg)
             for name in CTX_LAYERS:
-                self.ctx[name] = self._exact_layer(t, f"ctx.{name}", getattr(net.ctx, name))
-            if net.ctx.e2.acc_frac_bits != self.acc_frac_bits:
+                self.ctx[name] = self._exact_layer(t, f"ctx.{name}", getattr(ctx, name))
+            if ctx.e2.acc_frac_bits != self.acc_frac_bits:
                 raise ValueError("the context's accumulator is not on h_s's grid")
             bound = self.h_s["l3"].max_abs_accumulator() + self.ctx["e2"].max_abs_accumulator()
             if bound >= 2**53:
@@ -720,7 +739,7 @@ class ExactHyperprior:
     def gains(self, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
         level = torch.tensor([float(quality) - 1.0])
         with torch.no_grad():
-            return self._gains(level)
+            return interpolated_gains(*self._log_gains, level)
 
     @torch.no_grad()
     def analyse(self, rgb: np.ndarray) -> "Analysis":
