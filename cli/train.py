@@ -43,9 +43,24 @@ def _option(opt: recipes.Option) -> click.Option:
         "str": str,
         "path": click.Path(exists=True, dir_okay=False, path_type=Path),
         "json": str,
+        "floats": str,
     }
-    return click.Option([opt.flag], type=types[opt.kind], default=None, metavar="JSON" if opt.kind == "json" else None,
-                        help=opt.help)
+    metavar = {"json": "JSON", "floats": "X[,X...]"}.get(opt.kind)
+    return click.Option([opt.flag, opt.name], type=types[opt.kind], default=None, metavar=metavar, help=opt.help)
+
+
+def _floats(opt: recipes.Option, text: str) -> list[float]:
+    """``--lambda 0.0018,0.0035`` -> [0.0018, 0.0035], each inside the option's bounds (lo exclusive)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageFailure(f"{opt.flag}: {text!r} is not a number or a comma-separated list of numbers") from None
+    for v in values:
+        if not (v == v and abs(v) != float("inf")) or (opt.lo is not None and v <= opt.lo) or \
+                (opt.hi is not None and v > opt.hi):
+            raise UsageFailure(f"{opt.flag}: {v:g} is out of range" + (f" (each must be above {opt.lo:g})"
+                                                                       if opt.lo is not None else ""))
+    return values
 
 
 def _command(recipe: recipes.Recipe) -> click.Command:
@@ -68,11 +83,14 @@ def _command(recipe: recipes.Recipe) -> click.Command:
                 if not isinstance(value, dict):
                     raise UsageFailure(f"{opt.flag}: it must be a JSON object")
                 options[opt.name] = value
+            if opt.kind == "floats" and options.get(opt.name) is not None:
+                options[opt.name] = _floats(opt, options[opt.name])
         options = {k: v for k, v in options.items() if v is not None}
         try:
             recipe.check(options)
         except recipes.OptionError as e:
-            raise UsageFailure(f"--{e.name.replace('_', '-')}: {e}") from None
+            flag = next((o.flag for o in recipe.options if o.name == e.name), f"--{e.name.replace('_', '-')}")
+            raise UsageFailure(f"{flag}: {e}") from None
         if not force and (Path(out).exists() or card_path.exists()):
             raise Failure(f"{Path(out) if Path(out).exists() else card_path}: already exists (use -f to overwrite)")
         progress = False if quiet else ("bar" if sys.stderr.isatty() else "lines")

@@ -328,6 +328,35 @@ def test_train_command_exports_a_model_that_codes(photos, tmp_path):
     assert r.exit_code == 2 and "multiple of 64" in r.output
 
 
+def test_train_lambda_option_sets_the_ladder(photos, tmp_path):
+    """``--lambda L`` trains one quality, ``--lambda A,B`` a ladder; the config's lambdas may not
+    also be given, and a ladder must rise."""
+    from gencodec_cli.main import cli
+
+    out = tmp_path / "one.safetensors"
+    args = ["train", "hyperprior", "--data", str(photos), "--steps", "2", "--crop", "64", "--batch", "2",
+            "--val-glob", "val/*", "--threads", "1", "-q", "--downscale", "1", "--config", '{"N": 8, "M": 8}']
+    r = CliRunner().invoke(cli, [*args, "--out", str(out), "--lambda", "0.013"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["lambdas"] == [0.013]
+    assert zoo.load(out, "hyperprior").cfg.lambdas == (0.013,)
+    img = photo(50, 40)
+    assert gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=str(out), quality=1),
+                               model=str(out)).size == (50, 40)
+    out3 = tmp_path / "three.safetensors"
+    r = CliRunner().invoke(cli, [*args, "--out", str(out3), "--lambda", "0.004,0.013,0.05"])
+    assert r.exit_code == 0, r.output
+    assert zoo.load(out3, "hyperprior").cfg.lambdas == (0.004, 0.013, 0.05)
+    for bad, message in [("0.05,0.013", "must increase"), ("0", "must be above 0"), ("x", "not a number"),
+                         ("0.01,", "not a number")]:
+        r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "bad.safetensors"), "--lambda", bad])
+        assert r.exit_code == 2 and "--lambda" in r.output and message in r.output, (bad, r.output)
+    both = [a if a != '{"N": 8, "M": 8}' else '{"N": 8, "M": 8, "lambdas": [0.01]}' for a in args]
+    r = CliRunner().invoke(cli, [*both, "--out", str(tmp_path / "bad.safetensors"), "--lambda", "0.02"])
+    assert r.exit_code == 2 and "not both" in r.output
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
 def test_start_from_an_exported_model_keeps_its_weights(tiny_path):
     from gencodec.train.hyperprior import start_from
 

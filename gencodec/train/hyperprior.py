@@ -412,17 +412,27 @@ def recipe_from_options(**kw: Any) -> HyperpriorRecipe:
 def run(data: str | Path, out: str | Path, *, steps: int, resume: bool = False, workdir: str | Path | None = None,
         device: str = "cpu", progress: bool | str = True, config: dict[str, Any] | None = None,
         **options: Any) -> dict[str, Any]:
-    """Entry point of ``gencodec train hyperprior``."""
-    cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **(config or {})})
+    """Entry point of ``gencodec train hyperprior`` (``lambdas``: the ladder, ``--lambda``; the same as
+    the config's field, which may not also name one)."""
+    lambdas = options.pop("lambdas", None)
+    config = {**(config or {}), **({"lambdas": list(lambdas)} if lambdas is not None else {})}
+    cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **config})
     init_from = options.pop("init_from", None)
     return train_hyperprior(data, out, steps=steps, resume=resume, workdir=workdir, config=cfg,
                             recipe=recipe_from_options(**options), progress=progress, device=device,
                             init_from=init_from)
 
 
-def check_options(config: dict[str, Any] | None = None, init_from: str | Path | None = None, **options: Any) -> None:
+def check_options(config: dict[str, Any] | None = None, init_from: str | Path | None = None,
+                  lambdas: list[float] | None = None, **options: Any) -> None:
     from .recipes import OptionError
 
+    if lambdas is not None:
+        if "lambdas" in (config or {}):
+            raise OptionError("lambdas", "give the ladder once: --lambda or the config's \"lambdas\", not both")
+        if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
+            raise OptionError("lambdas", "the ladder's lambdas must increase (quality 1 is the lowest rate)")
+        config = {**(config or {}), "lambdas": list(lambdas)}
     try:
         cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **(config or {})})
         if cfg.levels < 1:

@@ -30,17 +30,19 @@ class OptionError(ValueError):
 @dataclass(frozen=True)
 class Option:
     """One option of a recipe. kind: "int", "float", "str", "path" (an existing file), "json" (an
-    object) or "flag"; lo/hi bound numbers; default None means the recipe's own default."""
+    object), "floats" (one number or several, comma-separated: a list) or "flag"; lo/hi bound
+    numbers (each of a list's); default None means the recipe's own default."""
 
-    name: str  # the run function's keyword; the flag is --name with "_" as "-"
+    name: str  # the run function's keyword; the flag is --name with "_" as "-", unless flag_name
     kind: str
     help: str
     lo: float | None = None
     hi: float | None = None
+    flag_name: str | None = None  # the flag's own name where it differs (e.g. --lambda for "lambdas")
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return "--" + (self.flag_name or self.name.replace("_", "-"))
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,9 @@ register(Recipe(
                "(a step about 1.5x faster on an AVX-512 BF16 CPU, more with AMX; validation and export stay float32)."),
         Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
                "exported model (.safetensors, e.g. the shipped gencodec/weights/hyperprior.safetensors)."),
+        Option("lambdas", "floats", "The quality ladder: the rate-distortion trade-off of each quality, lowest first "
+               "(lambda * 255^2 * MSE + bits per pixel), e.g. 0.013 for one quality or 0.0018,0.0035,0.0067 for three "
+               "(default CompressAI's six, 0.0018 ... 0.0483).", lo=0.0, flag_name="lambda"),
         Option("config", "json", "Model config fields to change, as a JSON object, e.g. '{\"N\": 128, \"M\": 192, "
                "\"lambdas\": [0.0067, 0.013, 0.025]}' (see HyperpriorConfig; saved in the model file)."),
     ),
