@@ -357,6 +357,39 @@ def test_train_lambda_option_sets_the_ladder(photos, tmp_path):
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+def test_train_for_ms_ssim(tmp_path):
+    """``--distortion ms-ssim``: the config says so (MSE models keep their ids: the field is left out
+    for them), the default ladder is CompressAI's MS-SSIM lambdas, validation reports MS-SSIM, and
+    the model codes; effort (an MSE refinement) is refused, and crops too small for MS-SSIM's five
+    scales are a usage error."""
+    from gencodec_cli.main import cli
+    from gencodec.models.hyperprior import MS_SSIM_LAMBDAS, HyperpriorConfig
+
+    assert "distortion" not in HyperpriorConfig().to_dict()
+    root = tmp_path / "photos"
+    (root / "val").mkdir(parents=True)
+    for i in range(2):
+        photo(256, 200, seed=30 + i).save(root / f"{i}.png")
+    photo(256, 256, seed=40).save(root / "val" / "v.png")
+    out = tmp_path / "ms.safetensors"
+    args = ["train", "hyperprior", "--data", str(root), "--steps", "2", "--batch", "1", "--val-glob", "val/*",
+            "--threads", "1", "-q", "--downscale", "1", "--config", '{"N": 8, "M": 8}', "--distortion", "ms-ssim"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(out), "--crop", "192"])
+    assert r.exit_code == 0, r.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["config"]["distortion"] == "ms-ssim" and card["config"]["lambdas"] == list(MS_SSIM_LAMBDAS)
+    assert 0 < card["validation"]["model"]["msssim_q1"] <= card["validation"]["model"]["msssim_q6"] + 0.05
+    img = photo(70, 50)
+    blob = gencodec.compress(img, codec="hyperprior", model=str(out), quality=2)
+    assert gencodec.decompress(blob, model=str(out)).size == (70, 50)
+    with pytest.raises(gencodec.GencodecError, match="effort refines the latents for MSE"):
+        gencodec.compress(img, codec="hyperprior", model=str(out), quality=2, effort=1)
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "small.safetensors"), "--crop", "128"])
+    assert r.exit_code == 2 and "--crop" in r.output and "MS-SSIM" in r.output, r.output
+    r = CliRunner().invoke(cli, [*args[:-1], "psnr", "--out", str(tmp_path / "small.safetensors"), "--crop", "192"])
+    assert r.exit_code == 2 and "--distortion" in r.output, r.output
+
+
 def test_start_from_an_exported_model_keeps_its_weights(tiny_path):
     from gencodec.train.hyperprior import start_from
 

@@ -351,6 +351,9 @@ class HyperpriorCodec(NeuralCodec):
         frame_size = params.pop("frame_size", None)
         step = params.pop("step", None)
         effort = next(p for p in self.params if p.name == "effort").check(self.name, params.get("effort", 0))
+        if effort and self.model.cfg.distortion != "mse":
+            raise UnsupportedInputError(f"codec {self.name!r}: effort refines the latents for MSE; this model was "
+                                        f"trained for {self.model.cfg.distortion}")
         kind = self._target(params)
         value = params.get(kind, min(DEFAULT_QUALITY, float(self.n_qualities)))
         if step is not None:

@@ -46,6 +46,10 @@ __all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table"]
 
 
 CONTEXTS = ("none", "checkerboard")
+#: what training trades against the rate: ``lambda * 255**2 * MSE`` (the default) or ``lambda * (1 - MS-SSIM)``
+DISTORTIONS = ("mse", "ms-ssim")
+#: CompressAI's lambdas for its MS-SSIM models (qualities 1-6), the ladder when none is named
+MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50)
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,13 @@ class HyperpriorConfig:
     ctx_ch: int = 0  # channels of the context's features (0: M)
     ctx_max: int = 2**20  # |latent| the context reads, on the 2**-mean_frac_bits grid (4096)
     hs_ch: int = 0  # h_s's first hidden width (0: M; the second is 3/2 of it): a wider latent need not widen h_s
+    distortion: str = "mse"  # what training traded against the rate (DISTORTIONS); lambdas are on its scale
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ValueError(f"context must be one of {', '.join(CONTEXTS)}, not {self.context!r}")
+        if self.distortion not in DISTORTIONS:
+            raise ValueError(f"distortion must be one of {', '.join(DISTORTIONS)}, not {self.distortion!r}")
         if self.hs_ch < 0 or self.ctx_ch < 0:
             raise ValueError("hs_ch and ctx_ch must be 0 (their default widths) or positive")
 
@@ -85,6 +92,8 @@ class HyperpriorConfig:
                 del d[k]
         if self.hs_ch == 0:  # likewise for models from before this field
             del d["hs_ch"]
+        if self.distortion == "mse":  # and this one
+            del d["distortion"]
         return d
 
     @property

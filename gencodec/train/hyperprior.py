@@ -1,7 +1,8 @@
 """The hyperprior recipe: random crops from a folder -> one model for the whole quality ladder.
 
 Each crop of a batch draws a ladder level (its lambda and its gain vector); the loss is
-``lambda * 255**2 * MSE + bits per pixel`` averaged over the batch, plus the entropy bottleneck's
+``lambda * 255**2 * MSE + bits per pixel`` (with ``distortion="ms-ssim"`` in the config,
+``lambda * (1 - MS-SSIM) + bits per pixel``, pytorch-msssim's) averaged over the batch, plus the entropy bottleneck's
 quantile loss (compressai's aux loss, same optimizer: it moves only the quantiles). The
 hyper-synthesis is fake-quantized from the first step, so the exact export computes what training
 saw. Validation: fixed centre crops of the held-out images at every level (bpp from the model's
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..models.hyperprior import CTX_LAYERS, EXACT_LAYERS, Hyperprior, HyperpriorConfig
+from ..models.hyperprior import (CTX_LAYERS, DISTORTIONS, EXACT_LAYERS, MS_SSIM_LAMBDAS, Hyperprior,
+                                 HyperpriorConfig)
 from .data import CropSampler, TorchCropSampler, load_folder, val_crops
 from .loop import LoopConfig, finished_run, machine, open_run, train, write_card
 
@@ -57,15 +59,29 @@ def _crops64(crops: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+#: MS-SSIM's five scales need a side above 160 pixels (pytorch-msssim's 11-tap window, four halvings)
+MS_SSIM_MIN_SIDE = 192
+
+
+def ms_ssim_of(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Per-image MS-SSIM (B,) of images in [0, 1], both sides at least :data:`MS_SSIM_MIN_SIDE`."""
+    from pytorch_msssim import ms_ssim
+
+    return ms_ssim(x_hat.float(), x.float(), data_range=1.0, size_average=False)
+
+
 @torch.no_grad()
 def evaluate(model: Hyperprior, crops: list[np.ndarray]) -> dict[str, float]:
-    """Per ladder level: bpp (model likelihoods, eval-mode rounding) and PSNR; ``loss`` their mean RD cost."""
+    """Per ladder level: bpp (model likelihoods, eval-mode rounding) and PSNR (with an MS-SSIM
+    model also MS-SSIM, averaged over the crops large enough for it); ``loss`` their mean RD cost."""
     model.eval()
     device = next(model.parameters()).device
+    ms = model.cfg.distortion == "ms-ssim"
     res: dict[str, float] = {}
     costs = []
     for lv, lam in enumerate(model.cfg.lambdas):
         bits = sq = pixels = 0.0
+        ssims = []
         for c in crops:
             x = torch.from_numpy(c).float().div(255)[None].to(device)
             o = model(x, torch.tensor([float(lv)], device=device))
@@ -73,12 +89,18 @@ def evaluate(model: Hyperprior, crops: list[np.ndarray]) -> dict[str, float]:
             xh = (o["x_hat"].clamp(0, 1) * 255).round()
             sq += float(((xh - x * 255) ** 2).sum())
             pixels += c.shape[1] * c.shape[2]
+            if ms and min(c.shape[1:]) >= MS_SSIM_MIN_SIDE:
+                ssims.append(float(ms_ssim_of(xh / 255, x)[0]))
         bpp = bits / pixels
         mse = sq / (3 * pixels)
         psnr = 10 * math.log10(255**2 / max(mse, 1e-12))
         res[f"bpp_q{lv + 1}"] = bpp
         res[f"psnr_q{lv + 1}"] = psnr
-        costs.append(lam * mse + bpp)
+        if ms:
+            res[f"msssim_q{lv + 1}"] = float(np.mean(ssims))
+            costs.append(lam * (1 - res[f"msssim_q{lv + 1}"]) + bpp)
+        else:
+            costs.append(lam * mse + bpp)
     res["loss"] = float(np.mean(costs))
     return res
 
@@ -106,6 +128,12 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
     crops = _crops64(val_crops(images.val, recipe.val_size))
     if not crops:
         raise ValueError(f"{data}: no validation images of at least 64x64 (check val_glob)")
+    if config.distortion == "ms-ssim":
+        if recipe.crop < MS_SSIM_MIN_SIDE:
+            raise ValueError(f"MS-SSIM training needs crops of at least {MS_SSIM_MIN_SIDE}, not {recipe.crop}")
+        if not any(min(c.shape[1:]) >= MS_SSIM_MIN_SIDE for c in crops):
+            raise ValueError(f"{data}: MS-SSIM validation needs a held-out image of at least "
+                             f"{MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE} (check val_glob)")
     if torch.device(device).type == "cpu":
         sampler = CropSampler(images.train, recipe.crop, recipe.seed)
     else:
@@ -135,7 +163,10 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
         x, level = batch
         o = m(x, level.float())
         pixels = x.shape[2] * x.shape[3]
-        rd = lambdas[level] * 255**2 * o["mse"] + o["bits"] / pixels
+        if config.distortion == "ms-ssim":
+            rd = lambdas[level] * (1 - ms_ssim_of(o["x_hat"], x)) + o["bits"] / pixels
+        else:
+            rd = lambdas[level] * 255**2 * o["mse"] + o["bits"] / pixels
         return rd.mean() + m.aux_loss()
 
     def val_fn(m: Hyperprior, step: int) -> dict[str, float]:
@@ -414,17 +445,29 @@ def run(data: str | Path, out: str | Path, *, steps: int, resume: bool = False, 
         **options: Any) -> dict[str, Any]:
     """Entry point of ``gencodec train hyperprior`` (``lambdas``: the ladder, ``--lambda``; the same as
     the config's field, which may not also name one)."""
-    lambdas = options.pop("lambdas", None)
-    config = {**(config or {}), **({"lambdas": list(lambdas)} if lambdas is not None else {})}
-    cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **config})
+    cfg = HyperpriorConfig.from_dict(_config(config, options.pop("lambdas", None), options.pop("distortion", None)))
     init_from = options.pop("init_from", None)
     return train_hyperprior(data, out, steps=steps, resume=resume, workdir=workdir, config=cfg,
                             recipe=recipe_from_options(**options), progress=progress, device=device,
                             init_from=init_from)
 
 
+def _config(config: dict[str, Any] | None, lambdas: list[float] | None, distortion: str | None) -> dict[str, Any]:
+    """The config's fields with ``--lambda`` and ``--distortion`` in them; an MS-SSIM model without a
+    ladder gets CompressAI's MS-SSIM lambdas (the default ladder is on MSE's scale)."""
+    given = dict(config or {})
+    out = {**HyperpriorConfig().to_dict(), **given}
+    if distortion is not None:
+        out["distortion"] = distortion
+    if lambdas is not None:
+        out["lambdas"] = list(lambdas)
+    elif out.get("distortion") == "ms-ssim" and "lambdas" not in given:
+        out["lambdas"] = list(MS_SSIM_LAMBDAS)
+    return out
+
+
 def check_options(config: dict[str, Any] | None = None, init_from: str | Path | None = None,
-                  lambdas: list[float] | None = None, **options: Any) -> None:
+                  lambdas: list[float] | None = None, distortion: str | None = None, **options: Any) -> None:
     from .recipes import OptionError
 
     if lambdas is not None:
@@ -432,9 +475,13 @@ def check_options(config: dict[str, Any] | None = None, init_from: str | Path | 
             raise OptionError("lambdas", "give the ladder once: --lambda or the config's \"lambdas\", not both")
         if any(b <= a for a, b in zip(lambdas, lambdas[1:])):
             raise OptionError("lambdas", "the ladder's lambdas must increase (quality 1 is the lowest rate)")
-        config = {**(config or {}), "lambdas": list(lambdas)}
+    if distortion is not None:
+        if "distortion" in (config or {}) and config["distortion"] != distortion:
+            raise OptionError("distortion", "give the distortion once: --distortion or the config's, not both")
+        if distortion not in DISTORTIONS:
+            raise OptionError("distortion", f"must be one of {', '.join(DISTORTIONS)}, not {distortion!r}")
     try:
-        cfg = HyperpriorConfig.from_dict({**HyperpriorConfig().to_dict(), **(config or {})})
+        cfg = HyperpriorConfig.from_dict(_config(config, lambdas, distortion))
         if cfg.levels < 1:
             raise ValueError("lambdas must name at least one quality")
     except (ValueError, TypeError) as e:
@@ -445,3 +492,6 @@ def check_options(config: dict[str, Any] | None = None, init_from: str | Path | 
     crop = options.get("crop")
     if crop is not None and crop % 64:
         raise OptionError("crop", f"--crop {crop} is not a multiple of 64")
+    if cfg.distortion == "ms-ssim" and (crop or HyperpriorRecipe.crop) < MS_SSIM_MIN_SIDE:
+        raise OptionError("crop", f"MS-SSIM training needs --crop {MS_SSIM_MIN_SIDE} or more (its five scales), "
+                                  f"not {crop or HyperpriorRecipe.crop}")

@@ -198,6 +198,8 @@ register(Recipe(
         Option("lambdas", "floats", "The quality ladder: the rate-distortion trade-off of each quality, lowest first "
                "(lambda * 255^2 * MSE + bits per pixel), e.g. 0.013 for one quality or 0.0018,0.0035,0.0067 for three "
                "(default CompressAI's six, 0.0018 ... 0.0483).", lo=0.0, flag_name="lambda"),
+        Option("distortion", "str", "mse (default: lambda * 255^2 * MSE) or ms-ssim (lambda * (1 - MS-SSIM), crops of "
+               "192 or more; default ladder CompressAI's MS-SSIM lambdas, 2.40 ... 60.50)."),
         Option("config", "json", "Model config fields to change, as a JSON object, e.g. '{\"N\": 128, \"M\": 192, "
                "\"lambdas\": [0.0067, 0.013, 0.025]}' (see HyperpriorConfig; saved in the model file)."),
     ),
