@@ -636,6 +636,28 @@ def test_hyperprior_recipe_resumes_to_the_same_weights(photos, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_training_progress_shows_bits_per_pixel_and_psnr(photos, tmp_path, capsys):
+    """The progress line (and the log) give the running bits per pixel and PSNR of the training
+    batches beside the loss, the rate-distortion part and the quantile loss apart; a run shorter
+    than the logging interval still shows its last step."""
+    from gencodec.train.hyperprior import HyperpriorRecipe, train_hyperprior
+
+    recipe = HyperpriorRecipe(crop=64, batch=2, downscale=1, val_glob="val/*", threads=1, val_every=3)
+    train_hyperprior(photos, tmp_path / "a.safetensors", workdir=tmp_path / "a", steps=3, config=TINY,
+                     recipe=recipe, progress="lines", export=False)
+    err = capsys.readouterr().err
+    line = next(l for l in err.splitlines() if l.startswith("step 3/3: rd + aux"))
+    shown = dict(kv.rsplit(" ", 1) for kv in line.split(": ", 1)[1].split(", ")[:5])
+    assert list(shown) == ["rd + aux", "rd", "bpp", "psnr", "aux"], line
+    logged = [json.loads(l) for l in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    train = [e for e in logged if e["event"] == "train"]
+    assert [e["step"] for e in train] == [3]
+    e = train[0]
+    assert e["bpp"] > 0 and 0 < e["psnr"] < 60 and e["aux"] >= 0  # an untrained tiny model: a few dB
+    assert e["loss"] == pytest.approx(e["rd"] + e["aux"], rel=1e-6)
+    assert float(shown["psnr"]) == pytest.approx(e["psnr"], abs=1e-3)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA"])
 def test_a_residual_layer_refines_what_the_decoder_restores(tiny_cb_path, mode):
     """quality + step: the latents plus the difference to their pixels in steps of ``step``: a higher

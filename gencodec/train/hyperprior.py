@@ -163,11 +163,16 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
         x, level = batch
         o = m(x, level.float())
         pixels = x.shape[2] * x.shape[3]
+        bpp = o["bits"] / pixels
         if config.distortion == "ms-ssim":
-            rd = lambdas[level] * (1 - ms_ssim_of(o["x_hat"], x)) + o["bits"] / pixels
+            rd = lambdas[level] * (1 - ms_ssim_of(o["x_hat"], x)) + bpp
         else:
-            rd = lambdas[level] * 255**2 * o["mse"] + o["bits"] / pixels
-        return rd.mean() + m.aux_loss()
+            rd = lambdas[level] * 255**2 * o["mse"] + bpp
+        aux = m.aux_loss()
+        # shown beside the loss: the batch's bits per pixel and PSNR (over its mix of ladder levels), and
+        # the bottleneck's quantile loss, which only moves its quantiles (the export recomputes them)
+        psnr = -10 * torch.log10(o["mse"].detach().float().clamp_min(1e-10))
+        return rd.mean() + aux, dict(rd=rd.mean(), bpp=bpp.mean(), psnr=psnr.mean(), aux=aux)
 
     def val_fn(m: Hyperprior, step: int) -> dict[str, float]:
         return evaluate(m, crops)

@@ -2,8 +2,9 @@
 periodic resumable checkpoints and the best checkpoint by validation loss.
 
 The loop knows nothing about images: a recipe passes ``batch_fn(step) -> batch`` (a pure function
-of the step, so a resumed run sees the same data), ``loss_fn(model, batch, step) -> scalar`` and
-``val_fn(model, step) -> dict`` (must contain ``"loss"``).
+of the step, so a resumed run sees the same data), ``loss_fn(model, batch, step) -> scalar`` (or
+``(scalar, {name: value})``: quantities the progress line and the log show beside the loss, each as
+the same running mean) and ``val_fn(model, step) -> dict`` (must contain ``"loss"``).
 
 Files in ``workdir``: ``last.pt`` (model, optimizer, step, log, and torch's random state, so that a
 loss's own noise resumes where it was), ``best.pt`` (model state with the
@@ -171,6 +172,7 @@ def train(
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
     t_ckpt = time.monotonic()
     running = None
+    means: dict[str, float] = {}  # running means of the loss function's extra quantities
     model.train()
     end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
     while step < end:
@@ -178,6 +180,7 @@ def train(
         for group in opt.param_groups:
             group["lr"] = lr_at(cfg, step)
         loss = loss_fn(model, batch_fn(step), step)
+        loss, extra = loss if isinstance(loss, tuple) else (loss, {})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -187,13 +190,17 @@ def train(
         seconds += time.monotonic() - t0
         value = float(loss.detach())
         running = value if running is None else 0.98 * running + 0.02 * value
+        for k, v in extra.items():
+            v = float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+            means[k] = v if k not in means else 0.98 * means[k] + 0.02 * v
+        shown = "".join(f", {k} {v:.3f}" for k, v in means.items())
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"{unit} {running:.3f}")
-        if step % cfg.log_every == 0:
-            log(dict(event="train", step=step, seconds=round(seconds, 1), loss=running, lr=lr_at(cfg, step)))
+            bar.set_postfix_str(f"{unit} {running:.3f}{shown}")
+        if step % cfg.log_every == 0 or step == end:
+            log(dict(event="train", step=step, seconds=round(seconds, 1), loss=running, **means, lr=lr_at(cfg, step)))
             if lines:
-                print(f"step {step}/{cfg.steps}: {unit} {running:.4f}, lr {lr_at(cfg, step):.2e}, {seconds:.0f} s",
+                print(f"step {step}/{cfg.steps}: {unit} {running:.4f}{shown}, lr {lr_at(cfg, step):.2e}, {seconds:.0f} s",
                       file=sys.stderr, flush=True)
         if step % cfg.val_every == 0 or step == cfg.steps:
             validate()
