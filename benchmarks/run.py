@@ -35,12 +35,12 @@ SECTIONS = {
 }
 
 
-def run_section(name: str, workers: int, codecs: list[str] | None, out: Path, docs: Path) -> dict:
+def run_section(name: str, workers: int, codecs: list[str] | None, out: Path, docs: Path, with_extra: bool = True) -> dict:
     from gencodec.bench import plot, report, runner
 
     title, corpus, lossy, plot_name = SECTIONS[name]
     refs = [c for r in REFERENCES for c in report.load_reference(r)] if lossy else []
-    extra = {c: p for c, p in EXTRA_PARAMS.get(name, {}).items() if not codecs or c in codecs}
+    extra = {c: p for c, p in EXTRA_PARAMS.get(name, {}).items() if with_extra and (not codecs or c in codecs)}
     doc = runner.run_bench([corpus], codecs, lossy=lossy, params=extra, workers=workers, references=refs)
     doc["settings"]["section"] = name
     doc["settings"]["paths"] = [corpus]  # relative to the repository root
@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with markdown/all: also put the headline tables and RD plot into README.md")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--codec", action="append", default=None)
+    ap.add_argument("--no-extra", action="store_true",
+                    help="leave out the extra jobs (JPEG XL lossless at effort 9, hyperprior with effort 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = ap.parse_args(argv)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = list(SECTIONS) if args.section == "all" else [args.section] if args.section in SECTIONS else []
         for name in names:
-            run_section(name, args.workers, args.codec, args.out, args.docs)
+            run_section(name, args.workers, args.codec, args.out, args.docs, with_extra=not args.no_extra)
         if args.section == "headline":
             print(headline({n: d for n in SECTIONS if (d := _load(args.out, n))}))
         elif args.section in ("markdown", "all"):
