@@ -1,12 +1,13 @@
 """Keep a shipped model in the package's archive, so the files it wrote keep decoding.
 
     python scripts/archive_model.py gencodec/weights/hyperprior.safetensors   # before shipping another
-    python scripts/archive_model.py --in-place gencodec/weights/archive/hyperprior-*.safetensors
+    python scripts/archive_model.py --in-place gencodec/weights/archive/*.safetensors
 
-Writes ``gencodec/weights/archive/<arch>-<model id>.safetensors`` (and copies the card JSON beside the
-model, when there is one). A model that can be cut to a decoder (``decoder()``: a hyperprior without
-its analysis transforms) is archived in that decode-only form, under the whole model's id: the
-archive only ever decodes. ``--in-place`` rewrites archive files into that form.
+Writes ``gencodec/weights/archive/<arch>-<model id>.safetensors.xz`` (xz-compressed: about 40 % smaller;
+and copies the card JSON beside the model, when there is one). A model that can be cut to a decoder
+(``decoder()``: a hyperprior without its analysis transforms) is archived in that decode-only form,
+under the whole model's id: the archive only ever decodes. ``--in-place`` rewrites archive files into
+that form (an uncompressed one is replaced by its ``.xz``, once that reads back under the same id).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def archive(path: Path, in_place: bool = False) -> Path:
     model = zoo.load(path)
     _, _, _, meta = modelfile.read(path)
     card = json.loads(meta["card"]) if "card" in meta else None
-    out = path if in_place else zoo.ARCHIVE / f"{model.arch}-{model.model_id.hex()}.safetensors"
+    name = f"{model.arch}-{model.model_id.hex()}"
+    out = (path.parent if in_place else zoo.ARCHIVE) / f"{name}.safetensors.xz"
     if not in_place and out.exists():
         raise SystemExit(f"{out} exists already")
     kept = model.decoder() if hasattr(model, "decoder") and not getattr(model, "decode_only", False) else model
@@ -32,7 +34,9 @@ def archive(path: Path, in_place: bool = False) -> Path:
     assert again.model_id == model.model_id, "the archived file must keep the model's id"
     side = path.with_suffix(".json")
     if not in_place and side.is_file():
-        shutil.copy(side, out.with_suffix(".json"))
+        shutil.copy(side, zoo.ARCHIVE / f"{name}.json")
+    if in_place and path != out:
+        path.unlink()
     return out
 
 

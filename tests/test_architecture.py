@@ -161,3 +161,14 @@ def test_benchmarks_and_scripts_use_public_names_only():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gencodec"):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private and "._" not in (node.module or ""), f"{path.name} imports {node.module}: {private}"
+
+
+def test_shipped_weights_stay_small_and_the_archive_compressed():
+    """Each shipped model is at most 10 MB; the archive holds only the compressed form, each model
+    with its card; and all the package's weights stay under PyPI's default 100 MB a file (the wheel)."""
+    weights = [p for p in zoo.WEIGHTS.rglob("*") if p.is_file()]
+    assert all(p.stat().st_size <= 10_000_000 for p in weights if p.suffix == ".safetensors")
+    archive = [p for p in zoo.ARCHIVE.iterdir() if p.suffix != ".json"]
+    assert archive and all(p.name.endswith(".safetensors.xz") for p in archive)
+    assert all(p.with_name(p.name.removesuffix(".safetensors.xz") + ".json").is_file() for p in archive)
+    assert sum(p.stat().st_size for p in weights) < 95_000_000

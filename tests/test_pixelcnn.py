@@ -672,7 +672,7 @@ def test_files_written_by_earlier_shipped_models_still_decode(path, codec):
     model_id = bytes.fromhex(gencodec.info(blob)["model_id"])
     assert path.stem.endswith(model_id.hex()[:8])
     if model_id != codec.model_id:
-        assert (ARCHIVE / f"pixelcnn-{model_id.hex()}.safetensors").is_file()
+        assert zoo.archived("pixelcnn", model_id) == ARCHIVE / f"pixelcnn-{model_id.hex()}.safetensors.xz"
         with pytest.raises(ModelMismatchError, match=model_id.hex()):  # an explicit --model is never swapped
             gencodec.decompress(blob, model=DEFAULT_MODEL)
     assert same_image(gencodec.decompress(blob), golden_image())
@@ -864,6 +864,34 @@ def test_model_files_carry_arch_config_and_format_and_first_format_files_still_l
     save_file(damaged, str(other), metadata=meta)
     with pytest.raises(GencodecError, match="does not match its tensors"):
         zoo.load(other)
+
+
+def test_an_xz_model_file_loads_under_the_same_id_and_a_damaged_or_oversized_one_is_refused(tmp_path, codec, monkeypatch):
+    """The archive's form: the same safetensors bytes xz-compressed. It loads under the same id (its
+    header alone too); a truncated, foreign or oversized (decompression bomb) one is refused in one line."""
+    import lzma
+
+    from gencodec.errors import GencodecError
+    from gencodec.models import modelfile
+
+    plain, packed = tmp_path / "m.safetensors", tmp_path / "m.safetensors.xz"
+    codec.model.save(plain)
+    codec.model.save(packed)
+    (_, _, a, meta_a), (_, _, b, meta_b) = modelfile.read(plain), modelfile.read(packed)
+    assert meta_a == meta_b and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert packed.stat().st_size < 0.5 * plain.stat().st_size
+    assert zoo.load(packed, "pixelcnn").model_id == codec.model_id
+    assert modelfile.read_config(packed) == modelfile.read_config(plain)
+    bad = tmp_path / "bad.safetensors.xz"
+    for content in (packed.read_bytes()[:-40], lzma.compress(plain.read_bytes()[:-40]), plain.read_bytes(),
+                    lzma.compress(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")):
+        bad.write_bytes(content)
+        with pytest.raises(GencodecError, match="not a gencodec model file") as e:
+            zoo.load(bad)
+        assert "\n" not in str(e.value)
+    monkeypatch.setattr(modelfile, "MAX_XZ_BYTES", plain.stat().st_size - 1)
+    with pytest.raises(GencodecError, match="MiB unpacked"):
+        zoo.load(packed)
 
 
 def test_the_pins_are_in_the_checkout():

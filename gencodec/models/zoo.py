@@ -6,7 +6,8 @@ earlier shipped weights by model id (so that files they wrote keep decoding).
     path = zoo.archived("pixelcnn", model_id)     # an earlier shipped model, or None
 
 Shipped weights live in ``gencodec/weights/<file>`` and archived ones in
-``gencodec/weights/archive/<arch>-<model id hex>.safetensors``. Classes are imported lazily, so
+``gencodec/weights/archive/<arch>-<model id hex>.safetensors.xz`` (xz-compressed, see
+:mod:`.modelfile`; an uncompressed ``.safetensors`` of that name is read too). Classes are imported lazily, so
 reading the zoo never imports torch. A model class without weights (``weights=None``) builds its
 default model with no arguments.
 """
@@ -78,8 +79,11 @@ def archived(arch: str, model_id: bytes) -> Path | None:
     """The archived shipped model file with this id, if the package keeps one."""
     if len(model_id) != 16:  # what a frame claims: never more than a file name of the archive's form
         return None
-    path = ARCHIVE / f"{arch}-{model_id.hex()}.safetensors"
-    return path if path.is_file() else None
+    for suffix in (".safetensors.xz", ".safetensors"):
+        path = ARCHIVE / f"{arch}-{model_id.hex()}{suffix}"
+        if path.is_file():
+            return path
+    return None
 
 
 def load(path: str | Path, arch: str | None = None) -> Any:
