@@ -884,7 +884,8 @@ def test_an_xz_model_file_loads_under_the_same_id_and_a_damaged_or_oversized_one
     assert modelfile.read_config(packed) == modelfile.read_config(plain)
     bad = tmp_path / "bad.safetensors.xz"
     for content in (packed.read_bytes()[:-40], lzma.compress(plain.read_bytes()[:-40]), plain.read_bytes(),
-                    lzma.compress(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")):
+                    lzma.compress(b"\x10\x00\x00\x00\x00\x00\x00\x00{}"),
+                    lzma.compress(modelfile.MAX_XZ_BYTES.to_bytes(8, "little") + b"{}")):  # a header claiming it all
         bad.write_bytes(content)
         with pytest.raises(GencodecError, match="not a gencodec model file") as e:
             zoo.load(bad)

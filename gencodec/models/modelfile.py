@@ -90,7 +90,7 @@ def _read_xz(path: Path, tensors: bool) -> tuple[dict[str, str], dict[str, Any]]
     with lzma.open(path) as f:
         head = f.read(8)
         size = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 0 < size <= MAX_XZ_BYTES:
+        if not 0 < size <= MAX_XZ_BYTES - 8:
             raise ValueError("no safetensors header")
         header = f.read(size)
         if len(header) != size:
