@@ -7,9 +7,9 @@ earlier shipped weights by model id (so that files they wrote keep decoding).
 
 Shipped weights live in ``gencodec/weights/<file>`` and archived ones in
 ``gencodec/weights/archive/<arch>-<model id hex>.safetensors.xz`` (xz-compressed, see
-:mod:`.modelfile`; an uncompressed ``.safetensors`` of that name is read too). Classes are imported lazily, so
-reading the zoo never imports torch. A model class without weights (``weights=None``) builds its
-default model with no arguments.
+:mod:`.modelfile`; an uncompressed ``.safetensors`` of that name is read too). Classes are
+imported lazily, so reading the zoo never imports torch. A model class without weights
+(``weights=None``) builds its default model with no arguments.
 """
 
 from __future__ import annotations
