@@ -24,8 +24,9 @@ def archive(path: Path, in_place: bool = False) -> Path:
     model = zoo.load(path)
     _, _, _, meta = modelfile.read(path)
     card = json.loads(meta["card"]) if "card" in meta else None
-    name = f"{model.arch}-{model.model_id.hex()}"
-    out = (path.parent if in_place else zoo.ARCHIVE) / f"{name}.safetensors.xz"
+    out = zoo.archive_path(model.arch, model.model_id)
+    if in_place:
+        out = path.parent / out.name
     if not in_place and out.exists():
         raise SystemExit(f"{out} exists already")
     kept = model.decoder() if hasattr(model, "decoder") and not getattr(model, "decode_only", False) else model
@@ -34,7 +35,7 @@ def archive(path: Path, in_place: bool = False) -> Path:
     assert again.model_id == model.model_id, "the archived file must keep the model's id"
     side = path.with_suffix(".json")
     if not in_place and side.is_file():
-        shutil.copy(side, zoo.ARCHIVE / f"{name}.json")
+        shutil.copy(side, zoo.archive_path(model.arch, model.model_id, ".json"))
     if in_place and path != out:
         path.unlink()
     return out

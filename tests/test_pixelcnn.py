@@ -866,6 +866,30 @@ def test_model_files_carry_arch_config_and_format_and_first_format_files_still_l
         zoo.load(other)
 
 
+def test_saving_a_model_twice_gives_the_same_bytes_with_its_metadata_in_sorted_order(tmp_path, codec):
+    """safetensors writes its metadata map in a random order each time (its issue #584); the model
+    file's header is put in one order, so a shipped or archived file can be rebuilt byte for byte."""
+    import struct
+
+    from gencodec.models import modelfile
+
+    card = {"b": 1, "a": "x \u00d7 y"}  # a card with a non-ASCII character, as cards have
+    saved = []
+    for i in range(6):
+        path = tmp_path / f"m{i}.safetensors"
+        codec.model.save(path, card=card)
+        saved.append(path.read_bytes())
+    assert len(set(saved)) == 1
+    n = struct.unpack("<Q", saved[0][:8])[0]
+    header = json.loads(saved[0][8:8 + n])
+    assert list(header["__metadata__"]) == sorted(header["__metadata__"]) and (8 + n) % 8 == 0
+    assert modelfile.read(tmp_path / "m0.safetensors")[3]["card"] == json.dumps(card, sort_keys=True)
+    codec.model.save(tmp_path / "a.safetensors.xz", card=card)
+    codec.model.save(tmp_path / "b.safetensors.xz", card=card)
+    assert (tmp_path / "a.safetensors.xz").read_bytes() == (tmp_path / "b.safetensors.xz").read_bytes()
+    assert zoo.load(tmp_path / "a.safetensors.xz").model_id == codec.model_id
+
+
 def test_an_xz_model_file_loads_under_the_same_id_and_a_damaged_or_oversized_one_is_refused(tmp_path, codec, monkeypatch):
     """The archive's form: the same safetensors bytes xz-compressed. It loads under the same id (its
     header alone too); a truncated, foreign or oversized (decompression bomb) one is refused in one line."""

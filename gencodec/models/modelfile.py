@@ -47,8 +47,8 @@ def model_id(id_config: dict[str, Any], tensors: dict[str, Any]) -> bytes:
 
 def save(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> None:
     """Write ``model`` (an exact model: arch, config_dict(), state(), model_id) atomically; the file
-    gets the permissions the umask gives any new file."""
-    from safetensors.torch import save_file
+    gets the permissions the umask gives any new file. The same model and card give the same bytes."""
+    from safetensors.torch import save as save_bytes
 
     meta = {"format": FORMAT, "arch": model.arch, "config": json.dumps(model.config_dict(), sort_keys=True),
             "model_id": model.model_id.hex()}
@@ -56,18 +56,28 @@ def save(model: Any, path: str | Path, card: dict[str, Any] | None = None) -> No
         meta["decoder_id"] = model.decoder_id.hex()
     if card:
         meta["card"] = json.dumps(card, sort_keys=True)
+    blob = _canonical(save_bytes(model.state(), metadata=meta))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    if _compressed(path):
-        from safetensors.torch import save as save_bytes
-
-        tmp.write_bytes(lzma.compress(save_bytes(model.state(), metadata=meta), preset=9 | lzma.PRESET_EXTREME))
-    else:
-        save_file(model.state(), str(tmp), metadata=meta)
+    tmp.write_bytes(lzma.compress(blob, preset=9 | lzma.PRESET_EXTREME) if _compressed(path) else blob)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates its files 0600
+    os.chmod(tmp, 0o666 & ~umask)  # also where a stale .tmp of other permissions was reused
     tmp.replace(path)  # atomic: a failed save never leaves a half-written model
+
+
+def _canonical(blob: bytes) -> bytes:
+    """The safetensors bytes with the header in one canonical order: metadata keys sorted, tensors by
+    offset. safetensors writes its metadata map in a per-process random order (its issue #584), so two
+    saves of one model would differ byte for byte and a shipped file could not be rebuilt exactly."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    ordered.update(sorted(header.items(), key=lambda kv: (kv[1]["data_offsets"], kv[0])))
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned, as safetensors writes it
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
 
 
 def read(path: str | Path) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]:

@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import GencodecError
 from . import modelfile
 
-__all__ = ["ZooEntry", "register", "unregister", "entry", "model_class", "default_weights", "archived",
+__all__ = ["ZooEntry", "register", "unregister", "entry", "model_class", "default_weights", "archive_path", "archived",
            "load", "default_model", "WEIGHTS", "ARCHIVE"]
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -75,12 +75,17 @@ def default_weights(arch: str) -> Path | None:
     return WEIGHTS / weights if weights else None
 
 
+def archive_path(arch: str, model_id: bytes, suffix: str = ".safetensors.xz") -> Path:
+    """Where the archive keeps (or would keep) the model file with this id: ``<arch>-<id hex><suffix>``."""
+    return ARCHIVE / f"{arch}-{model_id.hex()}{suffix}"
+
+
 def archived(arch: str, model_id: bytes) -> Path | None:
     """The archived shipped model file with this id, if the package keeps one."""
     if len(model_id) != 16:  # what a frame claims: never more than a file name of the archive's form
         return None
     for suffix in (".safetensors.xz", ".safetensors"):
-        path = ARCHIVE / f"{arch}-{model_id.hex()}{suffix}"
+        path = archive_path(arch, model_id, suffix)
         if path.is_file():
             return path
     return None
