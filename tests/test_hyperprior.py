@@ -897,3 +897,20 @@ def test_bf16_precision_trains_and_exports_in_float32(photos, tmp_path):
     with pytest.raises(ValueError, match="precision"):
         train_hyperprior(photos, tmp_path / "b.safetensors", workdir=tmp_path / "b", steps=1, config=TINY,
                          recipe=HyperpriorRecipe(precision="fp8"), progress=False)
+
+
+def test_bf16_training_on_a_cpu_that_emulates_it_says_so(photos, tmp_path, monkeypatch, capsys):
+    """On an AVX2-only CPU a bfloat16 step is emulated (many times slower than float32): training
+    says so in one line before it starts, and says nothing where the CPU has it or with fp32."""
+    from dataclasses import replace
+
+    import gencodec.train.hyperprior as th
+
+    recipe = th.HyperpriorRecipe(crop=64, batch=2, downscale=1, val_glob="val/*", threads=1, val_every=2)
+    for native, precision, said in ((None, "bf16", True), (torch.bfloat16, "bf16", False), (None, "fp32", False)):
+        monkeypatch.setattr(th, "fast_dtype", lambda native=native: native)
+        run = tmp_path / f"{precision}-{native}"
+        th.train_hyperprior(photos, run / "m.safetensors", workdir=run, steps=1, config=TINY,
+                            recipe=replace(recipe, precision=precision), progress="lines", export=False)
+        err = capsys.readouterr().err
+        assert ("no native bfloat16" in err) == said, err

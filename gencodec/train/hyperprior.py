@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ import torch
 
 from ..models.hyperprior import (CTX_LAYERS, DISTORTIONS, EXACT_LAYERS, MS_SSIM_LAMBDAS, Hyperprior,
                                  HyperpriorConfig)
+from ..models.hyperprior_refine import fast_dtype
 from .data import CropSampler, TorchCropSampler, load_folder, val_crops
 from .loop import LoopConfig, finished_run, machine, open_run, train, write_card
 
@@ -118,6 +120,9 @@ def train_hyperprior(data: str | Path, out: str | Path, steps: int = 20000, resu
         raise ValueError(f"crop {recipe.crop} is not a multiple of 64")
     if recipe.precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {recipe.precision!r}")
+    if recipe.precision == "bf16" and device == "cpu" and fast_dtype() is None and progress:
+        print("note: this CPU has no native bfloat16 (AVX-512 BF16 or AMX): bf16 steps are emulated and run "
+              "many times slower than fp32 (--precision fp32)", file=sys.stderr, flush=True)
     setup = dict(config=config.to_dict(), recipe=asdict(recipe), steps=steps, data=str(data),
                  init_from=str(init_from) if init_from else None)
     out, workdir = open_run(out, workdir, setup, resume, recipe.threads,

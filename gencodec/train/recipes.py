@@ -192,7 +192,8 @@ register(Recipe(
         Option("downscale", "int", "Area-downscale factor for images not known to be lossless (default 2).", lo=1),
         Option("threads", "int", "torch CPU threads (default 2).", lo=1),
         Option("precision", "str", "fp32 (default) or bf16: the transforms under bfloat16 autocast while training "
-               "(a step about 1.5x faster on an AVX-512 BF16 CPU, more with AMX; validation and export stay float32)."),
+               "(a step about 1.5x faster on an AVX-512 BF16 CPU, more with AMX, but many times slower where bfloat16 is "
+               "emulated, as on AVX2-only CPUs; validation and export stay float32)."),
         Option("init_from", "path", "Start from a checkpoint (best.pt/last.pt of a run with the same config) or an "
                "exported model (.safetensors, e.g. the shipped gencodec/weights/hyperprior.safetensors)."),
         Option("lambdas", "floats", "The quality ladder: the rate-distortion trade-off of each quality, lowest first "
