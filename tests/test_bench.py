@@ -425,3 +425,20 @@ def test_default_lossy_set_leaves_out_codecs_without_a_sweep(lossy_image, monkey
 
     with pytest.raises(UnsupportedInputError, match="quality"):
         runner.run_bench([lossy_image], ["webp"], lossy=True, workers=0, progress=False)
+
+
+def test_lossy_summary_quotes_the_bench_s_own_bd_rates():
+    """benchmarks/lossy_summary.py (the numbers the README quotes) agrees with the BD-rates the bench
+    itself stored in the committed Kodak results, and adds the learned ladder's 1-6 part."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lossy_summary", CORPORA.parent / "benchmarks" / "lossy_summary.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    doc = json.loads((CORPORA.parent / "benchmarks" / "results" / "kodak_lossy.json").read_text())
+    lines = {ln.split(":", 1)[0].strip(): ln for ln in script.summary(doc, 6)[1:]}
+    for codec, bd in doc["rd_summary"]["bd_rate_pct"]["jpeg"].items():
+        if codec in lines:
+            assert f"BD-rate vs JPEG {bd:+.1f} %" in lines[codec]
+    assert "(1-6: " in lines["hyperprior"] and "(1-6: " not in lines["webp"]
+    assert "BD-rate" not in lines["jpeg"] and "decode" in lines["jpeg"]
