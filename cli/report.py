@@ -54,7 +54,9 @@ def info_lines(source: str, d: dict[str, Any]) -> list[str]:
     else:
         rows.append(("length", f"{d['length']:,} bytes"))
     rows.append(("params", json.dumps(d["params"], sort_keys=True) if d["params"] else "(none)"))
-    rows.append(("model id", d["model_id"] or "(none)"))
+    where = {"shipped": " (the shipped model)", "archived": " (an earlier shipped model, in the package's archive)",
+             "unknown": " (not in this package: decode with --model PATH)"}.get(d.get("model") or "", "")
+    rows.append(("model id", (d["model_id"] + where) if d["model_id"] else "(none)"))
     rows.append(("checksum", f"blake2b-128 {d['checksum']}"))
     overhead = d["n_bytes"] - d["payload_bytes"]
     rows.append(("frame", f"{d['n_bytes']:,} bytes (payload {d['payload_bytes']:,}, header and framing {overhead:,})"))

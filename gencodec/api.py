@@ -21,6 +21,7 @@ from .errors import (
     GencodecError,
     LimitError,
     ModelMismatchError,
+    UnknownCodecError,
     UnsupportedInputError,
 )
 from .registry import (
@@ -352,10 +353,18 @@ def _legacy_lossy(header: Header, payload: bytes) -> bytes | None:
 
 
 def info(blob: bytes) -> dict[str, Any]:
-    """The frame's header as a dict, with ``n_bytes`` (whole frame) and ``payload_bytes``."""
+    """The frame's header as a dict, with ``n_bytes`` (whole frame) and ``payload_bytes``; for a frame
+    written with a model, ``model``: ``"shipped"``, ``"archived"`` (an earlier shipped model the package
+    keeps) or ``"unknown"`` (decoding it needs that model's file). No model is loaded."""
     header, payload = container.unpack(bytes(blob))
     d = header.to_dict()
     d.update(n_bytes=len(blob), payload_bytes=len(payload))
+    if header.model_id:  # "shipped", "archived" or "unknown": whether this package can decode it by itself
+        try:
+            where = getattr(get_codec(header.codec), "model_origin", None)
+        except UnknownCodecError:
+            where = None
+        d["model"] = (where(header.model_id) if where else None) or "unknown"
     if header.kind == "image":
         channels = imageio.CHANNELS.get(header.mode)
         if channels:

@@ -777,3 +777,26 @@ def test_auto_says_in_one_line_when_an_input_is_too_large_for_the_neural_byte_co
     small.write_bytes(b"short notes " * 60)
     res = CliRunner().invoke(cli, ["compress", str(small)])
     assert res.exit_code == 0 and "not tried" not in res.output
+
+
+def test_info_says_whether_the_package_keeps_the_frame_s_model(tmp_path, frame):
+    """A frame of the shipped model, of an archived one, and of a model this package does not have:
+    `info` says which (from file headers: no model is loaded), so a user knows before decoding
+    whether the file needs --model."""
+    from dataclasses import replace
+
+    from gencodec.models import zoo
+
+    golden = ROOT / "tests" / "golden" / "hyperprior" / "kodim23-96x64-q3.5.gcx"
+    header, payload = container.unpack(golden.read_bytes())
+    shipped = zoo.load(zoo.default_weights("hyperprior")).model_id
+    frames = {"archived": golden, "shipped": tmp_path / "shipped.gcx", "unknown": tmp_path / "unknown.gcx"}
+    frames["shipped"].write_bytes(container.pack(replace(header, model_id=shipped), payload))
+    frames["unknown"].write_bytes(container.pack(replace(header, model_id=bytes(16)), payload))
+    said = {"archived": "(an earlier shipped model, in the package's archive)", "shipped": "(the shipped model)",
+            "unknown": "(not in this package: decode with --model PATH)"}
+    for where, path in frames.items():
+        d = json.loads(run("info", "--json", path).stdout)
+        assert d["model"] == where
+        assert f"model id: {d['model_id']} {said[where]}" in run("info", path).stdout
+    assert "model" not in json.loads(run("info", "--json", frame).stdout)  # a frame of a model-free codec

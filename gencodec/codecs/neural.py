@@ -81,6 +81,10 @@ class NeuralCodec(Codec):
             self._archived[model_id] = codec
         return self._archived[model_id]
 
+    def model_origin(self, model_id: bytes) -> str | None:
+        """Where the package keeps the model with this id (``zoo.origin``), without loading it."""
+        return zoo.origin(self.arch, model_id)
+
     def check_model(self, header: Any) -> None:
         """ModelMismatchError unless the frame was written with this codec's model (or with none)."""
         if header.model_id and header.model_id != self.model_id:

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import GencodecError
 
-__all__ = ["FORMAT", "MAX_XZ_BYTES", "model_id", "save", "read"]
+__all__ = ["FORMAT", "MAX_XZ_BYTES", "model_id", "save", "read", "read_config", "recorded_id"]
 
 FORMAT = "gencodec-model-1"
 MAX_XZ_BYTES = 64 << 20  # a shipped model is at most 10 MB; an .xz file unpacking beyond this is refused
@@ -89,6 +89,15 @@ def read_config(path: str | Path) -> tuple[str, dict[str, Any]]:
     """A model file's (arch, config), from its header alone (no tensor is read)."""
     arch, config, _, _ = _read(path, tensors=False)
     return arch, config
+
+
+def recorded_id(path: str | Path) -> bytes:
+    """The model id a model file records, from its header alone (not checked against its tensors)."""
+    _, _, _, meta = _read(path, tensors=False)
+    try:
+        return bytes.fromhex(meta.get("model_id", ""))
+    except ValueError:
+        raise GencodecError(f"{path}: damaged model id") from None
 
 
 def _compressed(path: Path) -> bool:

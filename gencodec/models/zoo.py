@@ -22,7 +22,7 @@ from typing import Any
 from ..errors import GencodecError
 from . import modelfile
 
-__all__ = ["ZooEntry", "register", "unregister", "entry", "model_class", "default_weights", "archive_path", "archived",
+__all__ = ["ZooEntry", "register", "unregister", "entry", "model_class", "default_weights", "archive_path", "archived", "origin",
            "load", "default_model", "WEIGHTS", "ARCHIVE"]
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -89,6 +89,15 @@ def archived(arch: str, model_id: bytes) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def origin(arch: str, model_id: bytes) -> str | None:
+    """Where the package keeps the model with this id: ``"shipped"`` (the default weights),
+    ``"archived"`` (an earlier shipped model), or None (not in the package). Reads file headers only."""
+    path = default_weights(arch)
+    if path is not None and path.is_file() and modelfile.recorded_id(path) == model_id:
+        return "shipped"
+    return "archived" if archived(arch, model_id) is not None else None
 
 
 def load(path: str | Path, arch: str | None = None) -> Any:
