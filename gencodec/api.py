@@ -21,7 +21,6 @@ from .errors import (
     GencodecError,
     LimitError,
     ModelMismatchError,
-    UnknownCodecError,
     UnsupportedInputError,
 )
 from .registry import (
@@ -362,9 +361,9 @@ def info(blob: bytes) -> dict[str, Any]:
     if header.model_id:  # "shipped", "archived" or "unknown": whether this package can decode it by itself
         try:
             where = getattr(get_codec(header.codec), "model_origin", None)
-        except UnknownCodecError:
-            where = None
-        d["model"] = (where(header.model_id) if where else None) or "unknown"
+            d["model"] = (where(header.model_id) if where else None) or "unknown"
+        except GencodecError:  # an unknown codec, a damaged model file: info still reads the header
+            d["model"] = "unknown"
     if header.kind == "image":
         channels = imageio.CHANNELS.get(header.mode)
         if channels:
