@@ -20,7 +20,8 @@ from pathlib import Path
 
 from archive_model import archive
 
-from gencodec.models import zoo
+from gencodec.models import modelfile, zoo
+from gencodec.train.loop import write_card
 
 
 def ship(candidate: Path, lineage: str, selection: str, write: bool) -> list[str]:
@@ -35,18 +36,18 @@ def ship(candidate: Path, lineage: str, selection: str, write: bool) -> list[str
     target = zoo.default_weights(model.arch)
     if target is None:
         raise SystemExit(f"{model.arch}: the zoo ships no weights file for it")
-    shipped = zoo.load(target) if target.is_file() else None
-    if shipped is not None and shipped.model_id == model.model_id:
+    shipped = modelfile.recorded_id(target) if target.is_file() else None  # archive() checks it against the tensors
+    if shipped == model.model_id:
         raise SystemExit(f"{target} is {model.model_id.hex()[:8]} already")
     said = []
     if shipped is not None:
-        said.append(f"archive {shipped.model_id.hex()[:8]} -> {zoo.archive_path(model.arch, shipped.model_id)}")
+        said.append(f"archive {shipped.hex()[:8]} -> {zoo.archive_path(model.arch, shipped)}")
     said.append(f"ship {model.model_id.hex()[:8]} -> {target} (+ {target.with_suffix('.json').name})")
     if write:
-        if shipped is not None and zoo.archived(model.arch, shipped.model_id) is None:
+        if shipped is not None and zoo.archived(model.arch, shipped) is None:
             archive(target)
         model.save(target, card=card)
-        target.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+        write_card(target, card)
         assert zoo.load(target).model_id == model.model_id, "the shipped file must keep the model's id"
     return said
 
