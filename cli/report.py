@@ -54,8 +54,10 @@ def info_lines(source: str, d: dict[str, Any]) -> list[str]:
     else:
         rows.append(("length", f"{d['length']:,} bytes"))
     rows.append(("params", json.dumps(d["params"], sort_keys=True) if d["params"] else "(none)"))
-    where = {"shipped": " (the shipped model)", "archived": " (an earlier shipped model, in the package's archive)",
-             "unknown": " (not in this package: decode with --model PATH)"}.get(d.get("model") or "", "")
+    where = {"shipped": " (the shipped model)", "archived": " (an earlier shipped model, in the archive)",
+             "archive-package": " (an earlier shipped model, kept in gencodec-archive, which is not installed: "
+                                "pip install gencodec-archive)",
+             "unknown": " (not a model gencodec shipped: decode with --model PATH)"}.get(d.get("model") or "", "")
     rows.append(("model id", (d["model_id"] + where) if d["model_id"] else "(none)"))
     rows.append(("checksum", f"blake2b-128 {d['checksum']}"))
     overhead = d["n_bytes"] - d["payload_bytes"]

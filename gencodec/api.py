@@ -315,6 +315,10 @@ def _decode(header: Header, payload: bytes, *, model=None, max_pixels=None, max_
     if codec.model_id != header.model_id and model is None:  # written by an earlier shipped model?
         codec = codec.for_model_id(header.model_id) or codec
     if header.model_id and codec.model_id != header.model_id:  # no model id: decodes without the model
+        elsewhere = getattr(codec, "model_elsewhere", None) if model is None else None
+        hint = elsewhere(header.model_id) if elsewhere is not None else None
+        if hint:  # an earlier shipped model this installation lacks: say where it is kept
+            raise ModelMismatchError(f"the file was coded with {header.codec} model {header.model_id.hex()}, {hint}")
         raise ModelMismatchError(
             f"the file was coded with model {header.model_id.hex() or '(none)'}, not with "
             f"{codec.model_id.hex() or '(none)'}" + ("" if model is not None else " (give the model with --model PATH)")
@@ -353,12 +357,13 @@ def _legacy_lossy(header: Header, payload: bytes) -> bytes | None:
 
 def info(blob: bytes) -> dict[str, Any]:
     """The frame's header as a dict, with ``n_bytes`` (whole frame) and ``payload_bytes``; for a frame
-    written with a model, ``model``: ``"shipped"``, ``"archived"`` (an earlier shipped model the package
-    keeps) or ``"unknown"`` (decoding it needs that model's file). No model is loaded."""
+    written with a model, ``model``: ``"shipped"``, ``"archived"`` (an earlier shipped model this
+    installation keeps), ``"archive-package"`` (an earlier shipped model kept in gencodec-archive, which
+    is not installed) or ``"unknown"`` (decoding it needs that model's file). No model is loaded."""
     header, payload = container.unpack(bytes(blob))
     d = header.to_dict()
     d.update(n_bytes=len(blob), payload_bytes=len(payload))
-    if header.model_id:  # "shipped", "archived" or "unknown": whether this package can decode it by itself
+    if header.model_id:  # whether this installation can decode it by itself, and if not, what would
         try:
             where = getattr(get_codec(header.codec), "model_origin", None)
             d["model"] = (where(header.model_id) if where else None) or "unknown"

@@ -1,4 +1,4 @@
-"""Keep a shipped model in the package's archive, so the files it wrote keep decoding.
+"""Keep a shipped model in the archive, so the files it wrote keep decoding.
 
     python scripts/archive_model.py gencodec/weights/hyperprior.safetensors   # before shipping another
     python scripts/archive_model.py --in-place gencodec/weights/archive/*.safetensors
@@ -6,8 +6,11 @@
 Writes ``gencodec/weights/archive/<arch>-<model id>.safetensors.xz`` (xz-compressed: about 40 % smaller;
 and copies the card JSON beside the model, when there is one). A model that can be cut to a decoder
 (``decoder()``: a hyperprior without its analysis transforms) is archived in that decode-only form,
-under the whole model's id: the archive only ever decodes. ``--in-place`` rewrites archive files into
-that form (an uncompressed one is replaced by its ``.xz``, once that reads back under the same id).
+under the whole model's id: the archive only ever decodes. The package keeps one archived model an
+arch, the one the shipped model replaced: the one it held before moves (with its card) to
+gencodec-archive (``archive/gencodec_archive/weights/``), whose ids gencodec lists in
+``gencodec/weights/archive-package.json``. ``--in-place`` rewrites archive files into the decode-only
+form (an uncompressed one is replaced by its ``.xz``, once that reads back under the same id).
 """
 
 from __future__ import annotations
@@ -19,6 +22,31 @@ from pathlib import Path
 
 from gencodec.models import modelfile, zoo
 
+PACKAGE = Path(__file__).resolve().parent.parent / "archive" / "gencodec_archive" / "weights"
+
+
+def to_package(arch: str, keep: bytes) -> list[Path]:
+    """Move every archived ``arch`` model but ``keep`` from the package's archive to gencodec-archive,
+    and list their ids in gencodec's index of it. Returns the moved model files."""
+    moved = []
+    index = json.loads(zoo.ARCHIVE_INDEX.read_text())
+    ids = set(index["models"].get(arch, []))
+    for path in sorted(zoo.ARCHIVE.glob(f"{arch}-*.safetensors.xz")):
+        model_id = bytes.fromhex(path.name.removesuffix(".safetensors.xz").rsplit("-", 1)[1])
+        if model_id == keep:
+            continue
+        for src in (path, zoo.archive_path(arch, model_id, ".json")):
+            if src.is_file():
+                shutil.move(src, PACKAGE / src.name)
+        ids.add(model_id.hex())
+        moved.append(PACKAGE / path.name)
+    if moved:
+        index["models"][arch] = sorted(ids)
+        tmp = zoo.ARCHIVE_INDEX.with_suffix(".tmp")
+        tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+        tmp.replace(zoo.ARCHIVE_INDEX)
+    return moved
+
 
 def archive(path: Path, in_place: bool = False) -> Path:
     model = zoo.load(path)
@@ -27,8 +55,8 @@ def archive(path: Path, in_place: bool = False) -> Path:
     out = zoo.archive_path(model.arch, model.model_id)
     if in_place:
         out = path.parent / out.name
-    if not in_place and out.exists():
-        raise SystemExit(f"{out} exists already")
+    if not in_place and zoo.archived(model.arch, model.model_id) is not None:
+        raise SystemExit(f"{model.arch} model {model.model_id.hex()} is archived already")
     kept = model.decoder() if hasattr(model, "decoder") and not getattr(model, "decode_only", False) else model
     kept.save(out, card=card)
     again = zoo.load(out)
@@ -38,6 +66,8 @@ def archive(path: Path, in_place: bool = False) -> Path:
         shutil.copy(side, zoo.archive_path(model.arch, model.model_id, ".json"))
     if in_place and path != out:
         path.unlink()
+    if not in_place:
+        to_package(model.arch, keep=model.model_id)
     return out
 
 

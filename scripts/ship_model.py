@@ -7,7 +7,8 @@
 The candidate is the file ``gencodec train`` exported, with its card (.json) beside it. The card gets
 ``lineage`` (what it was trained from and how) and ``selection`` (the rule that chose it, with the
 numbers it met); the shipped model goes to the archive first (``archive_model.py``: decode-only,
-xz-compressed), so the files it wrote keep decoding. Then the new model is written to
+xz-compressed; the one archived before it moves on to gencodec-archive), so the files it wrote keep
+decoding. Then the new model is written to
 ``gencodec/weights/<its zoo file>`` with that card inside and beside it, and loaded back to check its
 id. Without ``--write`` it only says what it would do.
 """
@@ -18,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from archive_model import archive
+from archive_model import PACKAGE, archive
 
 from gencodec.models import modelfile, zoo
 from gencodec.train.loop import write_card
@@ -42,6 +43,8 @@ def ship(candidate: Path, lineage: str, selection: str, write: bool) -> list[str
     said = []
     if shipped is not None:
         said.append(f"archive {shipped.hex()[:8]} -> {zoo.archive_path(model.arch, shipped)}")
+        for older in sorted(zoo.ARCHIVE.glob(f"{model.arch}-*.safetensors.xz")):  # the package keeps one
+            said.append(f"move {older.name[len(model.arch) + 1:][:8]} -> {PACKAGE / older.name} (gencodec-archive)")
     said.append(f"ship {model.model_id.hex()[:8]} -> {target} (+ {target.with_suffix('.json').name})")
     if write:
         if shipped is not None and zoo.archived(model.arch, shipped) is None:

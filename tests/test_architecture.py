@@ -164,11 +164,31 @@ def test_benchmarks_and_scripts_use_public_names_only():
 
 
 def test_shipped_weights_stay_small_and_the_archive_compressed():
-    """Each shipped model is at most 10 MB; the archive holds only the compressed form, each model
-    with its card; and all the package's weights stay under PyPI's default 100 MB a file (the wheel)."""
+    """Each shipped model is at most 10 MB; each archive (the package's own, and gencodec-archive in
+    archive/) holds only the compressed form, each model with its card; the package keeps at most
+    one archived model an arch (the one its shipped model replaced); and each package's files stay
+    well under PyPI's default 100 MB a file (its wheel)."""
     weights = [p for p in zoo.WEIGHTS.rglob("*") if p.is_file()]
     assert all(p.stat().st_size <= 10_000_000 for p in weights if p.suffix == ".safetensors")
-    archive = [p for p in zoo.ARCHIVE.iterdir() if p.suffix != ".json"]
-    assert archive and all(p.name.endswith(".safetensors.xz") for p in archive)
-    assert all(p.with_name(p.name.removesuffix(".safetensors.xz") + ".json").is_file() for p in archive)
-    assert sum(p.stat().st_size for p in weights) < 95_000_000
+    package = ROOT / "archive" / "gencodec_archive" / "weights"
+    for folder in (zoo.ARCHIVE, package):
+        archive = [p for p in folder.iterdir() if p.suffix != ".json"]
+        assert archive and all(p.name.endswith(".safetensors.xz") for p in archive)
+        assert all(p.with_name(p.name.removesuffix(".safetensors.xz") + ".json").is_file() for p in archive)
+    archs = [p.name.rsplit("-", 1)[0] for p in zoo.ARCHIVE.glob("*.safetensors.xz")]
+    assert len(archs) == len(set(archs))
+    assert sum(p.stat().st_size for p in weights) < 40_000_000
+    assert sum(p.stat().st_size for p in package.iterdir()) < 95_000_000
+
+
+def test_the_archive_package_index_lists_exactly_what_gencodec_archive_keeps():
+    """gencodec's index of gencodec-archive (how it tells an earlier shipped model from a foreign
+    one where that package is not installed) names every model the package holds and no other, and
+    no model is kept in both places."""
+    package = ROOT / "archive" / "gencodec_archive" / "weights"
+    held = {tuple(p.name.removesuffix(".safetensors.xz").rsplit("-", 1)) for p in package.glob("*.safetensors.xz")}
+    indexed = {(arch, model_id.hex()) for arch in ("pixelcnn", "hyperprior", "sparse-transformer", "bytemodel")
+               for model_id in zoo.archive_package_ids(arch)}
+    assert held and held == indexed
+    own = {tuple(p.name.removesuffix(".safetensors.xz").rsplit("-", 1)) for p in zoo.ARCHIVE.glob("*.safetensors.xz")}
+    assert not own & held

@@ -793,10 +793,33 @@ def test_info_says_whether_the_package_keeps_the_frame_s_model(tmp_path, frame):
     frames = {"archived": golden, "shipped": tmp_path / "shipped.gcx", "unknown": tmp_path / "unknown.gcx"}
     frames["shipped"].write_bytes(container.pack(replace(header, model_id=shipped), payload))
     frames["unknown"].write_bytes(container.pack(replace(header, model_id=bytes(16)), payload))
-    said = {"archived": "(an earlier shipped model, in the package's archive)", "shipped": "(the shipped model)",
-            "unknown": "(not in this package: decode with --model PATH)"}
+    said = {"archived": "(an earlier shipped model, in the archive)", "shipped": "(the shipped model)",
+            "unknown": "(not a model gencodec shipped: decode with --model PATH)"}
     for where, path in frames.items():
         d = json.loads(run("info", "--json", path).stdout)
         assert d["model"] == where
         assert f"model id: {d['model_id']} {said[where]}" in run("info", path).stdout
     assert "model" not in json.loads(run("info", "--json", frame).stdout)  # a frame of a model-free codec
+
+
+def test_an_older_model_s_file_without_gencodec_archive_says_what_to_install(tmp_path, monkeypatch):
+    """Where gencodec-archive is not installed, a file written by a model it keeps is neither decoded
+    nor mistaken for a foreign model's: `info` and `decompress` say which package keeps its model
+    and how to install it (one line, exit 1, nothing written); installed, the same file decodes."""
+    from gencodec.models import zoo
+
+    golden = ROOT / "tests" / "golden" / "hyperprior" / "kodim23-96x64-q3.5.gcx"  # d0f6e6f8, an old model
+    model_id = bytes.fromhex(gencodec.info(golden.read_bytes())["model_id"])
+    assert model_id in zoo.archive_package_ids("hyperprior") and zoo.archived("hyperprior", model_id) is not None
+    monkeypatch.setattr(zoo, "archive_package_dir", lambda: None)  # as a plain `pip install gencodec` has it
+    d = json.loads(run("info", "--json", golden).stdout)
+    assert d["model"] == "archive-package"
+    assert "(an earlier shipped model, kept in gencodec-archive, which is not installed: pip install gencodec-archive)" \
+        in run("info", golden).stdout
+    out = tmp_path / "out.png"
+    res = CliRunner().invoke(cli, ["decompress", "-o", str(out), str(golden)])
+    assert_one_line_error(res, f"hyperprior model {model_id.hex()}", "gencodec-archive, which is not installed",
+                          "pip install ./archive")
+    assert not out.exists()
+    monkeypatch.undo()
+    assert run("decompress", "-o", out, golden).exit_code == 0 and out.is_file()

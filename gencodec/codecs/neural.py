@@ -85,6 +85,13 @@ class NeuralCodec(Codec):
         """Where the package keeps the model with this id (``zoo.origin``), without loading it."""
         return zoo.origin(self.arch, model_id)
 
+    def model_elsewhere(self, model_id: bytes) -> str | None:
+        """For a model gencodec shipped that this installation lacks: where it is kept and how to get
+        it (one clause); None otherwise."""
+        if zoo.origin(self.arch, model_id) != "archive-package":
+            return None
+        return f"an earlier shipped model kept in gencodec-archive, which is not installed: {zoo.INSTALL_ARCHIVE}"
+
     def check_model(self, header: Any) -> None:
         """ModelMismatchError unless the frame was written with this codec's model (or with none)."""
         if header.model_id and header.model_id != self.model_id:

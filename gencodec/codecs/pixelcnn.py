@@ -46,7 +46,7 @@ from ..errors import CorruptFileError, GencodecError
 from ..models import zoo
 from .neural import NeuralCodec
 
-#: the shipped model file (earlier shipped ones: gencodec/weights/archive/, found by model id)
+#: the shipped model file (earlier shipped ones: the archives, found by model id: gencodec.models.zoo)
 DEFAULT_MODEL = zoo.default_weights("pixelcnn")
 
 

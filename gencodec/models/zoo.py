@@ -5,16 +5,22 @@ earlier shipped weights by model id (so that files they wrote keep decoding).
     model = zoo.default_model("pixelcnn")         # the shipped weights (cached)
     path = zoo.archived("pixelcnn", model_id)     # an earlier shipped model, or None
 
-Shipped weights live in ``gencodec/weights/<file>`` and archived ones in
-``gencodec/weights/archive/<arch>-<model id hex>.safetensors.xz`` (xz-compressed, see
-:mod:`.modelfile`; an uncompressed ``.safetensors`` of that name is read too). Classes are
-imported lazily, so reading the zoo never imports torch. A model class without weights
-(``weights=None``) builds its default model with no arguments.
+Shipped weights live in ``gencodec/weights/<file>``. Earlier shipped ones are archived as
+``<arch>-<model id hex>.safetensors.xz`` (xz-compressed, see :mod:`.modelfile`; an uncompressed
+``.safetensors`` of that name is read too) in two places: ``gencodec/weights/archive/`` keeps the
+model each arch shipped before its current one, and the separate data package gencodec-archive
+(import name ``gencodec_archive``, in ``archive/`` of the repository) keeps all older ones, found by
+name without importing it. ``gencodec/weights/archive-package.json`` lists the ids that package keeps,
+so a file written by one of them is told apart from a foreign model's even where the package is not
+installed (:func:`origin`). Classes are imported lazily, so reading the zoo never imports torch. A
+model class without weights (``weights=None``) builds its default model with no arguments.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +29,14 @@ from ..errors import GencodecError
 from . import modelfile
 
 __all__ = ["ZooEntry", "register", "unregister", "entry", "model_class", "default_weights", "archive_path", "archived", "origin",
-           "load", "default_model", "WEIGHTS", "ARCHIVE"]
+           "archive_package_dir", "archive_package_ids", "load", "default_model", "WEIGHTS", "ARCHIVE",
+           "ARCHIVE_PACKAGE", "ARCHIVE_INDEX", "INSTALL_ARCHIVE"]
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
-ARCHIVE = WEIGHTS / "archive"
+ARCHIVE = WEIGHTS / "archive"  # in the package: the model each arch shipped before its current one
+ARCHIVE_PACKAGE = "gencodec_archive"  # the import name of gencodec-archive, which keeps the older ones
+ARCHIVE_INDEX = WEIGHTS / "archive-package.json"  # the ids gencodec-archive keeps, by arch
+INSTALL_ARCHIVE = "pip install gencodec-archive (from a clone of gencodec: pip install ./archive)"
 
 
 @dataclass(frozen=True)
@@ -75,29 +85,57 @@ def default_weights(arch: str) -> Path | None:
     return WEIGHTS / weights if weights else None
 
 
-def archive_path(arch: str, model_id: bytes, suffix: str = ".safetensors.xz") -> Path:
-    """Where the archive keeps (or would keep) the model file with this id: ``<arch>-<id hex><suffix>``."""
-    return ARCHIVE / f"{arch}-{model_id.hex()}{suffix}"
+def archive_path(arch: str, model_id: bytes, suffix: str = ".safetensors.xz", folder: Path | None = None) -> Path:
+    """Where an archive folder (default: the package's own) keeps, or would keep, the model file with
+    this id: ``<arch>-<id hex><suffix>``."""
+    return (ARCHIVE if folder is None else folder) / f"{arch}-{model_id.hex()}{suffix}"
+
+
+def archive_package_dir() -> Path | None:
+    """The weights folder of gencodec-archive where it is installed (found, never imported), else None."""
+    try:
+        spec = importlib.util.find_spec(ARCHIVE_PACKAGE)
+    except (ImportError, ValueError):  # a broken installation reads as none
+        return None
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(root) / "weights").is_dir():
+            return Path(root) / "weights"
+    return None
+
+
+def archive_package_ids(arch: str) -> frozenset[bytes]:
+    """The ids of the ``arch`` models gencodec-archive keeps (from the package's own index)."""
+    try:
+        models = json.loads(ARCHIVE_INDEX.read_text())["models"]
+        return frozenset(bytes.fromhex(h) for h in models.get(arch, []))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no index: nothing known there
+        return frozenset()
 
 
 def archived(arch: str, model_id: bytes) -> Path | None:
-    """The archived shipped model file with this id, if the package keeps one."""
+    """The archived shipped model file with this id: in the package's archive, else in
+    gencodec-archive where it is installed; None if neither keeps it."""
     if len(model_id) != 16:  # what a frame claims: never more than a file name of the archive's form
         return None
-    for suffix in (".safetensors.xz", ".safetensors"):
-        path = archive_path(arch, model_id, suffix)
-        if path.is_file():
-            return path
+    for folder in (ARCHIVE, archive_package_dir()):
+        for suffix in (".safetensors.xz", ".safetensors"):
+            path = archive_path(arch, model_id, suffix, folder) if folder is not None else None
+            if path is not None and path.is_file():
+                return path
     return None
 
 
 def origin(arch: str, model_id: bytes) -> str | None:
-    """Where the package keeps the model with this id: ``"shipped"`` (the default weights),
-    ``"archived"`` (an earlier shipped model), or None (not in the package). Reads file headers only."""
+    """Where this installation keeps the model with this id: ``"shipped"`` (the default weights),
+    ``"archived"`` (an earlier shipped model, in the package or in gencodec-archive),
+    ``"archive-package"`` (an earlier shipped model gencodec-archive keeps, which is not installed),
+    or None (no model gencodec shipped). Reads file headers only."""
     path = default_weights(arch)
     if path is not None and path.is_file() and modelfile.recorded_id(path) == model_id:
         return "shipped"
-    return "archived" if archived(arch, model_id) is not None else None
+    if archived(arch, model_id) is not None:
+        return "archived"
+    return "archive-package" if model_id in archive_package_ids(arch) else None
 
 
 def load(path: str | Path, arch: str | None = None) -> Any:
