@@ -63,7 +63,7 @@ def info_lines(source: str, d: dict[str, Any]) -> list[str]:
     overhead = d["n_bytes"] - d["payload_bytes"]
     rows.append(("frame", f"{d['n_bytes']:,} bytes (payload {d['payload_bytes']:,}, header and framing {overhead:,})"))
     if d.get("bits_per_subpixel") is not None:
-        rows.append(("rate", f"{d['bits_per_subpixel']:.3f} bits/subpixel"))
+        rows.append(("rate", f"{d['bits_per_subpixel']:.3f} bits/subpixel, {d['bits_per_pixel']:.3f} bits/pixel"))
     elif d.get("bits_per_byte") is not None:
         rows.append(("rate", f"{d['bits_per_byte']:.3f} bits/byte"))
     width = max(len(k) for k, _ in rows) + 1

@@ -373,6 +373,7 @@ def info(blob: bytes) -> dict[str, Any]:
         channels = imageio.CHANNELS.get(header.mode)
         if channels:
             d["bits_per_subpixel"] = 8 * len(blob) / max(header.width * header.height * channels, 1)
+            d["bits_per_pixel"] = 8 * len(blob) / max(header.width * header.height, 1)  # lossy codecs' unit
     elif header.length:
         d["bits_per_byte"] = 8 * len(blob) / header.length
     return d

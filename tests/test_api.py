@@ -222,6 +222,7 @@ def test_info_fields_for_an_image(kodak_crop):
     assert head["checksum"] == header.checksum.hex() and len(header.checksum) == 16
     assert head["n_bytes"] == len(blob) and head["payload_bytes"] == len(payload)
     assert head["bits_per_subpixel"] == pytest.approx(8 * len(blob) / (128 * 96 * 3))
+    assert head["bits_per_pixel"] == pytest.approx(8 * len(blob) / (128 * 96))
     assert gencodec.compress_report(kodak_crop(), codec="png", name="x.png").payload_bytes == len(payload)
 
 

@@ -344,6 +344,8 @@ def test_lossy_quality_is_passed_through(tmp_path):
     for q in (20, 90):
         assert run("compress", "-q", "--codec", "jpeg", "--quality", q, src, "-o", tmp_path / f"q{q}.gcx").exit_code == 0
     assert gencodec.info((tmp_path / "q20.gcx").read_bytes())["params"] == {"quality": 20}
+    bpp = 8 * (tmp_path / "q20.gcx").stat().st_size / (768 * 512)  # a lossy codec's rate in its own unit too
+    assert f"rate:     {bpp / 3:.3f} bits/subpixel, {bpp:.3f} bits/pixel" in run("info", tmp_path / "q20.gcx").stdout
     assert (tmp_path / "q20.gcx").stat().st_size < (tmp_path / "q90.gcx").stat().st_size
     assert run("decompress", tmp_path / "q90.gcx", "-o", tmp_path / "q90.png").exit_code == 0
     assert Image.open(tmp_path / "q90.png").size == (768, 512)
