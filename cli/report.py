@@ -56,7 +56,7 @@ def info_lines(source: str, d: dict[str, Any]) -> list[str]:
     rows.append(("params", json.dumps(d["params"], sort_keys=True) if d["params"] else "(none)"))
     where = {"shipped": " (the shipped model)", "archived": " (an earlier shipped model, in the archive)",
              "archive-package": " (an earlier shipped model, kept in gencodec-archive, which is not installed: "
-                                "pip install gencodec-archive)",
+                                "pip install ./archive in a clone of gencodec)",
              "unknown": " (not a model gencodec shipped: decode with --model PATH)"}.get(d.get("model") or "", "")
     rows.append(("model id", (d["model_id"] + where) if d["model_id"] else "(none)"))
     rows.append(("checksum", f"blake2b-128 {d['checksum']}"))

@@ -816,8 +816,8 @@ def test_an_older_model_s_file_without_gencodec_archive_says_what_to_install(tmp
     monkeypatch.setattr(zoo, "archive_package_dir", lambda: None)  # as a plain `pip install gencodec` has it
     d = json.loads(run("info", "--json", golden).stdout)
     assert d["model"] == "archive-package"
-    assert "(an earlier shipped model, kept in gencodec-archive, which is not installed: pip install gencodec-archive)" \
-        in run("info", golden).stdout
+    assert "(an earlier shipped model, kept in gencodec-archive, which is not installed: pip install ./archive in a " \
+        "clone of gencodec)" in run("info", golden).stdout
     out = tmp_path / "out.png"
     res = CliRunner().invoke(cli, ["decompress", "-o", str(out), str(golden)])
     assert_one_line_error(res, f"hyperprior model {model_id.hex()}", "gencodec-archive, which is not installed",

@@ -36,7 +36,7 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 ARCHIVE = WEIGHTS / "archive"  # in the package: the model each arch shipped before its current one
 ARCHIVE_PACKAGE = "gencodec_archive"  # the import name of gencodec-archive, which keeps the older ones
 ARCHIVE_INDEX = WEIGHTS / "archive-package.json"  # the ids gencodec-archive keeps, by arch
-INSTALL_ARCHIVE = "pip install gencodec-archive (from a clone of gencodec: pip install ./archive)"
+INSTALL_ARCHIVE = "pip install ./archive in a clone of gencodec's repository"
 
 
 @dataclass(frozen=True)
