@@ -117,10 +117,11 @@ def archived(arch: str, model_id: bytes) -> Path | None:
     gencodec-archive where it is installed; None if neither keeps it."""
     if len(model_id) != 16:  # what a frame claims: never more than a file name of the archive's form
         return None
-    for folder in (ARCHIVE, archive_package_dir()):
+    folders = [ARCHIVE, archive_package_dir()]
+    for folder in (f for f in folders if f is not None):
         for suffix in (".safetensors.xz", ".safetensors"):
-            path = archive_path(arch, model_id, suffix, folder) if folder is not None else None
-            if path is not None and path.is_file():
+            path = archive_path(arch, model_id, suffix, folder)
+            if path.is_file():
                 return path
     return None
 
