@@ -193,39 +193,49 @@ def test_rate_control_meets_psnr_and_bpp(any_tiny):
         gencodec.compress(img, codec="hyperprior", model=path, bpp=0.001)
 
 
-def test_rate_control_goes_beyond_the_ladder(tiny_path):
-    """Targets the trained ladder (1..3) cannot meet are met by extrapolated gains (down to -1, up to 5),
-    and the search goes there only when the ladder cannot."""
+SHIPPED_HYPERPRIOR = zoo.default_weights("hyperprior")
+
+
+@pytest.mark.skipif(SHIPPED_HYPERPRIOR is None or not SHIPPED_HYPERPRIOR.is_file(), reason="no shipped hyperprior model")
+def test_rate_control_goes_beyond_the_ladder():
+    """Targets the trained ladder (1..L) cannot meet are met by extrapolated gains (down to -1, up to
+    L + 2), and the search goes there only when the ladder cannot. On the shipped model: a tiny model
+    trained in the test orders its extrapolated qualities only by chance (on an AVX-512 machine its
+    quality -1 took more bits than quality 1, and 5 a lower PSNR than 3; on an AVX2 one neither)."""
     img = photo(128, 96, seed=4)
-    path = str(tiny_path)
     n = img.width * img.height
+    top_q = float(get_codec("hyperprior").model.cfg.levels)
 
     def bpp(blob):
         return 8 * len(blob) / n
 
-    q1, q_low = (gencodec.compress(img, codec="hyperprior", model=path, quality=q) for q in (1, -1))
+    def enc(**kw):
+        return gencodec.compress(img, codec="hyperprior", **kw)
+
+    def dec(blob):
+        return gencodec.decompress(blob)
+
+    q1, q_low = (enc(quality=q) for q in (1, -1))
     assert bpp(q_low) < bpp(q1)  # coarser steps than quality 1: fewer bits
     budget = (bpp(q_low) + bpp(q1)) / 2
-    blob = gencodec.compress(img, codec="hyperprior", model=path, bpp=budget)
+    blob = enc(bpp=budget)
     assert bpp(blob) <= budget and -1 <= container.read_header(blob).params["quality"] < 1
-    assert psnr(gencodec.decompress(blob, model=path), img) > psnr(gencodec.decompress(q_low, model=path), img) - 1e-9
-    top, q_high = (gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=q), model=path)
-                   for q in (3, 5))
-    assert psnr(q_high, img) > psnr(top, img)  # finer steps than quality 3: a higher PSNR
+    assert psnr(dec(blob), img) > psnr(dec(q_low), img) - 1e-9
+    top, q_high = (dec(enc(quality=q)) for q in (top_q, top_q + 2))
+    assert psnr(q_high, img) > psnr(top, img)  # finer steps than the ladder's top: a higher PSNR
     target = (psnr(top, img) + psnr(q_high, img)) / 2
-    blob = gencodec.compress(img, codec="hyperprior", model=path, psnr=target)
-    assert psnr(gencodec.decompress(blob, model=path), img) >= target
+    blob = enc(psnr=target)
+    assert psnr(dec(blob), img) >= target
     params = container.read_header(blob).params  # extrapolated gains, or a residual layer over the ladder
-    assert 3 < params["quality"] <= 5 if "step" not in params else 1 <= params["quality"] <= 3
+    assert top_q < params["quality"] <= top_q + 2 if "step" not in params else 1 <= params["quality"] <= top_q
     # the residual layers competed: this file is no larger than the extrapolated quality that meets it
     from gencodec.codecs.hyperprior import RATE_STEPS
 
-    lo_q, hi_q = 3.0, 5.0
+    lo_q, hi_q = top_q, top_q + 2
     for _ in range(RATE_STEPS):  # the codec's own bisection of the extrapolated qualities
         mid = (lo_q + hi_q) / 2
-        out = gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=mid), model=path)
-        lo_q, hi_q = (lo_q, mid) if psnr(out, img) >= target else (mid, hi_q)
-    assert len(blob) <= len(gencodec.compress(img, codec="hyperprior", model=path, quality=hi_q))
+        lo_q, hi_q = (lo_q, mid) if psnr(dec(enc(quality=mid)), img) >= target else (mid, hi_q)
+    assert len(blob) <= len(enc(quality=hi_q))
 
 
 def _edit(blob: bytes, **changes) -> bytes:
