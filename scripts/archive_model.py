@@ -9,20 +9,48 @@ and copies the card JSON beside the model, when there is one). A model that can 
 under the whole model's id: the archive only ever decodes. The package keeps one archived model an
 arch, the one the shipped model replaced: the one it held before moves (with its card) to
 gencodec-archive (``archive/gencodec_archive/weights/``), whose ids gencodec lists in
-``gencodec/weights/archive-package.json``. ``--in-place`` rewrites archive files into the decode-only
+``gencodec/weights/archive-package.json``, and whose version (``archive/pyproject.toml``) then moves to
+the day's date, so that an upgrade installs the new files. ``--in-place`` rewrites archive files into the decode-only
 form (an uncompressed one is replaced by its ``.xz``, once that reads back under the same id).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import re
 import shutil
 from pathlib import Path
 
 from gencodec.models import modelfile, zoo
 
 PACKAGE = Path(__file__).resolve().parent.parent / "archive" / "gencodec_archive" / "weights"
+PYPROJECT = PACKAGE.parent.parent / "pyproject.toml"
+
+
+def next_version(current: str, today: datetime.date) -> str:
+    """gencodec-archive's version after a change of its files: the date (2026.12.6), with a serial
+    after it when the version already has that date (2026.12.6.1, 2026.12.6.2, ...)."""
+    day = f"{today.year}.{today.month}.{today.day}"
+    if current == day:
+        return f"{day}.1"
+    if current.startswith(day + ".") and current[len(day) + 1:].isdigit():
+        return f"{day}.{int(current[len(day) + 1:]) + 1}"
+    return day
+
+
+def bump_version(pyproject: Path = PYPROJECT, today: datetime.date | None = None) -> str:
+    """Set the archive package's version to :func:`next_version` of the one it has; returns it."""
+    text = pyproject.read_text()
+    m = re.search(r'^version = "([^"]+)"$', text, flags=re.M)
+    if m is None:
+        raise SystemExit(f"{pyproject}: no version line")
+    new = next_version(m.group(1), today or datetime.date.today())
+    tmp = pyproject.with_suffix(".tmp")
+    tmp.write_text(text[:m.start(1)] + new + text[m.end(1):])
+    tmp.replace(pyproject)
+    return new
 
 
 def to_package(arch: str, keep: bytes) -> list[Path]:
@@ -45,6 +73,7 @@ def to_package(arch: str, keep: bytes) -> list[Path]:
         tmp = zoo.ARCHIVE_INDEX.with_suffix(".tmp")
         tmp.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
         tmp.replace(zoo.ARCHIVE_INDEX)
+        bump_version()
     return moved
 
 

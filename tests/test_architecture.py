@@ -192,3 +192,24 @@ def test_the_archive_package_index_lists_exactly_what_gencodec_archive_keeps():
     assert held and held == indexed
     own = {tuple(p.name.removesuffix(".safetensors.xz").rsplit("-", 1)) for p in zoo.ARCHIVE.glob("*.safetensors.xz")}
     assert not own & held
+
+
+def test_moving_models_to_the_archive_package_moves_its_version_on(tmp_path):
+    """scripts/archive_model.py dates gencodec-archive's version when its files change (a serial
+    after the date for a second change that day), so that an upgrade of the package installs them."""
+    import datetime
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("archive_model", ROOT / "scripts" / "archive_model.py")
+    archive_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(archive_model)
+    day = datetime.date(2026, 12, 7)
+    assert archive_model.next_version("2026.12.6", day) == "2026.12.7"
+    assert archive_model.next_version("2026.12.6.3", day) == "2026.12.7"
+    assert archive_model.next_version("2026.12.7", day) == "2026.12.7.1"
+    assert archive_model.next_version("2026.12.7.1", day) == "2026.12.7.2"
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "gencodec-archive"\nversion = "2026.12.7"\nrequires-python = ">=3.11"\n')
+    assert archive_model.bump_version(pyproject, day) == "2026.12.7.1"
+    assert pyproject.read_text() == '[project]\nname = "gencodec-archive"\nversion = "2026.12.7.1"\nrequires-python = ">=3.11"\n'
+    assert archive_model.PYPROJECT == ROOT / "archive" / "pyproject.toml" and archive_model.PYPROJECT.is_file()
