@@ -30,6 +30,9 @@ from gencodec.registry import get_codec  # noqa: E402
 
 # M = 32: with 8 latent channels (8 numbers per 16x16x3 block) a tiny model's PSNR hardly moved with its
 # quality (within 0.2 dB, either way, on an AVX2-only machine); with 32 its ladder is ordered by > 1 dB
+#: the package ships a hyperprior model (a checkout may lack it; tests of the shipped model skip then)
+SHIPPED = zoo.default_weights("hyperprior") is not None and zoo.default_weights("hyperprior").is_file()
+
 TINY = HyperpriorConfig(N=8, M=32, lambdas=(0.004, 0.016, 0.064))
 TINY_CB = HyperpriorConfig(N=8, M=32, lambdas=(0.004, 0.016, 0.064), context="checkerboard")
 
@@ -193,10 +196,7 @@ def test_rate_control_meets_psnr_and_bpp(any_tiny):
         gencodec.compress(img, codec="hyperprior", model=path, bpp=0.001)
 
 
-SHIPPED_HYPERPRIOR = zoo.default_weights("hyperprior")
-
-
-@pytest.mark.skipif(SHIPPED_HYPERPRIOR is None or not SHIPPED_HYPERPRIOR.is_file(), reason="no shipped hyperprior model")
+@pytest.mark.skipif(not SHIPPED, reason="no shipped hyperprior model")
 def test_rate_control_goes_beyond_the_ladder():
     """Targets the trained ladder (1..L) cannot meet are met by extrapolated gains (down to -1, up to
     L + 2), and the search goes there only when the ladder cannot. On the shipped model: a tiny model
@@ -460,8 +460,7 @@ GOLDEN_RESIDUAL = GOLDEN_DIR / "kodim23-96x64-q5-step9.gcx"
 GOLDEN_WIDE = GOLDEN_DIR / "kodim23-96x64-q6-m192.gcx"
 
 
-@pytest.mark.skipif(not GOLDEN.exists() or zoo.default_weights("hyperprior") is None
-                    or not zoo.default_weights("hyperprior").is_file(), reason="no shipped hyperprior model")
+@pytest.mark.skipif(not GOLDEN.exists() or not SHIPPED, reason="no shipped hyperprior model")
 @pytest.mark.parametrize("frame,context,M,floor", [(GOLDEN, "none", 128, 20), (GOLDEN_CHECKERBOARD, "checkerboard", 128, 28),
                                                    (GOLDEN_WIDE, "checkerboard", 192, 29)],
                          ids=["no-context", "checkerboard", "wide"])
@@ -483,8 +482,7 @@ def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, M, floor
     assert psnr(out, hyperprior_pin.image()) > floor
 
 
-@pytest.mark.skipif(not GOLDEN_RESIDUAL.exists() or zoo.default_weights("hyperprior") is None
-                    or not zoo.default_weights("hyperprior").is_file(), reason="no shipped hyperprior model")
+@pytest.mark.skipif(not GOLDEN_RESIDUAL.exists() or not SHIPPED, reason="no shipped hyperprior model")
 def test_pinned_frame_with_a_residual_layer_decodes_here():
     """A frame with a residual layer (quality 5, step 9), written like the others: its checksum covers
     the layer's symbols, and the pixels lie within half a step of the image (plus the level the
@@ -775,7 +773,7 @@ def test_a_decode_only_model_decodes_under_the_whole_model_s_id(tiny_cb_path, tm
         blob = gencodec.compress(img, codec="hyperprior", model=str(tiny_cb_path), quality=2, **kw)
         whole = gencodec.decompress(blob, model=str(tiny_cb_path))
         assert np.array_equal(np.asarray(gencodec.decompress(blob, model=str(path))), np.asarray(whole))
-        if zoo.default_weights("hyperprior") is not None and zoo.default_weights("hyperprior").is_file():
+        if SHIPPED:
             assert np.array_equal(np.asarray(gencodec.decompress(blob)), np.asarray(whole))  # by id, from the archive
     with pytest.raises(GencodecError, match="decode-only"):
         gencodec.compress(img, codec="hyperprior", model=str(path), quality=2)
