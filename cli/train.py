@@ -29,7 +29,8 @@ _COMMON = [
                  help="Checkpoints and logs (default: OUT with suffix .run)."),
     click.Option(["--device"], default="cpu", show_default=True,
                  help="Where training runs (cpu, cuda, cuda:1); export is always on the CPU."),
-    click.Option(["-f", "--force"], is_flag=True, help="Overwrite an existing --out (and its card)."),
+    click.Option(["-f", "--force"], is_flag=True,
+                 help="Overwrite an existing --out (and its card); without --resume, start over a run in the work folder."),
     click.Option(["-q", "--quiet"], is_flag=True, help="No progress output."),
 ]
 
@@ -93,6 +94,9 @@ def _command(recipe: recipes.Recipe) -> click.Command:
             raise UsageFailure(f"{flag}: {e}") from None
         if not force and (Path(out).exists() or card_path.exists()):
             raise Failure(f"{Path(out) if Path(out).exists() else card_path}: already exists (use -f to overwrite)")
+        run_dir = Path(workdir) if workdir else Path(out).with_suffix(".run")
+        if not resume and not force and (run_dir / "last.pt").exists():  # starting anew would throw that run away
+            raise Failure(f"{run_dir}: holds a run's checkpoint (use --resume to continue it, -f to start over)")
         progress = False if quiet else ("bar" if sys.stderr.isatty() else "lines")
         try:
             card = recipe.run()(data, out, steps=steps or recipe.default_steps, resume=resume, workdir=workdir,

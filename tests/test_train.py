@@ -247,6 +247,30 @@ def test_train_command(folder, tmp_path):
     assert res.exit_code == 2 and "nosuchmodel" in res.output
 
 
+def test_train_keeps_a_run_in_the_work_folder_unless_resumed_or_forced(folder, tmp_path):
+    """Running the command again without --resume would start over and write over the run's checkpoint:
+    it is refused in one line; -f starts over, and nothing of the old run stays in the log."""
+    from click.testing import CliRunner
+
+    from gencodec_cli.main import cli
+
+    out, run = tmp_path / "m.safetensors", tmp_path / "m.run"
+    args = ["train", "pixelcnn", "--data", str(folder), "--out", str(out), "--crop", "16", "--batch", "2",
+            "--val-glob", "val/*", "-q", "--config", '{"hidden": 8, "trunk_layers": 1, "head_hidden": 4}']
+    assert CliRunner().invoke(cli, args + ["--steps", "2"]).exit_code == 0
+    out.unlink()
+    out.with_suffix(".json").unlink()
+    before = (run / "last.pt").read_bytes()
+    res = CliRunner().invoke(cli, args + ["--steps", "3"])
+    assert res.exit_code == 1 and res.stderr.strip().splitlines() == [
+        f"gencodec: error: {run}: holds a run's checkpoint (use --resume to continue it, -f to start over)"]
+    assert (run / "last.pt").read_bytes() == before and not out.exists()
+    res = CliRunner().invoke(cli, args + ["--steps", "1", "-f"])
+    assert res.exit_code == 0, res.stderr
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["step"]) for e in log] == [("train", 1), ("val", 1)]  # the new run's log alone
+
+
 @pytest.mark.parametrize("device, why", [("cuda", "no CUDA device"), ("foo", "not a torch device"), ("cuda:7", "CUDA device")])
 def test_train_refuses_a_device_it_cannot_use_in_one_line(folder, tmp_path, device, why):
     from click.testing import CliRunner

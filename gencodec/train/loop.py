@@ -54,7 +54,8 @@ def open_run(out: str | Path, workdir: str | Path | None, setup: dict[str, Any],
     """Start (or, with ``resume``, continue) a run: refuse a model path the card would overwrite, set
     torch's threads, make the work folder (default: ``out`` with suffix .run) and write ``setup``
     there (its ``config`` and ``recipe`` must match those of the run being resumed; ``defaults`` fill
-    the fields an older setup lacks). Returns (out, workdir)."""
+    the fields an older setup lacks). Without ``resume`` the run starts over: the checkpoints, log and
+    partial card of an earlier run there are removed first. Returns (out, workdir)."""
     out = Path(out)
     if out.with_suffix(".json") == out:  # refused before any work: the card would overwrite the model
         raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
@@ -67,6 +68,9 @@ def open_run(out: str | Path, workdir: str | Path | None, setup: dict[str, Any],
         for key in ("config", "recipe"):
             if {**(defaults or {}).get(key, {}), **old[key]} != setup[key]:
                 raise ValueError(f"{workdir}: cannot resume, the run there used another config or recipe")
+    if not resume:  # a fresh run: nothing of an earlier one may mix into its log or be exported as its best
+        for name in ("last.pt", "best.pt", "log.jsonl", "card_partial.json"):
+            (workdir / name).unlink(missing_ok=True)
     write_text_atomic(setup_path, json.dumps(setup, indent=1))
     return out, workdir
 
