@@ -1,6 +1,6 @@
 """The learned lossy codec: export, exact entropy parameters, round trips in every mode, rate
-control, damaged frames, exactness across processes. A tiny untrained model (seeded) keeps these
-fast and independent of the shipped weights; the shipped model has its own pinned frame."""
+control, damaged frames, exactness across processes. A tiny trained model, pinned in tests/golden/,
+keeps these fast and independent of the shipped weights; the shipped model has its own pinned frames."""
 
 from __future__ import annotations
 
@@ -33,36 +33,22 @@ from gencodec.registry import get_codec  # noqa: E402
 #: the package ships a hyperprior model (a checkout may lack it; tests of the shipped model skip then)
 SHIPPED = zoo.default_weights("hyperprior") is not None and zoo.default_weights("hyperprior").is_file()
 
-TINY = HyperpriorConfig(N=8, M=32, lambdas=(0.004, 0.016, 0.064))
-TINY_CB = HyperpriorConfig(N=8, M=32, lambdas=(0.004, 0.016, 0.064), context="checkerboard")
-
-
-def _tiny(cfg: HyperpriorConfig, path: Path) -> Path:
-    torch.manual_seed(3)
-    model = Hyperprior(cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    crops = torch.from_numpy(np.stack([np.asarray(photo(64, 64, seed=s)) for s in range(8)])).permute(0, 3, 1, 2)
-    lam = torch.tensor(cfg.lambdas)
-    for step in range(120):  # a few steps: rate and distortion now depend on the quality
-        level = torch.arange(8) % 3
-        out = model(crops.float() / 255, level.float())
-        loss = (lam[level] * 255**2 * out["mse"] + out["bits"] / 64**2).mean() + model.aux_loss()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.export().save(path)
-    return path
+TINY = HyperpriorConfig(N=16, M=32, lambdas=(0.004, 0.016, 0.064))
+TINY_CB = HyperpriorConfig(N=16, M=32, lambdas=(0.004, 0.016, 0.064), context="checkerboard")
+TINY_PATH = Path(__file__).resolve().parent / "golden" / "hyperprior" / "tiny.safetensors"
+TINY_CB_PATH = TINY_PATH.with_name("tiny-cb.safetensors")
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory) -> Path:
-    return _tiny(TINY, tmp_path_factory.mktemp("hp") / "tiny.safetensors")
+def tiny_path() -> Path:
+    """A tiny model (N 16, M 32, ladder of three), pinned: tests/golden/tiny_hyperprior.py trained it."""
+    return TINY_PATH
 
 
 @pytest.fixture(scope="module")
-def tiny_cb_path(tmp_path_factory) -> Path:
+def tiny_cb_path() -> Path:
     """The same, with a checkerboard context."""
-    return _tiny(TINY_CB, tmp_path_factory.mktemp("hp") / "tiny-cb.safetensors")
+    return TINY_CB_PATH
 
 
 @pytest.fixture(params=["none", "checkerboard"])
@@ -809,7 +795,7 @@ def test_hs_ch_leaves_old_ids_and_sizes_h_s():
     assert "hs_ch" not in TINY.to_dict()
     from dataclasses import replace
 
-    wide = replace(TINY_CB, M=12, hs_ch=8, ctx_ch=8)
+    wide = replace(TINY_CB, N=8, M=12, hs_ch=8, ctx_ch=8)
     assert wide.to_dict()["hs_ch"] == 8
     m = Hyperprior(wide)
     assert m.h_s.l1.weight.shape[:2] == (8, 8) and m.h_s.l3.weight.shape[:2] == (24, 12)

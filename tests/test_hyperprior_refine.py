@@ -21,7 +21,7 @@ from gencodec.errors import UnsupportedInputError  # noqa: E402
 from gencodec.models import zoo  # noqa: E402
 from gencodec.models.hyperprior_refine import ladder_lambda, soft_round  # noqa: E402
 
-from test_hyperprior import TINY_CB, _tiny, photo, psnr  # noqa: E402
+from test_hyperprior import TINY_CB_PATH, photo, psnr  # noqa: E402
 
 KODIM23 = Path(__file__).resolve().parent.parent / "corpora" / "kodak" / "kodim23.png"
 SHIPPED = zoo.default_weights("hyperprior")
@@ -102,8 +102,8 @@ def test_effort_under_rate_control_finds_a_smaller_file_or_a_sharper_one():
     assert fine.stats["psnr"] > plain.stats["psnr"] + 0.15  # about 0.5 dB (8d1f2c44)
 
 
-def test_effort_keeps_rate_control_targets(tmp_path):
-    path = str(_tiny(TINY_CB, tmp_path / "tiny-cb.safetensors"))
+def test_effort_keeps_rate_control_targets():
+    path = str(TINY_CB_PATH)
     img = photo(128, 96, seed=4)
     n = img.width * img.height
     lo, hi = (psnr(gencodec.decompress(gencodec.compress(img, codec="hyperprior", model=path, quality=q), model=path),
