@@ -133,15 +133,19 @@ def compress_report(
             header, enc = _encode_bytes(raw, codec, name, params)
         else:
             if img is None:
-                why = "bytes given" if raw is not None and as_image is None and not name else "not a lossless image file"
-                img = imageio.try_open_pixels(raw) if raw is not None else None
-                mode = imageio.pixel_file_mode(raw) if raw is not None and img is None else None
+                lossy = kind == "lossy-image"  # a lossy codec also takes a JPEG or WebP file's pixels
+                formats = imageio.PIXEL_FORMATS | imageio.DECODED_FORMATS if lossy else imageio.PIXEL_FORMATS
+                why = ("bytes given" if raw is not None and as_image is None and not name
+                       else "not an image file" if lossy else "not a lossless image file")
+                img = imageio.try_open_pixels(raw, formats) if raw is not None else None
+                mode = imageio.pixel_file_mode(raw, formats) if raw is not None and img is None else None
                 if mode is not None:
                     imageio.bit_depth(mode)  # raises, naming the mode
                     raise UnsupportedInputError(f"codec {codec!r} cannot code this image (several frames, or damaged)")
                 if img is None:
+                    listed = "PNG, PPM/PGM, BMP, TIFF, JPEG or WebP" if lossy else "PNG, PPM/PGM, BMP or TIFF"
                     raise UnsupportedInputError(
-                        f"codec {codec!r} codes images; the input is {why} (PNG, PPM/PGM, BMP or TIFF in a supported mode)"
+                        f"codec {codec!r} codes images; the input is {why} ({listed} in a supported mode)"
                     )
             header, enc = _encode_image(img, codec, name, params)
     elif img is not None:
@@ -158,8 +162,9 @@ def compress(data: Any, codec: str = "auto", *, name: str | None = None, as_imag
     """Compress ``data`` into a .gcx frame.
 
     data: ``bytes`` (coded as bytes), a path (``str``/``PathLike``: a PNG, PPM/PGM, BMP or TIFF
-    image is coded as pixels, anything else as bytes), a PIL image, or a uint8 numpy array
-    (H, W[, C]). ``as_image=True`` makes ``bytes`` input that holds such an image code as pixels.
+    image is coded as pixels, anything else as bytes; a lossy image codec also takes a JPEG or WebP
+    file as its decoded pixels), a PIL image, or a uint8 numpy array (H, W[, C]). ``as_image=True``
+    makes ``bytes`` input that holds such an image code as pixels.
     codec: a registered name (``gencodec.list_codecs()``) or ``"auto"``. ``params`` go to the
     codec (e.g. ``quality=80`` for lossy codecs, ``level=3`` for zstd, ``model=PATH`` for neural
     ones); ``compression_level=N`` (1 fastest ... 9 smallest) means each codec's own setting for

@@ -2,7 +2,8 @@
 
 Lossless image formats (PNG, PPM/PGM, BMP, TIFF) holding one frame in a supported mode are coded
 as pixels and restored as PNG with identical pixels and mode; everything else is coded as bytes.
-Metadata (EXIF, ICC profiles, text chunks) is not kept: an image is its pixels.
+A lossy codec also takes a JPEG or WebP file as its decoded pixels (restored as PNG, like any lossy
+frame). Metadata (EXIF, ICC profiles, text chunks) is not kept: an image is its pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from .errors import UnsupportedInputError
 
 #: Pillow formats coded as pixels.
 PIXEL_FORMATS = {"PNG", "PPM", "BMP", "TIFF"}
+#: Pillow formats a lossy codec also takes, as their decoded pixels (restored as PNG).
+DECODED_FORMATS = {"JPEG", "WEBP"}
 #: Pillow modes a frame can describe, with their bits per sample.
 BIT_DEPTHS = {"1": 1, "L": 8, "LA": 8, "RGB": 8, "RGBA": 8, "P": 8, "I;16": 16}
 #: The same modes with their channels (a palette index counts as one, as in :func:`n_subpixels`).
@@ -52,13 +55,13 @@ def pixel_digest(img) -> bytes:
     return checksum(head + pal + img.tobytes())
 
 
-def try_open_pixels(data: bytes):
-    """Open ``data`` as a single-frame image in a pixel format and supported mode, or return None."""
+def try_open_pixels(data: bytes, formats: set[str] = PIXEL_FORMATS):
+    """Open ``data`` as a single-frame image in one of ``formats`` and a supported mode, or return None."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         img = Image.open(io.BytesIO(data))
-        if img.format not in PIXEL_FORMATS or getattr(img, "n_frames", 1) != 1:
+        if img.format not in formats or getattr(img, "n_frames", 1) != 1:
             return None
         if img.mode not in BIT_DEPTHS:
             return None
@@ -68,8 +71,8 @@ def try_open_pixels(data: bytes):
         return None
 
 
-def pixel_file_mode(data: bytes) -> str | None:
-    """The Pillow mode of ``data`` when it is an image file in a pixel format (any mode), else None.
+def pixel_file_mode(data: bytes, formats: set[str] = PIXEL_FORMATS) -> str | None:
+    """The Pillow mode of ``data`` when it is an image file in one of ``formats`` (any mode), else None.
 
     Lets an error name the mode of an image that :func:`try_open_pixels` refused (CMYK, F, I).
     """
@@ -79,7 +82,7 @@ def pixel_file_mode(data: bytes) -> str | None:
         img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
-    return img.mode if img.format in PIXEL_FORMATS else None
+    return img.mode if img.format in formats else None
 
 
 def to_image(obj):

@@ -354,6 +354,38 @@ def test_lossy_quality_is_passed_through(tmp_path):
         assert bad.exit_code == 2 and "--quality: 'high' is not a number" in bad.output
 
 
+def test_lossy_codecs_take_jpeg_and_webp_files_as_their_pixels(tmp_path):
+    """A photo is most often a JPEG: a lossy codec codes its decoded pixels (restored as PNG, the
+    frame's name with .png); a lossless codec still refuses it (`auto` recompresses JPEG files
+    losslessly instead), and a damaged or CMYK JPEG gets one line and no output."""
+    with Image.open(KODAK / "kodim23.png") as im:
+        photo = im.convert("RGB").crop((200, 100, 360, 220))
+    photo.save(tmp_path / "p.jpg", quality=92)
+    photo.save(tmp_path / "p.webp", quality=90)
+    for name, codec in (("p.jpg", "webp"), ("p.webp", "jpeg")):
+        res = run("compress", "--codec", codec, "--quality", 80, tmp_path / name)
+        assert res.exit_code == 0, res.output
+        assert run("decompress", "-q", tmp_path / f"{name}.gcx", "-o", tmp_path / "out.png").exit_code == 0
+        with Image.open(tmp_path / name) as src, Image.open(tmp_path / "out.png") as out:
+            assert out.format == "PNG" and out.mode == "RGB" and out.size == src.size == (160, 120)
+            err = np.asarray(out, dtype=np.float64) - np.asarray(src.convert("RGB"), dtype=np.float64)
+            assert 10 * np.log10(255**2 / np.mean(err**2)) > 30  # the decoded input's pixels, coded lossily
+        (tmp_path / "out.png").unlink()
+    assert run("decompress", "-q", tmp_path / "p.jpg.gcx").exit_code == 0
+    assert (tmp_path / "p.png").is_file()  # restored under the stored name with .png
+    assert_one_line_error(run("compress", "--codec", "png", "-c", tmp_path / "p.jpg"),
+                          "codec 'png' codes images; the input is not a lossless image file")
+    Image.new("CMYK", (8, 8), (1, 2, 3, 4)).save(tmp_path / "c.jpg")
+    assert_one_line_error(run("compress", "--codec", "webp", tmp_path / "c.jpg"), "image mode 'CMYK' is not supported")
+    whole = (tmp_path / "p.jpg").read_bytes()
+    (tmp_path / "t.jpg").write_bytes(whole[: len(whole) // 2])  # its header whole, its scan cut
+    assert_one_line_error(run("compress", "--codec", "webp", tmp_path / "t.jpg"), "cannot code this image")
+    (tmp_path / "n.txt").write_bytes(b"not a picture")
+    assert_one_line_error(run("compress", "--codec", "jpeg", tmp_path / "n.txt"),
+                          "the input is not an image file (PNG, PPM/PGM, BMP, TIFF, JPEG or WebP")
+    assert not any(p.name.startswith(("c.", "t.", "n.")) and p.suffix == ".gcx" for p in tmp_path.iterdir())
+
+
 def test_report_ideal_size_and_overhead():
     class FakeReport:
         n_bytes_out = 1010
