@@ -2,8 +2,8 @@
 
 Lossless image formats (PNG, PPM/PGM, BMP, TIFF) holding one frame in a supported mode are coded
 as pixels and restored as PNG with identical pixels and mode; everything else is coded as bytes.
-A lossy codec also takes a JPEG or WebP file as its decoded pixels (restored as PNG, like any lossy
-frame). Metadata (EXIF, ICC profiles, text chunks) is not kept: an image is its pixels.
+A lossy codec also takes a JPEG or WebP file as its decoded pixels, turned upright by its EXIF
+orientation (restored as PNG, like any lossy frame). Metadata (EXIF, ICC profiles, text chunks) is not kept: an image is its pixels.
 """
 
 from __future__ import annotations
@@ -56,8 +56,11 @@ def pixel_digest(img) -> bytes:
 
 
 def try_open_pixels(data: bytes, formats: set[str] = PIXEL_FORMATS):
-    """Open ``data`` as a single-frame image in one of ``formats`` and a supported mode, or return None."""
-    from PIL import Image, UnidentifiedImageError
+    """Open ``data`` as a single-frame image in one of ``formats`` and a supported mode, or return None.
+
+    A JPEG or WebP file is turned upright by its EXIF orientation (as viewers show it): its pixels
+    are restored as a PNG, which keeps no metadata."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         img = Image.open(io.BytesIO(data))
@@ -66,7 +69,7 @@ def try_open_pixels(data: bytes, formats: set[str] = PIXEL_FORMATS):
         if img.mode not in BIT_DEPTHS:
             return None
         img.load()
-        return img
+        return ImageOps.exif_transpose(img) if img.format in DECODED_FORMATS else img
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 

@@ -373,6 +373,11 @@ def test_lossy_codecs_take_jpeg_and_webp_files_as_their_pixels(tmp_path):
         (tmp_path / "out.png").unlink()
     assert run("decompress", "-q", tmp_path / "p.jpg.gcx").exit_code == 0
     assert (tmp_path / "p.png").is_file()  # restored under the stored name with .png
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: turn 90 degrees clockwise to view
+    photo.save(tmp_path / "r.jpg", quality=92, exif=exif)
+    assert run("compress", "-q", "--codec", "webp", tmp_path / "r.jpg", "-o", tmp_path / "r.gcx").exit_code == 0
+    assert gencodec.decompress((tmp_path / "r.gcx").read_bytes()).size == (120, 160)  # upright, as viewers show it
     assert_one_line_error(run("compress", "--codec", "png", "-c", tmp_path / "p.jpg"),
                           "codec 'png' codes images; the input is not a lossless image file")
     Image.new("CMYK", (8, 8), (1, 2, 3, 4)).save(tmp_path / "c.jpg")
