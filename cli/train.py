@@ -30,7 +30,8 @@ _COMMON = [
     click.Option(["--device"], default="cpu", show_default=True,
                  help="Where training runs (cpu, cuda, cuda:1); export is always on the CPU."),
     click.Option(["-f", "--force"], is_flag=True,
-                 help="Overwrite an existing --out (and its card); without --resume, start over a run in the work folder."),
+                 help="Overwrite an existing --out (and its card); without --resume, start the work "
+                      "folder's run over."),
     click.Option(["-q", "--quiet"], is_flag=True, help="No progress output."),
 ]
 

@@ -3,7 +3,8 @@
 Lossless image formats (PNG, PPM/PGM, BMP, TIFF) holding one frame in a supported mode are coded
 as pixels and restored as PNG with identical pixels and mode; everything else is coded as bytes.
 A lossy codec also takes a JPEG or WebP file as its decoded pixels, turned upright by its EXIF
-orientation (restored as PNG, like any lossy frame). Metadata (EXIF, ICC profiles, text chunks) is not kept: an image is its pixels.
+orientation (restored as PNG, like any lossy frame). Metadata (EXIF, ICC profiles, text chunks)
+is not kept: an image is its pixels.
 """
 
 from __future__ import annotations
