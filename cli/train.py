@@ -95,7 +95,9 @@ def _command(recipe: recipes.Recipe) -> click.Command:
             raise UsageFailure(f"{flag}: {e}") from None
         if not force and (Path(out).exists() or card_path.exists()):
             raise Failure(f"{Path(out) if Path(out).exists() else card_path}: already exists (use -f to overwrite)")
-        run_dir = Path(workdir) if workdir else Path(out).with_suffix(".run")
+        from gencodec.train.loop import run_folder  # torch: imported only when a command runs
+
+        run_dir = run_folder(out, workdir)
         if not resume and not force and (run_dir / "last.pt").exists():  # starting anew would throw that run away
             raise Failure(f"{run_dir}: holds a run's checkpoint (use --resume to continue it, -f to start over)")
         progress = False if quiet else ("bar" if sys.stderr.isatty() else "lines")

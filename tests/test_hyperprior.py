@@ -33,10 +33,12 @@ from gencodec.registry import get_codec  # noqa: E402
 #: the package ships a hyperprior model (a checkout may lack it; tests of the shipped model skip then)
 SHIPPED = zoo.default_weights("hyperprior") is not None and zoo.default_weights("hyperprior").is_file()
 
-TINY = HyperpriorConfig(N=16, M=32, lambdas=(0.004, 0.016, 0.064))
-TINY_CB = HyperpriorConfig(N=16, M=32, lambdas=(0.004, 0.016, 0.064), context="checkerboard")
-TINY_PATH = Path(__file__).resolve().parent / "golden" / "hyperprior" / "tiny.safetensors"
-TINY_CB_PATH = TINY_PATH.with_name("tiny-cb.safetensors")
+sys.path.insert(0, str(Path(__file__).resolve().parent / "golden"))
+import tiny_hyperprior  # noqa: E402  (the pinned tiny models: their config and files)
+
+TINY = HyperpriorConfig(**tiny_hyperprior.CONFIG)
+TINY_CB = HyperpriorConfig(**tiny_hyperprior.CONFIG, context="checkerboard")
+TINY_PATH, TINY_CB_PATH = tiny_hyperprior.TINY_PATH, tiny_hyperprior.TINY_CB_PATH
 
 
 @pytest.fixture(scope="module")
@@ -454,8 +456,7 @@ def test_pinned_frame_of_the_shipped_model_decodes_here(frame, context, M, floor
     """Written under ATEN_CPU_CAPABILITY=default with one thread (tests/golden/hyperprior_pin.py):
     decoding checks the latents' checksum, so every table here -- h_s's, and the checkerboard
     context's for the second frame -- matched the writer's."""
-    sys.path.insert(0, str(GOLDEN_DIR.parent))
-    import hyperprior_pin
+    import hyperprior_pin  # tests/golden/, on the path since the module's start
 
     blob = frame.read_bytes()
     header = container.read_header(blob)
@@ -473,8 +474,7 @@ def test_pinned_frame_with_a_residual_layer_decodes_here():
     """A frame with a residual layer (quality 5, step 9), written like the others: its checksum covers
     the layer's symbols, and the pixels lie within half a step of the image (plus the level the
     float synthesis may move on another machine)."""
-    sys.path.insert(0, str(GOLDEN_DIR.parent))
-    import hyperprior_pin
+    import hyperprior_pin  # tests/golden/, on the path since the module's start
 
     blob = GOLDEN_RESIDUAL.read_bytes()
     params = container.read_header(blob).params

@@ -49,6 +49,11 @@ def machine(device: str, threads: int) -> str:
     return where + f", torch threads {threads}"
 
 
+def run_folder(out: str | Path, workdir: str | Path | None) -> Path:
+    """A run's work folder: ``workdir`` if given, else the model file ``out`` with suffix .run."""
+    return Path(workdir) if workdir else Path(out).with_suffix(".run")
+
+
 def open_run(out: str | Path, workdir: str | Path | None, setup: dict[str, Any], resume: bool, threads: int,
              defaults: dict[str, dict[str, Any]] | None = None) -> tuple[Path, Path]:
     """Start (or, with ``resume``, continue) a run: refuse a model path the card would overwrite, set
@@ -60,7 +65,7 @@ def open_run(out: str | Path, workdir: str | Path | None, setup: dict[str, Any],
     if out.with_suffix(".json") == out:  # refused before any work: the card would overwrite the model
         raise ValueError(f"{out}: a model file cannot end in .json (its model card is written beside it as .json)")
     torch.set_num_threads(threads)
-    workdir = Path(workdir) if workdir else out.with_suffix(".run")
+    workdir = run_folder(out, workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     setup_path = workdir / "setup.json"
     if resume and setup_path.exists():

@@ -22,7 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 TINY_PATH = HERE / "hyperprior" / "tiny.safetensors"
 TINY_CB_PATH = HERE / "hyperprior" / "tiny-cb.safetensors"
-LAMBDAS = (0.004, 0.016, 0.064)
+#: HyperpriorConfig fields of the plain model (the other adds context="checkerboard")
+CONFIG = dict(N=16, M=32, lambdas=(0.004, 0.016, 0.064))
 STEPS = 600
 
 
@@ -63,5 +64,5 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     for context, path in (("none", TINY_PATH), ("checkerboard", TINY_CB_PATH)):
-        train(HyperpriorConfig(N=16, M=32, lambdas=LAMBDAS, context=context), path, photo)
+        train(HyperpriorConfig(**CONFIG, context=context), path, photo)
         print(path, path.stat().st_size, "bytes")
