@@ -97,9 +97,11 @@ def unpack_escapes(data: bytes, limit: int = 1 << 30) -> np.ndarray:
     return np.asarray(values, np.int64)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+def _psnr(a: np.ndarray, b: np.ndarray, rows: int = 256) -> float:
+    """PSNR of two uint8 images of one shape: integer squared errors summed a band of rows at a time."""
+    sse = sum(int(np.square(a[i : i + rows].astype(np.int32) - b[i : i + rows], dtype=np.int64).sum())
+              for i in range(0, a.shape[0], rows))
+    return math.inf if sse == 0 else 10 * math.log10(255.0**2 * a.size / sse)
 
 
 RESIDUAL_CLASSES = 8  # activity classes of the residual layer's contexts
@@ -181,7 +183,7 @@ class _Coder:
             return self._points[q]
         a = self.analysis
         sym, y_sym, means = a.at(q, refine=refine)
-        stream, ideal = driver.encode(self.model, sym)
+        stream, ideal = driver.encode(self.model, sym, params=self.model.parallel(sym, a.tables))
         t = _Trial(q, sym, y_sym, means, activity(a.tables), pack_escapes(a.escapes), stream, ideal, a.clamped,
                    refined=refine)
         if float(q).is_integer() and not refine:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import asdict, dataclass, fields
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from torch import nn
 
 from ..exact.conv import ExactConv2d, QuantConv2d
 from ..exact.quant import QFormat, fake_quant, round_ste
+from .tiling import Tile, tiled, tiles
 
 __all__ = ["HyperpriorConfig", "Hyperprior", "ExactHyperprior", "scale_table"]
 
@@ -301,6 +303,16 @@ FLOAT_PARTS = ("g_a", "g_s", "h_a")  # stored as float16 parameters: they move p
 ENCODER_PARTS = ("g_a", "h_a")  # what only the encoder runs (a decode-only model leaves them out)
 EXACT_LAYERS = ("l1", "l2", "l3")
 CTX_LAYERS = ("c", "e1", "e2")
+# The image transforms run in overlapping tiles on a large image (:mod:`.tiling`), so coding a photo
+# of any size needs the memory of about one megapixel. Each margin covers its transform's receptive
+# field (g_s: a pixel depends on latents less than 2 away from its own; g_a: a latent on pixels
+# within 30), so the tiles give the untiled result up to float summation order; an image of at
+# most 1024 x 1024 runs whole. The exact layers (h_s, the context) run in tiles too: their sums are
+# exact, so their tiles give the untiled integers bit for bit (h_s: a latent depends on hyper-latents
+# less than 2 away from its own; the context: on latents within 2).
+SYNTH_TILE, SYNTH_MARGIN = 64, 2  # in latents (16 pixels)
+ANALYSIS_TILE, ANALYSIS_MARGIN = 1024, 32  # in pixels
+EXACT_TILE, EXACT_MARGIN = 64, 2  # in latents; h_s's margin in hyper-latents (4 latents)
 
 
 def _id_view(t: torch.Tensor) -> torch.Tensor:
@@ -463,7 +475,7 @@ class ExactHyperprior:
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(t[f"{part}.{k}"].float())
-            module.eval()
+            module.eval().requires_grad_(False)  # refinement differentiates the input alone
         # the image transforms in channels-last layout: about 30 % faster on CPUs (oneDNN); float
         # parts, so their layout moves no bit of the stream
         self.g_a = None if self.decode_only else float_parts["g_a"].to(memory_format=torch.channels_last)
@@ -666,9 +678,15 @@ class ExactHyperprior:
         zf = (z_sym.astype(np.float32) + self.medians[:, None, None]) * np.float32(2**cfg.z_frac_bits)
         zf = np.clip(np.round(zf), -cfg.z_max, cfg.z_max)
         x = torch.from_numpy(zf.astype(np.float64))[None]
+        h_s, M2 = self.h_s, 2 * cfg.M
+
+        def run(z: torch.Tensor) -> torch.Tensor:
+            mid = h_s["l2"](h_s["l1"](z))
+            return torch.cat([h_s["l3"](mid), mid], dim=1)
+
         with torch.no_grad():
-            mid = self.h_s["l2"](self.h_s["l1"](x))
-            acc = self.h_s["l3"](mid)
+            out = tiled(run, x, EXACT_TILE // 4, EXACT_MARGIN, 4)
+        acc, mid = out[:, :M2], out[:, M2:]
         return (*self._tables_of(acc), acc, mid)
 
     def _tables_of(self, acc: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -689,9 +707,13 @@ class ExactHyperprior:
         first = anchors(values.shape[1], values.shape[2])[0].numpy() > 0
         y = np.where(first, values * 2**cfg.mean_frac_bits + means, 0)
         y = torch.from_numpy(np.clip(y, -cfg.ctx_max, cfg.ctx_max).astype(np.float64))[None]
+        ctx = self.ctx
+
+        def run(t: torch.Tensor) -> torch.Tensor:
+            return ctx["e2"](ctx["e1"](torch.cat([t[:, cfg.M:], ctx["c"](t[:, :cfg.M])], dim=1)))
+
         with torch.no_grad():
-            e = self.ctx["e1"](torch.cat([mid, self.ctx["c"](y)], dim=1))
-            return self._tables_of(acc + self.ctx["e2"](e))
+            return self._tables_of(acc + tiled(run, torch.cat([y, mid], dim=1), EXACT_TILE, EXACT_MARGIN))
 
     def tables(self, z_sym: np.ndarray) -> _Tables:
         return _Tables(self, z_sym)
@@ -720,14 +742,13 @@ class ExactHyperprior:
             tables.known(perm, values, over)
         return tables
 
-    def _latent_rows(self, symbols: np.ndarray) -> np.ndarray:
-        """The latents' table rows in coding order, from a whole symbol array."""
-        tables = self.complete_tables(symbols)
-        return np.concatenate([tables.rows(perm) for perm in tables.perms])
-
     # -- the contract -----------------------------------------------------------------------------
-    def parallel(self, symbols: np.ndarray):
-        rows = np.concatenate([self.z_rows(symbols.shape), self._latent_rows(symbols)])
+    def parallel(self, symbols: np.ndarray, tables: _Tables | None = None):
+        """The encoder's pass. tables: these symbols' tables where the encoder just computed them
+        (:attr:`Analysis.tables`, built phase by phase as the decoder builds them); default:
+        computed here from the symbols."""
+        tables = self.complete_tables(symbols) if tables is None else tables
+        rows = np.concatenate([self.z_rows(symbols.shape), *(tables.rows(perm) for perm in tables.perms)])
         return lambda idx: rows[idx]
 
     def session(self, shape):
@@ -784,10 +805,17 @@ class ExactHyperprior:
             raise ValueError(f"{n_over} overflow symbols, {escapes.size} escaped values that fit them")
         return self._pixels(y.reshape(tables.means.shape), tables.means, quality, height, width)
 
+    @staticmethod
+    def synthesis_tiles(height: int, width: int) -> list[Tile]:
+        """The tiles g_s runs in over latents of height x width (one: the whole)."""
+        return tiles(height, width, SYNTH_TILE, SYNTH_MARGIN)
+
+    @torch.no_grad()
     def _pixels(self, y_sym, means, quality, height, width) -> np.ndarray:
         y_hat = torch.from_numpy((y_sym.astype(np.float32) + means.astype(np.float32) / 2**self.cfg.mean_frac_bits))
         _, igain = self.gains(quality)
-        x = self.g_s((y_hat[None] * igain).contiguous(memory_format=torch.channels_last))[0, :, :height, :width]
+        y_in = (y_hat[None] * igain).contiguous(memory_format=torch.channels_last)
+        x = tiled(self.g_s, y_in, SYNTH_TILE, SYNTH_MARGIN, 16)[0, :, :height, :width]
         return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
@@ -807,7 +835,8 @@ class Analysis:
         if (ph, pw) != (self.height, self.width):  # pad by edge replication; the decoder crops
             x = torch.nn.functional.pad(x, (0, pw - self.width, 0, ph - self.height), mode="replicate")
         with torch.no_grad():
-            self.y = model.g_a(x.contiguous(memory_format=torch.channels_last)).contiguous()
+            x = x.contiguous(memory_format=torch.channels_last)
+            self.y = tiled(model.g_a, x, ANALYSIS_TILE, ANALYSIS_MARGIN, Fraction(1, 16)).contiguous()
 
     @torch.no_grad()
     def at(self, quality: float, refine: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -16,7 +16,9 @@ the run; distortion (the synthesis in bfloat16 where the CPU has it, :func:`fast
 rounded file is. Adam on every latent; with a checkerboard context, the second half's tables are
 then recomputed exactly from the refined first half (rounded, now fixed) and the second half gets
 more steps under them. The noise comes from a seeded generator: the same image and settings give
-the same file. Steps and step sizes per effort (:data:`SCHEDULES`) were chosen on the six photos
+the same file. On an image larger than one synthesis tile the distortion is taken a tile at a
+time (:class:`_TiledMSE`), each tile's graph freed before the next, so memory stays that of one
+tile. Steps and step sizes per effort (:data:`SCHEDULES`) were chosen on the six photos
 ``corpora/train`` holds out (never Kodak).
 
 Example::
@@ -93,21 +95,54 @@ def soft_round(r: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tenso
     return fl + w[1]
 
 
+class _TiledMSE(torch.autograd.Function):
+    """The synthesis's mean squared error over an image, differentiable in the latents, computed a
+    tile at a time (:func:`~gencodec.models.tiling.tiles`): each tile's graph is built, run
+    backward and freed in the forward pass, which keeps only the gradient."""
+
+    @staticmethod
+    def forward(ctx, y_hat, synth, x, grid):
+        height, width = x.shape[-2:]
+        grad = torch.zeros_like(y_hat)
+        total = 0.0
+        for t in grid:
+            r0, c0 = 16 * (t.rows.start - t.grown_rows.start), 16 * (t.cols.start - t.grown_cols.start)
+            rows = slice(16 * t.rows.start, min(16 * t.rows.stop, height))
+            cols = slice(16 * t.cols.start, min(16 * t.cols.stop, width))
+            if rows.start >= rows.stop or cols.start >= cols.stop:
+                continue  # a tile of padding alone
+            part = y_hat[:, t.grown_rows, t.grown_cols].detach().requires_grad_(True)
+            with torch.enable_grad():
+                out = synth(part)[..., r0 : r0 + rows.stop - rows.start, c0 : c0 + cols.stop - cols.start]
+                sse = ((out - x[..., rows, cols]) ** 2).sum()
+                sse.backward()
+            grad[:, t.grown_rows, t.grown_cols] += part.grad
+            total += float(sse)
+        n = x.numel()
+        ctx.save_for_backward(grad / n)
+        return y_hat.new_tensor(total / n)
+
+    @staticmethod
+    def backward(ctx, g):
+        (grad,) = ctx.saved_tensors
+        return g * grad, None, None, None
+
+
 def _optimize(y: torch.Tensor, mu: torch.Tensor, scales: torch.Tensor, mask: torch.Tensor | None,
-              synth: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, lam: float, steps: int,
+              distortion: Callable[[torch.Tensor], torch.Tensor], n: int, lam: float, steps: int,
               lr: float, gen: torch.Generator) -> torch.Tensor:
     """Adam on y under the soft-rounded cost; with a mask, only the masked latents move and the
-    others stay at their rounded values."""
+    others stay at their rounded values. distortion: latents -> the image's MSE (differentiable);
+    n: its pixels."""
     y = y.clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
-    n = x.shape[-1] * x.shape[-2]
     fixed = None if mask is None else torch.round(y - mu).detach()
     for t in range(steps):
         tau = TAU_START * (TAU_END / TAU_START) ** (t / max(steps - 1, 1))
         v = soft_round(y - mu, tau, gen)
         if mask is not None:
             v = torch.where(mask, v, fixed)
-        loss = lam * 255**2 * ((synth(v + mu) - x) ** 2).mean() + _bits(v, scales).sum() / n
+        loss = lam * 255**2 * distortion(v + mu) + _bits(v, scales).sum() / n
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -134,10 +169,17 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
 
     dtype = fast_dtype()
 
-    def synth(y_hat: torch.Tensor) -> torch.Tensor:
+    def synth(y_hat: torch.Tensor) -> torch.Tensor:  # latents (M, h, w) -> pixels (1, 3, 16h, 16w)
         with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            out = model.g_s((y_hat[None] * igain).contiguous(memory_format=torch.channels_last))
-        return out[..., :height, :width].float()
+            return model.g_s((y_hat[None] * igain).contiguous(memory_format=torch.channels_last)).float()
+
+    grid = model.synthesis_tiles(y.shape[1], y.shape[2])
+    if len(grid) == 1:
+        def distortion(y_hat: torch.Tensor) -> torch.Tensor:
+            return ((synth(y_hat)[..., :height, :width] - x) ** 2).mean()
+    else:  # a large image: its pixels' graph is held for one tile at a time
+        def distortion(y_hat: torch.Tensor) -> torch.Tensor:
+            return _TiledMSE.apply(y_hat, synth, x, grid)
 
     def params(t) -> tuple[torch.Tensor, torch.Tensor]:
         mu = torch.from_numpy(t.means.astype(np.float32) / np.float32(2**cfg.mean_frac_bits))
@@ -145,13 +187,13 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
 
     with torch.enable_grad():
         mu, scales = params(tables)
-        out = _optimize(torch.from_numpy(np.ascontiguousarray(y, np.float32)), mu, scales, None, synth, x, lam,
-                        sched.steps, sched.lr, gen)
+        y0 = torch.from_numpy(np.ascontiguousarray(y, np.float32))
+        out = _optimize(y0, mu, scales, None, distortion, height * width, lam, sched.steps, sched.lr, gen)
         phases = model.phases(out.shape[1], out.shape[2])
         if second_tables is not None and len(phases) > 1:
             mu, scales = params(second_tables(out.numpy()))
             second = torch.zeros(out.numel(), dtype=torch.bool)
             second[torch.from_numpy(phases[-1])] = True
             second = second.reshape(out.shape)
-            out = _optimize(out, mu, scales, second, synth, x, lam, sched.steps_second, sched.lr, gen)
+            out = _optimize(out, mu, scales, second, distortion, height * width, lam, sched.steps_second, sched.lr, gen)
     return out.numpy()
