@@ -282,7 +282,7 @@ class HyperpriorCodec(NeuralCodec):
     modes = frozenset({"L", "LA", "RGB", "RGBA"})
     rate_control = True  # takes psnr= / bpp= (and frame_size= from the API for bpp)
     MAX_SIDE = 65535
-    default_max_pixels = 1 << 26  # about a minute to decode on two cores
+    default_max_pixels = 1 << 26  # 67 MP: a few minutes and about 9 GB to decode (docs/RELIABILITY.md)
     max_pixels_reason = " that hyperprior decodes by default"
 
     @property

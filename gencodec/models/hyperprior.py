@@ -312,7 +312,7 @@ CTX_LAYERS = ("c", "e1", "e2")
 # less than 2 away from its own; the context: on latents within 2).
 SYNTH_TILE, SYNTH_MARGIN = 64, 2  # in latents (16 pixels)
 ANALYSIS_TILE, ANALYSIS_MARGIN = 1024, 32  # in pixels
-EXACT_TILE, EXACT_MARGIN = 64, 2  # in latents; h_s's margin in hyper-latents (4 latents)
+EXACT_TILE, EXACT_MARGIN = 64, 2  # in latents (h_s: tiles of EXACT_TILE / 4 hyper-latents, margin 2 of them)
 
 
 def _id_view(t: torch.Tensor) -> torch.Tensor:
