@@ -10,8 +10,8 @@ one tile is run whole (the untiled result itself).
 
 Example::
 
-    x_hat = tiled(g_s, y_hat, tile=64, margin=4, scale=16)  # latents (1, M, h, w) -> (1, 3, 16h, 16w)
-    y = tiled(g_a, x, tile=1024, margin=64, scale=Fraction(1, 16))  # pixels -> latents
+    x_hat = tiled(g_s, y_hat, tile=64, margin=2, scale=16)  # latents (1, M, h, w) -> (1, 3, 16h, 16w)
+    y = tiled(g_a, x, tile=1024, margin=32, scale=Fraction(1, 16))  # pixels -> latents
 """
 
 from __future__ import annotations
