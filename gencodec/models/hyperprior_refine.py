@@ -195,5 +195,6 @@ def refine_latents(model: Any, x: torch.Tensor, y: np.ndarray, tables: Any, qual
             second = torch.zeros(out.numel(), dtype=torch.bool)
             second[torch.from_numpy(phases[-1])] = True
             second = second.reshape(out.shape)
-            out = _optimize(out, mu, scales, second, distortion, height * width, lam, sched.steps_second, sched.lr, gen)
+            out = _optimize(out, mu, scales, second, distortion, height * width, lam, sched.steps_second, sched.lr,
+                            gen)
     return out.numpy()

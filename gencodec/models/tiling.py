@@ -1,12 +1,13 @@
-"""Run a fully convolutional float transform over a large image in overlapping tiles, so that its
-peak memory is that of one tile whatever the image's size.
+"""Run a fully convolutional transform over a large image in overlapping tiles, so that its peak
+memory is that of one tile whatever the image's size.
 
 A convolutional stack's output at a position depends only on its inputs within its receptive
 field. Cutting the input into tiles, each grown by a margin at least that field's half-width (or
 clipped at the image's edges, where the untiled stack sees its zero padding too), and keeping each
-tile's core gives the untiled output up to float summation order. The tiles are a function of the
-input's shape alone, so the same input gives the same output on a machine; an input no larger than
-one tile is run whole (the untiled result itself).
+tile's core gives the untiled output up to float summation order (exactly, for integers held in
+float64 with exact sums). The tiles are a function of the input's shape alone, so the same input
+gives the same output on a machine; an input no larger than one tile is run whole (the untiled
+result itself).
 
 Example::
 
@@ -37,7 +38,7 @@ def tiles(height: int, width: int, tile: int, margin: int) -> list[Tile]:
     """The tiles covering an input of height x width, in raster order: a single tile when the input
     fits in one."""
     if tile < 1 or margin < 0:
-        raise ValueError(f"tile {tile} and margin {margin} must be positive")
+        raise ValueError(f"tile {tile} must be positive and margin {margin} not negative")
     if height <= tile and width <= tile:
         return [Tile(slice(0, height), slice(0, width), slice(0, height), slice(0, width))]
 
